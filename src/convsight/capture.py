@@ -1,0 +1,68 @@
+"""Capture the outputs of named layers during a forward pass; hooks are always removed.
+
+>>> with capture(net.module, ["blocks.3", "conv_head"]) as acts:
+...     net(x)
+>>> acts["blocks.3"].shape
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .units import check_layer
+
+
+class StopForward(Exception):
+    """Raised by a capture hook to end a forward pass once the last wanted layer has run."""
+
+
+@contextmanager
+def capture(model: nn.Module, layers: Iterable[str], *, detach: bool = True, clone: bool = True,
+            strict: bool = True, stop: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield a dict filled with each layer's output during forward passes inside the block.
+
+    ``detach=False`` keeps the autograd graph (for gradients w.r.t. the input). ``clone`` copies
+    outputs so that later in-place operations (``ReLU(inplace=True)``) cannot change them; the copy
+    stays differentiable. A module run several times keeps its last output. ``stop=True`` ends the
+    forward pass (silently) once every listed layer has produced its output, saving the rest.
+    ``strict=False`` skips outputs that are not tensors instead of failing.
+    """
+    from .models import as_network
+
+    module = as_network(model).module
+    layers = list(dict.fromkeys(layers))
+    for name in layers:
+        check_layer(module, name)
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+    remaining = set(layers)
+
+    def make_hook(name: str):
+        def hook(_mod: nn.Module, _inp, out) -> None:
+            if not isinstance(out, torch.Tensor):
+                if strict:
+                    raise TypeError(f"layer {name} returns {type(out).__name__}, not a tensor; "
+                                    "pick one of its submodules")
+                return
+            if detach:
+                out = out.detach()
+            acts[name] = out.clone() if clone else out
+            remaining.discard(name)
+            if stop and not remaining:
+                raise StopForward
+        return hook
+
+    try:
+        for name in layers:
+            handles.append(module.get_submodule(name).register_forward_hook(make_hook(name)))
+        try:
+            yield acts
+        except StopForward:
+            pass
+    finally:
+        for h in handles:
+            h.remove()

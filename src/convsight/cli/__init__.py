@@ -1,0 +1,45 @@
+"""The ``convsight`` command: thin argument parsing over the public API.
+
+Each sub-command lives in its own module of this package with a ``register(subparsers)`` function
+that adds its parser and sets ``func``. Modules import heavy libraries inside ``func`` only, so
+``convsight --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+# Sub-command modules, in the order ``convsight --help`` lists them.
+COMMANDS = ["demo", "layers", "filters"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convsight",
+                                     description="See how a convolutional network sees.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import ConvsightError
+
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("default", UserWarning)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"convsight: warning: {msg}\n"
+    try:
+        return int(args.func(args) or 0)
+    except ConvsightError as exc:
+        print(f"convsight: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("convsight: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

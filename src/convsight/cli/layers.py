@@ -1,0 +1,32 @@
+"""``convsight layers``: every layer with its type, output shape and channel count."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_args, network_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("layers", help="list layers with output shapes and channels")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..units import layer_table
+
+    net = network_from_args(args)
+    rows = layer_table(net)
+    header = ["layer", "type", "output shape", "channels"]
+    table = []
+    for r in rows:
+        shape = "x".join(map(str, r.shape)) if r.shape else "-"
+        cells = [r.name, r.type, shape, str(r.channels or "-")]
+        table.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in table)) for i, h in enumerate(header)]
+    print(f"{net.name}, input {net.input_size[0]}x{net.input_size[1]}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for cells in table:
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
+    return 0

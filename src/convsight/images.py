@@ -1,0 +1,165 @@
+"""Reading images of any mode into RGB, and turning them into network input.
+
+``load_image`` accepts a path, a PIL image or a NumPy array and returns an 8-bit RGB PIL image:
+EXIF rotation applied; grayscale, palette, CMYK and 16-bit/float images converted; transparency
+composited on white. Unreadable, truncated and over-large files raise ``ImageError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps
+
+from .errors import ImageError
+
+# Pillow's own decompression-bomb limit (about 179 megapixels) is kept; beyond it we refuse.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm", ".pbm", ".jfif"}
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # CHW -> HWC
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise ImageError(f"cannot use an array of shape {a.shape} as an image: expected (H, W), "
+                         "(H, W, 3) or (H, W, 4)")
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.uint16:
+        a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
+    elif a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ImageError("image array holds NaN or infinite values")
+        if a.min() < 0 or a.max() > 1:  # floats outside [0, 1]: stretch to the full range
+            a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+        a = (a * 255).round().astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.integer):
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(f"cannot use an array of dtype {a.dtype} as an image")
+    return Image.fromarray(a)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16"):
+            a = a / 257.0
+        elif a.max() > 255 or a.min() < 0:
+            hi = 65535.0 if a.max() <= 65535 and a.min() >= 0 else float(a.max() - a.min()) or 1.0
+            a = (a - (a.min() if hi != 65535.0 else 0)) / hi * 255.0
+        elif im.mode == "F" and a.max() <= 1.0:
+            a = a * 255.0
+        im = Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im.convert("RGBA"))
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return im
+
+
+def load_image(source: Any) -> Image.Image:
+    """A path, PIL image or NumPy array -> RGB PIL image (see the module docstring)."""
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source) or source)
+    if isinstance(source, np.ndarray):
+        return _to_rgb(_from_array(source))
+    if isinstance(source, torch.Tensor):
+        return _to_rgb(_from_array(source.detach().cpu().numpy()))
+    if not isinstance(source, (str, Path)):
+        raise ImageError(f"cannot read an image from a {type(source).__name__}: pass a file path, "
+                         "a PIL image or a NumPy array")
+    path = Path(source)
+    if not path.exists():
+        raise ImageError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ImageError(f"{path}: {im.width}x{im.height} pixels is more than the "
+                                     f"{MAX_PIXELS:,} allowed")
+                previous = ImageFile.LOAD_TRUNCATED_IMAGES
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+                try:
+                    im.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = previous
+                im = ImageOps.exif_transpose(im) or im
+                return _to_rgb(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: image too large ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image Pillow can read (JPEG, PNG, TIFF, BMP, "
+                         "GIF, WebP...)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read the image, it may be truncated or corrupt "
+                         f"({exc})") from None
+
+
+def resize_center_crop(im: Image.Image, size: tuple[int, int], ratio: float = 256 / 224) -> Image.Image:
+    """Scale so the crop of ``size`` takes 1/ratio of the shorter side, then crop the centre."""
+    h, w = size
+    scale = max(h, w) * ratio / min(im.width, im.height)
+    new_w, new_h = max(w, round(im.width * scale)), max(h, round(im.height * scale))
+    im = im.resize((new_w, new_h), Image.BICUBIC)
+    left, top = (new_w - w) // 2, (new_h - h) // 2
+    return im.crop((left, top, left + w, top + h))
+
+
+def to_tensor(im: Image.Image, size: tuple[int, int] | None = None,
+              ratio: float = 256 / 224) -> torch.Tensor:
+    """RGB PIL image -> float tensor (3, H, W) in [0, 1], resized and centre-cropped to ``size``."""
+    if size is not None:
+        im = resize_center_crop(im, size, ratio)
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """Tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> PIL image (clipped)."""
+    if x.dim() == 4:
+        x = x[0]
+    a = (x.detach().float().clamp(0, 1).cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(a)
+
+
+SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")
+
+
+def sample_images() -> dict[str, Image.Image]:
+    """Real photos shipped inside scikit-image: a cat (chelsea), coffee, astronaut, rocket, motorcycle."""
+    from skimage import data
+
+    loaders = {"chelsea": data.chelsea, "coffee": data.coffee, "astronaut": data.astronaut,
+               "rocket": data.rocket, "motorcycle": lambda: data.stereo_motorcycle()[0]}
+    return {name: load_image(loaders[name]()) for name in SAMPLE_PHOTOS}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted), by suffix."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"not a folder: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,108 @@
+"""Tensors and arrays -> pictures: grids of tiles, colour maps, PNG files.
+
+Algorithms return data; everything that draws lives here (and in the CLI, web and report).
+Images are float arrays in [0, 1] shaped (H, W, 3) or (H, W) unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+
+def to_numpy_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(3, H, W) / (1, 3, H, W) tensor or (H, W[, 3]) array -> float (H, W[, 3]) array."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu()
+        if x.dim() == 4:
+            x = x[0]
+        if x.dim() == 3 and x.shape[0] in (1, 3):
+            x = x.permute(1, 2, 0)
+        x = x.numpy()
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    return x
+
+
+def upscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling, so that small filters stay readable."""
+    if factor <= 1:
+        return img
+    return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
+
+
+def symmetric_scale(x: np.ndarray) -> np.ndarray:
+    """Map values to [0, 1] with 0 -> 0.5, scaled by the largest |value| (so colour means sign)."""
+    m = float(np.abs(x).max())
+    return np.full_like(x, 0.5) if m == 0 else 0.5 + 0.5 * x / m
+
+
+def minmax_scale(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return np.zeros_like(x) if hi <= lo else (x - lo) / (hi - lo)
+
+
+def grid(tiles: Sequence[np.ndarray], ncols: int | None = None, pad: int = 2,
+         background: float = 1.0) -> np.ndarray:
+    """Lay equally sized tiles (H, W[, 3]) out in a grid with ``pad`` pixels between them."""
+    if not tiles:
+        raise ValueError("grid needs at least one tile")
+    tiles = [np.asarray(t, dtype=np.float32) for t in tiles]
+    rgb = any(t.ndim == 3 for t in tiles)
+    tiles = [np.repeat(t[..., None], 3, axis=2) if rgb and t.ndim == 2 else t for t in tiles]
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    n = len(tiles)
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    shape = (nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad) + ((3,) if rgb else ())
+    out = np.full(shape, background, dtype=np.float32)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        out[y:y + t.shape[0], x:x + t.shape[1]] = t
+    return out
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def save_png(img: np.ndarray | Image.Image, path: str | Path) -> Path:
+    """Save a float image in [0, 1] (or a PIL image) as PNG, creating folders as needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(to_uint8(img))
+    pil.save(path)
+    return path
+
+
+def font(size: int = 12) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # older Pillow
+        return ImageFont.load_default()
+
+
+def label(img: np.ndarray, text: str, height: int = 16, size: int = 12) -> np.ndarray:
+    """Add a caption strip above an image."""
+    pil = Image.fromarray(to_uint8(img if img.ndim == 3 else np.repeat(img[..., None], 3, 2)))
+    out = Image.new("RGB", (pil.width, pil.height + height), "white")
+    out.paste(pil, (0, height))
+    ImageDraw.Draw(out).text((2, 1), text, fill="black", font=font(size))
+    return np.asarray(out, dtype=np.float32) / 255.0
+
+
+def diverging(x: np.ndarray) -> np.ndarray:
+    """Signed (H, W) map -> RGB: blue for negative, white for 0, red for positive."""
+    s = symmetric_scale(x) * 2 - 1  # [-1, 1]
+    pos, neg = np.clip(s, 0, 1), np.clip(-s, 0, 1)
+    r = 1 - neg
+    g = 1 - pos - neg
+    b = 1 - pos
+    return np.stack([r, np.clip(g, 0, 1), b], axis=-1)

@@ -1,0 +1,199 @@
+"""One ``Target`` type for attribution, activation maximisation and mining.
+
+A target maps a forward pass to one number per image. Kinds, written the same everywhere:
+
+- ``class:281``: the unnormalised class score (logit)
+- ``prob:281``: the softmax probability of the class
+- ``LAYER:C``: channel C of a layer, averaged over positions
+- ``LAYER:C@Y,X``: one neuron
+
+Targets compose: ``parse_target("class:281") + 0.5 * parse_target("blocks.5:3")``, or the text
+``"class:281 + 0.5*blocks.5:3"``. A target declares the layers it needs, so only those are hooked.
+
+>>> t = parse_target("blocks.5:3@2,2")
+>>> values = evaluate(net, x, t)       # shape (N,), differentiable w.r.t. x
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .capture import capture
+from .errors import UnitError
+from .units import Unit, check_unit, parse_unit
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    index: int
+
+    def __str__(self) -> str:
+        return f"class:{self.index}"
+
+
+@dataclass(frozen=True)
+class ClassProb:
+    index: int
+
+    def __str__(self) -> str:
+        return f"prob:{self.index}"
+
+
+Term = Union[ClassScore, ClassProb, Unit]
+
+
+def _term_value(term: Term, acts: dict[str, torch.Tensor], logits: torch.Tensor | None) -> torch.Tensor:
+    if isinstance(term, (ClassScore, ClassProb)):
+        if logits is None or logits.dim() != 2:
+            raise UnitError(f"target {term} needs the model to output class scores (N, classes)")
+        if not 0 <= term.index < logits.shape[1]:
+            raise UnitError(f"class {term.index} is out of range: valid classes are "
+                            f"0..{logits.shape[1] - 1}")
+        if isinstance(term, ClassScore):
+            return logits[:, term.index]
+        return F.softmax(logits, dim=1)[:, term.index]
+    act = acts[term.layer]
+    check_unit(term, tuple(act.shape[1:]))
+    if term.is_neuron:
+        return act[:, term.channel, term.y, term.x]
+    a = act[:, term.channel]
+    return a.flatten(1).mean(1) if a.dim() > 1 else a
+
+
+class Target:
+    """A weighted sum of terms (class score, class probability, channel, neuron)."""
+
+    def __init__(self, terms: Sequence[tuple[float, Term]]) -> None:
+        if not terms:
+            raise UnitError("a target needs at least one term")
+        self.terms = tuple((float(w), t) for w, t in terms)
+
+    @classmethod
+    def of(cls, term: Term) -> "Target":
+        return cls([(1.0, term)])
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Layers whose outputs the target reads (the model output is always available)."""
+        return tuple(dict.fromkeys(t.layer for _, t in self.terms if isinstance(t, Unit)))
+
+    @property
+    def units(self) -> tuple[Unit, ...]:
+        return tuple(t for _, t in self.terms if isinstance(t, Unit))
+
+    def __call__(self, acts: dict[str, torch.Tensor], logits: torch.Tensor | None) -> torch.Tensor:
+        """One value per image from captured layer outputs and the model output."""
+        total = None
+        for weight, term in self.terms:
+            v = _term_value(term, acts, logits) * weight
+            total = v if total is None else total + v
+        return total
+
+    def __add__(self, other: "Target") -> "Target":
+        other = parse_target(other)
+        return Target(self.terms + other.terms)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: "Target") -> "Target":
+        return self + (-1.0) * parse_target(other)
+
+    def __mul__(self, k: float) -> "Target":
+        if not isinstance(k, (int, float)):
+            return NotImplemented
+        return Target([(w * k, t) for w, t in self.terms])
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "Target":
+        return self * -1.0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Target) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        return hash(self.terms)
+
+    def __str__(self) -> str:
+        text = ""
+        for w, t in self.terms:
+            sign = "-" if w < 0 else "+"
+            body = str(t) if abs(w) == 1.0 else f"{abs(w):g}*{t}"
+            text = (f"{text} {sign} {body}" if text else ("-" + body if w < 0 else body))
+        return text
+
+    def __repr__(self) -> str:
+        return f"Target({str(self)!r})"
+
+
+def _parse_term(text: str) -> Term:
+    kind, _, rest = text.partition(":")
+    if kind in ("class", "prob"):
+        if not re.fullmatch(r"\s*\d+\s*", rest):
+            raise UnitError(f"cannot read target {text!r}: write {kind}:INDEX, e.g. {kind}:281")
+        return ClassScore(int(rest)) if kind == "class" else ClassProb(int(rest))
+    try:
+        return parse_unit(text)
+    except UnitError:
+        raise UnitError(f"cannot read target {text!r}: write class:N, prob:N, LAYER:C or "
+                        "LAYER:C@Y,X (sums like 'class:1 + 0.5*blocks.5:3' also work)") from None
+
+
+def parse_target(spec: "str | int | Target | Unit | ClassScore | ClassProb") -> Target:
+    """Text, a class index, a ``Unit`` or a ``Target`` -> ``Target``."""
+    if isinstance(spec, Target):
+        return spec
+    if isinstance(spec, bool):
+        raise UnitError(f"cannot use {spec!r} as a target")
+    if isinstance(spec, int):
+        return Target.of(ClassScore(spec))
+    if isinstance(spec, (Unit, ClassScore, ClassProb)):
+        return Target.of(spec)
+    if not isinstance(spec, str):
+        raise UnitError(f"cannot use a {type(spec).__name__} as a target: write class:N, prob:N, "
+                        "LAYER:C or LAYER:C@Y,X")
+    terms = []
+    tokens = re.split(r"([+-])", spec.replace(" ", ""))
+    sign = 1.0
+    for tok in tokens:
+        if tok in ("+", "-"):
+            sign = -sign if tok == "-" else sign
+            continue
+        if not tok:
+            continue
+        m = re.fullmatch(r"(\d+(?:\.\d*)?(?:[eE]\d+)?|\.\d+)\*(.+)", tok)
+        weight, body = (float(m.group(1)), m.group(2)) if m else (1.0, tok)
+        terms.append((sign * weight, _parse_term(body)))
+        sign = 1.0
+    if not terms:
+        raise UnitError(f"cannot read target {spec!r}: write class:N, prob:N, LAYER:C or LAYER:C@Y,X")
+    return Target(terms)
+
+
+def evaluate(model, x: torch.Tensor, target: "Target | Sequence[Target] | str",
+             detach: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model on ``x`` and return (target value per image, model output).
+
+    ``target`` is one target for every image or a list with one target per image. Only the layers
+    the targets read are hooked, and the hooks are removed afterwards.
+    """
+    from .models import as_network
+
+    net = as_network(model)
+    per_image = isinstance(target, (list, tuple))
+    targets = [parse_target(t) for t in target] if per_image else [parse_target(target)]
+    if per_image and len(targets) != x.shape[0]:
+        raise UnitError(f"got {len(targets)} targets for a batch of {x.shape[0]} images")
+    layers = list(dict.fromkeys(l for t in targets for l in t.layers))
+    with capture(net.module, layers, detach=detach) as acts:
+        logits = net.module(x)
+    if not per_image:
+        return targets[0](acts, logits), logits
+    values = [t({k: v[i:i + 1] for k, v in acts.items()}, logits[i:i + 1])
+              for i, t in enumerate(targets)]
+    return torch.cat(values), logits
