@@ -18,9 +18,10 @@ from .tinynets import tiny_net
 from .untouched import untouched
 
 
-def _failing_forward(net):
-    with capture(net.module, ["conv2"]) as acts:
-        net.module(torch.zeros(1, 5, 32, 32))  # wrong channel count: forward fails
+def _failing_forward(model):
+    module = convsight.as_network(model).module
+    with capture(module, ["conv2"]):
+        module(torch.zeros(1, 5, 32, 32))  # wrong channel count: forward fails
 
 
 def _filters(net):

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterable, Iterator
 
 import torch
@@ -16,20 +16,39 @@ from torch import nn
 from .units import check_layer
 
 
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with every submodule in eval mode, then restore each one's own mode.
+
+    Forward passes in train mode would update BatchNorm statistics (changing the user's model)
+    and make dropout random; convsight never wants either.
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 class StopForward(Exception):
     """Raised by a capture hook to end a forward pass once the last wanted layer has run."""
 
 
 @contextmanager
 def capture(model: nn.Module, layers: Iterable[str], *, detach: bool = True, clone: bool = True,
-            strict: bool = True, stop: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+            strict: bool = True, stop: bool = False, eval: bool = True
+            ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield a dict filled with each layer's output during forward passes inside the block.
 
     ``detach=False`` keeps the autograd graph (for gradients w.r.t. the input). ``clone`` copies
     outputs so that later in-place operations (``ReLU(inplace=True)``) cannot change them; the copy
     stays differentiable. A module run several times keeps its last output. ``stop=True`` ends the
     forward pass (silently) once every listed layer has produced its output, saving the rest.
-    ``strict=False`` skips outputs that are not tensors instead of failing.
+    ``strict=False`` skips outputs that are not tensors instead of failing. With ``eval=True``
+    (default) the model runs in eval mode inside the block (see ``eval_mode``); each module's own
+    train/eval mode is restored afterwards.
     """
     from .models import as_network
 
@@ -59,10 +78,11 @@ def capture(model: nn.Module, layers: Iterable[str], *, detach: bool = True, clo
     try:
         for name in layers:
             handles.append(module.get_submodule(name).register_forward_hook(make_hook(name)))
-        try:
-            yield acts
-        except StopForward:
-            pass
+        with eval_mode(module) if eval else nullcontext():
+            try:
+                yield acts
+            except StopForward:
+                pass
     finally:
         for h in handles:
             h.remove()

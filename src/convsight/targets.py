@@ -160,6 +160,8 @@ def parse_target(spec: "str | int | Target | Unit | ClassScore | ClassProb") -> 
     terms = []
     tokens = re.split(r"([+-])", spec.replace(" ", ""))
     sign = 1.0
+    if tokens and tokens[-1] == "" and len(tokens) > 1:
+        raise UnitError(f"cannot read target {spec!r}: it ends with an operator")
     for tok in tokens:
         if tok in ("+", "-"):
             sign = -sign if tok == "-" else sign

@@ -1,0 +1,141 @@
+"""Weight images: what the first layer's filters and a fully connected first layer look for.
+
+- First conv layer (3 input channels): one RGB tile per filter. Values are scaled symmetrically
+  around 0 (grey = 0), so colour means sign: a red tile is a filter that adds red.
+- Later conv layers: one grayscale tile per (filter, input channel), a row per filter.
+- A Linear layer fed by an image: each hidden unit's weights reshaped to the input image.
+
+>>> img = filter_grid(convsight.load_model())          # the stem's 32 filters, 3x3, upscaled
+>>> convsight.render.save_png(img, "filters.png")
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UnitError
+from .models import as_network
+from .render import grid, symmetric_scale, upscale
+from .units import check_layer
+
+MIN_TILE = 48  # upscale small kernels until a tile is at least this many pixels wide
+
+
+def first_conv_layer(model) -> str:
+    """Name of the first ``nn.Conv2d`` in module order."""
+    for name, m in as_network(model).module.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return name
+    raise UnitError("the model has no nn.Conv2d layer; pass a Conv2d or Linear layer name")
+
+
+def _weight_layers(model) -> list[str]:
+    return [n for n, m in as_network(model).module.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def weight_kind(model, layer: str) -> str:
+    """How a layer's units are drawn: "rgb" (3 inputs), "gray" (1 input) or "stack" (more)."""
+    mod = as_network(model).module.get_submodule(layer)
+    if isinstance(mod, nn.Linear):
+        return "rgb" if mod.in_features % 3 == 0 and _linear_shape(model, mod)[0] == 3 else "gray"
+    per_group = mod.in_channels // mod.groups
+    return "rgb" if per_group == 3 else "gray" if per_group == 1 else "stack"
+
+
+def _linear_shape(model, mod: nn.Linear, input_shape: Sequence[int] | None = None) -> tuple[int, ...]:
+    net = as_network(model)
+    shape = tuple(input_shape) if input_shape else (len(net.mean), *net.input_size)
+    if int(np.prod(shape)) != mod.in_features and not input_shape:
+        side = int(round(np.sqrt(mod.in_features)))
+        if side * side == mod.in_features:  # e.g. a 25x25 grayscale face network
+            shape = (1, side, side)
+    return shape
+
+
+def weight_images(model, layer: str | None = None, input_shape: Sequence[int] | None = None,
+                  units: Sequence[int] | None = None, per_unit_scale: bool = True
+                  ) -> list[np.ndarray]:
+    """One float image in [0, 1] per unit of ``layer`` (default: the first conv layer).
+
+    Conv2d with 3 inputs per group: (kh, kw, 3) RGB tiles; with 1 input (depthwise): (kh, kw)
+    grayscale; otherwise (I, kh, kw) stacks, one grayscale tile per input channel. Linear: each
+    unit's weights reshaped to ``input_shape`` (C, H, W), by default the network's input (or a
+    square grayscale image when the input count is a square). ``units`` picks units (default
+    all). Scaling is symmetric around 0 (grey = 0), per unit unless ``per_unit_scale=False``
+    (then one scale for the whole layer, so tiles compare in magnitude).
+    """
+    net = as_network(model)
+    layer = layer or first_conv_layer(net)
+    check_layer(net, layer)
+    mod = net.module.get_submodule(layer)
+    if not isinstance(mod, (nn.Conv2d, nn.Linear)):
+        options = ", ".join(_weight_layers(net)[:8])
+        raise UnitError(f"layer {layer} is a {type(mod).__name__}; weight images need an nn.Conv2d "
+                        f"or nn.Linear layer, such as {options}")
+    w = mod.weight.detach().float().cpu()
+    n_units = w.shape[0]
+    units = list(range(n_units)) if units is None else list(units)
+    for u in units:
+        if not 0 <= u < n_units:
+            raise UnitError(f"unit {u} is out of range for layer {layer}: valid units are "
+                            f"0..{n_units - 1}")
+    if isinstance(mod, nn.Linear):
+        shape = _linear_shape(net, mod, input_shape)
+        if int(np.prod(shape)) != w.shape[1]:
+            raise UnitError(f"layer {layer} takes {w.shape[1]} inputs, which cannot be shown as "
+                            f"an image of shape {shape}; pass input_shape=(C, H, W) with "
+                            f"C*H*W = {w.shape[1]}")
+        w = w.reshape(n_units, *shape)
+    w = w[units].numpy()
+    if not per_unit_scale:
+        w = w / max(float(np.abs(w).max()), 1e-12)
+    kind = "rgb" if w.shape[1] == 3 and (isinstance(mod, nn.Linear) or
+                                         mod.in_channels // mod.groups == 3) else \
+        "gray" if w.shape[1] == 1 else "stack"
+    images = []
+    for wu in w:
+        wu = symmetric_scale(wu) if per_unit_scale else 0.5 + 0.5 * wu
+        images.append(np.transpose(wu, (1, 2, 0)) if kind == "rgb" else
+                      wu[0] if kind == "gray" else wu)
+    return images
+
+
+def filter_grid(model, layer: str | None = None, input_shape: Sequence[int] | None = None,
+                units: Sequence[int] | None = None, max_units: int = 64, max_inputs: int = 32,
+                ncols: int | None = None, scale: int | None = None,
+                per_unit_scale: bool = True) -> np.ndarray:
+    """All of ``weight_images`` laid out as one picture (float (H, W[, 3]) in [0, 1]).
+
+    RGB and grayscale tiles form a square-ish grid; stacks form one row per unit with a tile per
+    input channel (at most ``max_units`` rows and ``max_inputs`` columns). Small kernels are
+    upscaled with nearest neighbour (``scale``, default: to at least 48 px).
+    """
+    net = as_network(model)
+    layer = layer or first_conv_layer(net)
+    images = weight_images(net, layer, input_shape, units, per_unit_scale)
+    if units is None:
+        images = images[:max_units] if weight_kind(net, layer) == "stack" else images
+    if weight_kind(net, layer) == "stack":
+        h, w = images[0].shape[1:]
+        factor = scale or max(1, -(-MIN_TILE // 2 // max(h, w)))
+        rows = [grid([upscale(t, factor) for t in stack[:max_inputs]],
+                     ncols=min(len(stack), max_inputs), pad=1, background=1.0) for stack in images]
+        return grid(rows, ncols=1, pad=3, background=1.0)
+    h, w = images[0].shape[:2]
+    factor = scale or max(1, -(-MIN_TILE // max(h, w)))
+    tiles = [upscale(t, factor) for t in images]
+    return grid(tiles, ncols=ncols, pad=max(2, factor // 3), background=1.0)
+
+
+def get_weight(model, layer: str) -> torch.Tensor:
+    net = as_network(model)
+    check_layer(net, layer)
+    mod = net.module.get_submodule(layer)
+    if not isinstance(getattr(mod, "weight", None), torch.Tensor):
+        raise UnitError(f"layer {layer} ({type(mod).__name__}) has no weight tensor")
+    return mod.weight.detach()

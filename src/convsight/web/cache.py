@@ -1,0 +1,97 @@
+"""A disk cache of rendered pictures that several requests (and servers) can share safely.
+
+Each entry is computed once: a per-key lock makes concurrent requests for the same key wait for
+the first one instead of computing it again, and the bytes land under their final name with
+``os.replace`` from a temporary file in the same folder, so a reader never sees half a file (also
+when two processes share the folder).
+
+>>> cache = DiskCache("/tmp/cs-cache")
+>>> cache.get_or_make("unit/blocks.5/3.jpg", lambda: b"...")
+b'...'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a temporary file in the same folder, then ``os.replace`` it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class DiskCache:
+    """Bytes by key in a folder; keys are free text, mapped to safe file names."""
+
+    def __init__(self, root: str | Path, memory_items: int = 512) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._memory: dict[str, bytes] = {}
+        self._memory_items = memory_items
+        self.computed = 0  # how many entries this process computed (tests read it)
+
+    def path(self, key: str) -> Path:
+        """The file for ``key``: a readable prefix plus a hash, never outside ``root``."""
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+        stem = _SAFE.sub("_", key)[-80:].strip("._") or "entry"
+        return self.root / digest[:2] / f"{stem}.{digest}"
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def get(self, key: str) -> bytes | None:
+        with self._locks_guard:
+            data = self._memory.get(key)
+        if data is not None:
+            return data
+        try:
+            data = self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        self._remember(key, data)
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        atomic_write(self.path(key), data)
+        self._remember(key, data)
+
+    def get_or_make(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """The cached bytes for ``key``, computing them with ``make()`` at most once at a time."""
+        data = self.get(key)
+        if data is not None:
+            return data
+        with self._lock(key):
+            data = self.get(key)  # another request may have made it while we waited
+            if data is None:
+                data = make()
+                self.put(key, data)
+                self.computed += 1
+        return data
+
+    def _remember(self, key: str, data: bytes) -> None:
+        with self._locks_guard:
+            while len(self._memory) >= self._memory_items:
+                self._memory.pop(next(iter(self._memory)))
+            self._memory[key] = data

@@ -1,0 +1,148 @@
+"""Syntheses on demand: one background worker, a queue, progress the page can poll.
+
+A synthesis (``convsight.maximize``) takes seconds to minutes on a CPU, far too long for a request.
+The unit page asks for one (POST), then polls its status until the picture is in the disk cache.
+The worker runs on its own deep copy of the network, so the interactive pages never wait for it
+and the user's model is never touched by a background thread. Asking twice for the same synthesis
+joins the job already queued.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import convsight
+
+from .cache import DiskCache
+from .pictures import png_bytes
+
+MAX_QUEUED = 16
+
+
+@dataclass
+class SynthesisSettings:
+    """Small by default so that a synthesis finishes in tens of seconds on a laptop CPU."""
+
+    preset: str = "yosinski-3"
+    steps: int = 48
+    size: int = 128
+    seed: int = 0
+
+
+@dataclass
+class Job:
+    layer: str
+    channel: int
+    key: str
+    steps: int
+    state: str = "queued"  # queued, running, done, error
+    step: int = 0
+    error: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+    created: float = field(default_factory=time.time)
+
+    def status(self) -> dict[str, Any]:
+        elapsed = (self.finished or time.time()) - self.started if self.started else 0.0
+        return {"state": self.state, "step": self.step, "steps": self.steps,
+                "elapsed": round(elapsed, 1), "error": self.error}
+
+
+class SynthesisQueue:
+    """Runs ``maximize`` for one unit at a time and stores the picture in the cache."""
+
+    def __init__(self, net: convsight.Network, cache: DiskCache,
+                 settings: SynthesisSettings | None = None) -> None:
+        self.net = net
+        self.cache = cache
+        self.settings = settings or SynthesisSettings()
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[Job] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._copy: convsight.Network | None = None
+
+    def key(self, layer: str, channel: int) -> str:
+        s = self.settings
+        return f"synth/{layer}/{channel}/{s.preset}/{s.steps}/{s.size}/{s.seed}.png"
+
+    def picture(self, layer: str, channel: int) -> bytes | None:
+        return self.cache.get(self.key(layer, channel))
+
+    def status(self, layer: str, channel: int) -> dict[str, Any]:
+        key = self.key(layer, channel)
+        with self._lock:
+            job = self._jobs.get(key)
+        if self.cache.get(key) is not None:
+            done = job.status() if job else {"step": self.settings.steps, "elapsed": 0.0,
+                                             "error": ""}
+            return {**done, "state": "done", "steps": self.settings.steps}
+        if job is None:
+            return {"state": "none", "step": 0, "steps": self.settings.steps, "elapsed": 0.0,
+                    "error": ""}
+        status = job.status()
+        if job.state == "queued":
+            status["ahead"] = sum(1 for j in list(self._jobs.values())
+                                  if j.state in ("queued", "running") and j.created < job.created)
+        return status
+
+    def start(self, layer: str, channel: int) -> dict[str, Any]:
+        """Queue a synthesis unless it is cached or already queued; return its status."""
+        key = self.key(layer, channel)
+        if self.cache.get(key) is None:
+            with self._lock:
+                job = self._jobs.get(key)
+                if job is None or job.state == "error":
+                    active = sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
+                    if active >= MAX_QUEUED:
+                        raise QueueFull(f"{active} syntheses are already waiting; try again later")
+                    job = Job(layer, channel, key, self.settings.steps)
+                    self._jobs[key] = job
+                    self._queue.put(job)
+                    self._ensure_worker()
+        return self.status(layer, channel)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="convsight-synthesis",
+                                            daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            job.state, job.started = "running", time.time()
+            try:
+                self.cache.put(job.key, self._synthesise(job))
+                job.state = "done"
+            except Exception as exc:  # shown on the page; the server keeps going
+                job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
+            job.finished = time.time()
+
+    def _synthesise(self, job: Job) -> bytes:
+        if self._copy is None:  # the worker's own network: the shared one stays untouched
+            self._copy = copy.deepcopy(self.net)
+        s = self.settings
+        kwargs: dict[str, Any] = {"preset": s.preset, "steps": s.steps, "size": s.size,
+                                  "seed": s.seed, "progress": False}
+        params = inspect.signature(convsight.maximize).parameters
+        for name in ("callback", "on_step"):
+            if name in params:
+                kwargs[name] = lambda *a, **k: setattr(job, "step", job.step + 1)
+                break
+        result = convsight.maximize(self._copy, [f"{job.layer}:{job.channel}"], **kwargs)
+        image = result.images[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        job.step = s.steps
+        return png_bytes(np.asarray(image))
+
+
+class QueueFull(convsight.ConvsightError):
+    """Too many syntheses waiting (HTTP 503)."""

@@ -1,0 +1,55 @@
+"""The Target type: parsing, arithmetic, values against direct computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import convsight
+from convsight.capture import eval_mode
+from convsight.targets import ClassProb, ClassScore, Target, evaluate, parse_target
+from convsight.units import Unit
+
+from .tinynets import tiny_net
+
+
+def test_parse_and_print():
+    t = parse_target("class:3 + 0.5*conv3:1@2,2 - prob:4")
+    assert t.terms == ((1.0, ClassScore(3)), (0.5, Unit("conv3", 1, 2, 2)), (-1.0, ClassProb(4)))
+    assert parse_target(str(t)) == t
+    assert parse_target(7) == Target.of(ClassScore(7))
+    assert (2 * parse_target("conv2:1")).terms == ((2.0, Unit("conv2", 1)),)
+    assert t.layers == ("conv3",)
+    for bad in ["class:x", "foo", "class:3 +", "prob:"]:
+        with pytest.raises(convsight.UnitError):
+            parse_target(bad)
+
+
+def test_values_match_direct_computation():
+    net = tiny_net()
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad(), eval_mode(net):  # convsight evaluates in eval mode
+        a3 = net.act3(net.conv3(net.pool(torch.relu(net.conv2(net.relu(net.bn1(net.conv1(x))))))))
+        logits = net(x)
+    target = parse_target("class:2") + 0.5 * parse_target("act3:1") - parse_target("act3:0@1,2") \
+        + 3 * parse_target("prob:4")
+    values, out = evaluate(net, x, target)
+    expected = (logits[:, 2] + 0.5 * a3[:, 1].mean((1, 2)) - a3[:, 0, 1, 2]
+                + 3 * logits.softmax(1)[:, 4])
+    assert torch.allclose(values, expected, atol=1e-5)
+    per_image, _ = evaluate(net, x, ["class:0", "act3:1", "prob:9"])
+    assert torch.allclose(per_image, torch.stack([logits[0, 0], a3[1, 1].mean(),
+                                                   logits.softmax(1)[2, 9]]), atol=1e-5)
+
+
+def test_range_errors():
+    net = tiny_net()
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(convsight.UnitError, match=r"valid classes are 0\.\.9"):
+        evaluate(net, x, "class:10")
+    with pytest.raises(convsight.UnitError, match=r"x in 0\.\.3"):
+        evaluate(net, x, "act3:0@0,4")
+    with pytest.raises(convsight.UnknownLayerError, match="act3"):
+        evaluate(net, x, "act:0")
+    with pytest.raises(convsight.UnitError, match="2 targets for a batch of 1"):
+        evaluate(net, x, ["class:0", "class:1"])
