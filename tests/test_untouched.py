@@ -38,18 +38,138 @@ def _filters_bad_shape(net):
     weight_images(net, "fc", input_shape=(3, 4, 4))  # fc takes 16 inputs, not 48
 
 
+def _mine(model):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((40, 48, 3)) for _ in range(5)]
+    atlas = convsight.mine(model, images, ["conv2", "conv3"], k=2, batch_size=2, progress=False)
+    atlas.top("conv3", 1)
+    atlas.patch("conv3", 1, 0, net=model)
+    atlas.layer_grid("conv2", max_units=3, net=model, tile=16)
+    atlas.unit_figure("conv3", 0, net=model)
+
+
+def _mine_failing_forward(model):
+    # five-channel statistics: the model (3 input channels) fails on its first forward pass
+    convsight.mine(convsight.Network(convsight.as_network(model).module, mean=(0.5,) * 5,
+                                     std=(0.5,) * 5, input_size=(32, 32)),
+                   [torch.rand(40, 40, 3).numpy()] * 2, ["conv3"], progress=False)
+
+
+def _attribute_all(net):
+    x = torch.rand(2, 3, 32, 32)
+    for method in ("gradient", "guided", "deconv", "gradcam", "guided-gradcam"):
+        convsight.attribute(net, x, [None, "conv3:1@1,1"], method=method)
+    convsight.attribute(net, x[0], "conv2:3", method="smoothgrad", samples=2, base="guided")
+
+
+def _attribution_figure(net):
+    from convsight.attribute import attribution_figure
+
+    attribution_figure(net, torch.rand(3, 32, 32), [None, "conv3:1"],
+                       methods=["gradient", "guided", "deconv", "gradcam"])
+
+
+def _web_explorer(model):
+    import io
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from convsight.web.explorer import Explorer
+    from convsight.web.jobs import Job, SynthesisQueue, SynthesisSettings
+
+    net = convsight.as_network(model)
+    rng = np.random.default_rng(1)
+    atlas = convsight.mine(net, [rng.random((40, 48, 3)) for _ in range(4)], ["conv2", "conv3"],
+                           k=2, batch_size=2, progress=False)
+    explorer = Explorer(net, atlas, cache_dir=tempfile.mkdtemp(prefix="cs-untouched-"))
+    explorer.layers()
+    explorer.unit_tile("conv3", 1)
+    explorer.patch("conv3", 1, 0)
+    explorer.projection("conv3", 1, 0, "guided")
+    explorer.weights("conv1", 2)
+    buf = io.BytesIO()
+    Image.fromarray((rng.random((50, 60, 3)) * 255).astype(np.uint8)).save(buf, format="PNG")
+    image_id = explorer.add_upload(buf.getvalue())
+    explorer.predictions(image_id)
+    explorer.activation_maps(image_id, "conv2")
+    explorer.unit_attribution(image_id, "conv3", 2, "deconv")
+    explorer.class_attribution(image_id, 3, "gradcam")
+    jobs = SynthesisQueue(net, explorer.cache, SynthesisSettings(steps=2, size=32))
+    jobs._synthesise(Job("conv3", 1, "k", 2))
+
+
+def _web_report(model):
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from convsight.report import write_report
+
+    rng = np.random.default_rng(2)
+    atlas = convsight.mine(model, [rng.random((40, 48, 3)) for _ in range(3)], ["conv3"], k=2,
+                           batch_size=2, progress=False)
+    write_report(atlas, Path(tempfile.mkdtemp(prefix="cs-untouched-")) / "r.html", net=model,
+                 detail_units=1, progress=False)
+
+
+def _web_unknown_layer(model):
+    import tempfile
+
+    from convsight.web.explorer import Explorer
+
+    Explorer(convsight.as_network(model), cache_dir=tempfile.mkdtemp(prefix="cs-untouched-")
+             ).activations("sample-chelsea", "conv9")
+
+
 CALLS = {
+    "web_explorer": _web_explorer,
+    "web_report": _web_report,
+    "web_unknown_layer": _web_unknown_layer,
+    "attribute": _attribute_all,
+    "attribution_figure": _attribution_figure,
+    "attribute_failing_forward": lambda net: convsight.attribute(net, torch.rand(1, 3, 1, 1), 0,
+                                                                 method="guided"),
+    "attribute_bad_gradcam_layer": lambda net: convsight.attribute(net, torch.rand(1, 3, 32, 32),
+                                                                   method="gradcam", layer="fc"),
+    "mine": _mine,
+    "mine_unknown_layer": lambda net: convsight.mine(net, [torch.rand(3, 20, 20).numpy()], ["conv9"],
+                                                     progress=False),
+    "mine_failing_forward": _mine_failing_forward,
     "layer_table": lambda net: layer_table(net),
     "evaluate": lambda net: evaluate(net, torch.rand(2, 3, 32, 32), "conv3:1@1,1 + class:2"),
     "evaluate_bad_channel": lambda net: evaluate(net, torch.rand(1, 3, 32, 32), "conv3:99"),
     "capture_failing_forward": _failing_forward,
     "filters": _filters,
     "filters_bad_shape": _filters_bad_shape,
+    "maximize": lambda net: [convsight.maximize(net, ["class:1", "conv3:2", "conv2:1@3,3 + prob:4"],
+                                                preset=p, steps=3, size=24, every=2, upsample=False,
+                                                progress=False)
+                             for p in convsight.optimize.PRESETS],
+    "maximize_bad_channel": lambda net: convsight.maximize(net, ["class:1", "conv3:99"], steps=2,
+                                                           size=24, progress=False),
+    "receptive_field": lambda net: convsight.receptive_field(net, "conv3", input_size=(32, 32)),
+    "receptive_fields": lambda net: convsight.receptive_fields(net),
+    "receptive_field_unknown_layer": lambda net: convsight.receptive_field(net, "conv9"),
+    "receptive_field_failing_forward": lambda net: convsight.receptive_field(net, "conv3",
+                                                                             input_size=(1, 1)),
 }
 FAILING = {
+    "web_unknown_layer": convsight.ConvsightError,
+    "attribute_failing_forward": RuntimeError,
+    "attribute_bad_gradcam_layer": convsight.UnitError,
+    "mine_unknown_layer": convsight.UnknownLayerError,
+    "mine_failing_forward": RuntimeError,
     "evaluate_bad_channel": convsight.UnitError,
     "capture_failing_forward": RuntimeError,
     "filters_bad_shape": convsight.UnitError,
+    "maximize_bad_channel": convsight.UnitError,
+    "receptive_field_unknown_layer": convsight.UnknownLayerError,
+    "receptive_field_failing_forward": convsight.ConvsightError,
 }
 
 

@@ -3,5 +3,10 @@
 from .errors import ConvsightError, ImageError, ModelNameError, UnitError, UnknownLayerError, WeightsError
 from .images import load_image, sample_images
 from .models import Network, as_network, load_model
+from .receptive import ReceptiveField, ReceptiveFieldError, receptive_field, receptive_fields
+from .optimize import Synthesis, maximize
+from .atlas import Atlas, Hit
+from .mining import mine
+from . import attribute  # callable: convsight.attribute(model, images, target, method=...)
 
 __version__ = "0.1.0"

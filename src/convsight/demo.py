@@ -18,6 +18,9 @@ SECTIONS = [
     "convsight.demo_sections:predictions",
     "convsight.demo_sections:layers",
     "convsight.demo_sections:filters",
+    "convsight.mining.demo:layer_grids",
+    "convsight.attribute.demo_section:attributions",
+    "convsight.optimize.demo_section:syntheses",
 ]
 
 PAGE = """<!doctype html>

@@ -38,13 +38,14 @@ def _weight_layers(model) -> list[str]:
             if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def weight_kind(model, layer: str) -> str:
+def weight_kind(model, layer: str, input_shape: Sequence[int] | None = None) -> str:
     """How a layer's units are drawn: "rgb" (3 inputs), "gray" (1 input) or "stack" (more)."""
     mod = as_network(model).module.get_submodule(layer)
     if isinstance(mod, nn.Linear):
-        return "rgb" if mod.in_features % 3 == 0 and _linear_shape(model, mod)[0] == 3 else "gray"
-    per_group = mod.in_channels // mod.groups
-    return "rgb" if per_group == 3 else "gray" if per_group == 1 else "stack"
+        channels = _linear_shape(model, mod, input_shape)[0]
+    else:
+        channels = mod.in_channels // mod.groups
+    return "rgb" if channels == 3 else "gray" if channels == 1 else "stack"
 
 
 def _linear_shape(model, mod: nn.Linear, input_shape: Sequence[int] | None = None) -> tuple[int, ...]:
@@ -94,9 +95,7 @@ def weight_images(model, layer: str | None = None, input_shape: Sequence[int] | 
     w = w[units].numpy()
     if not per_unit_scale:
         w = w / max(float(np.abs(w).max()), 1e-12)
-    kind = "rgb" if w.shape[1] == 3 and (isinstance(mod, nn.Linear) or
-                                         mod.in_channels // mod.groups == 3) else \
-        "gray" if w.shape[1] == 1 else "stack"
+    kind = weight_kind(net, layer, input_shape)
     images = []
     for wu in w:
         wu = symmetric_scale(wu) if per_unit_scale else 0.5 + 0.5 * wu
@@ -118,9 +117,8 @@ def filter_grid(model, layer: str | None = None, input_shape: Sequence[int] | No
     net = as_network(model)
     layer = layer or first_conv_layer(net)
     images = weight_images(net, layer, input_shape, units, per_unit_scale)
-    if units is None:
-        images = images[:max_units] if weight_kind(net, layer) == "stack" else images
-    if weight_kind(net, layer) == "stack":
+    if weight_kind(net, layer, input_shape) == "stack":
+        images = images if units is not None else images[:max_units]
         h, w = images[0].shape[1:]
         factor = scale or max(1, -(-MIN_TILE // 2 // max(h, w)))
         rows = [grid([upscale(t, factor) for t in stack[:max_inputs]],

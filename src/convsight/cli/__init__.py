@@ -13,7 +13,7 @@ import sys
 import warnings
 
 # Sub-command modules, in the order ``convsight --help`` lists them.
-COMMANDS = ["demo", "layers", "filters"]
+COMMANDS = ["demo", "layers", "filters", "mine", "serve", "report", "maximize", "attribute", "rf"]
 
 
 def build_parser() -> argparse.ArgumentParser:

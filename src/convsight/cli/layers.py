@@ -1,4 +1,4 @@
-"""``convsight layers``: every layer with its type, output shape and channel count."""
+"""``convsight layers``: every layer with its type, output shape, channels and receptive field."""
 
 from __future__ import annotations
 
@@ -14,15 +14,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..receptive import receptive_fields
     from ..units import layer_table
 
     net = network_from_args(args)
     rows = layer_table(net)
-    header = ["layer", "type", "output shape", "channels"]
+    fields = receptive_fields(net)  # layers without a receptive field are left out: "-"
+    header = ["layer", "type", "output shape", "channels", "rf size", "rf stride"]
     table = []
     for r in rows:
         shape = "x".join(map(str, r.shape)) if r.shape else "-"
-        cells = [r.name, r.type, shape, str(r.channels or "-")]
+        rf = fields.get(r.name)
+        size = "-" if rf is None else "global" if rf.is_global else "x".join(map(str, rf.size))
+        stride = "-" if rf is None or rf.is_global else "x".join(map(str, rf.stride))
+        cells = [r.name, r.type, shape, str(r.channels or "-"), size, stride]
         table.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in table)) for i, h in enumerate(header)]
     print(f"{net.name}, input {net.input_size[0]}x{net.input_size[1]}")

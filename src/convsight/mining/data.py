@@ -64,7 +64,7 @@ def resolve_images(images: Any) -> tuple[Sequence[Any] | Dataset, list[str]]:
         if folder.is_file():
             raise ConvsightError(f"{folder} is a file; pass a folder of images, a list of paths "
                                  "or a torch Dataset")
-        paths = [str(p) for p in list_images(folder)]
+        paths = [str(p.resolve()) for p in list_images(folder)]
         if not paths:
             raise ConvsightError(f"no images found under {folder} (looked for files ending in "
                                  ".jpg, .png, .bmp, .gif, .tif, .webp ...)")
@@ -82,7 +82,8 @@ def resolve_images(images: Any) -> tuple[Sequence[Any] | Dataset, list[str]]:
     if isinstance(images, (list, tuple)):
         if not images:
             raise ConvsightError("the list of images is empty")
-        paths = [str(p) if isinstance(p, (str, Path)) else f"images[{i}]" for i, p in enumerate(images)]
+        paths = [str(Path(p).resolve()) if isinstance(p, (str, Path)) else f"images[{i}]"
+                 for i, p in enumerate(images)]
         return list(images), paths
     raise ConvsightError(f"cannot mine images from a {type(images).__name__}: pass a folder, a list "
                          "of image paths or a torch Dataset")

@@ -10,8 +10,9 @@ on disk, and ``/api/`` answers the page's scripts with JSON. All assets come fro
 
 from __future__ import annotations
 
-import html
+import logging
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +27,27 @@ from starlette.templating import Jinja2Templates
 
 import convsight
 
-from .explorer import (CLASS_METHODS, MAX_UPLOAD_BYTES, UNIT_METHODS, BadUpload, Explorer,
-                       NotFound)
+from .explorer import (CLASS_METHODS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UNIT_METHODS,
+                       BadUpload, Explorer, NotFound)
 from .jobs import QueueFull, SynthesisQueue, SynthesisSettings
 
 HERE = Path(__file__).parent
+log = logging.getLogger("convsight.web")
 PAGE_SIZE = 128  # units per page of the layer view
 IMAGE_HEADERS = {"Cache-Control": "private, max-age=600"}
 
 
 def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
                cache_dir: str | Path | None = None,
-               synthesis: SynthesisSettings | None = None) -> Starlette:
+               synthesis: SynthesisSettings | None = None,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_upload_pixels: int = MAX_UPLOAD_PIXELS, prewarm: bool = False) -> Starlette:
     """The explorer as an ASGI app, over an atlas (folder or ``Atlas``) and/or a model.
 
     With only ``atlas``, the network is the one the atlas was mined with (``atlas.network()``).
     With only ``model`` (a ``Network``, ``nn.Module`` or model name), the pages show layers, unit
-    syntheses and image views but no top patches.
+    syntheses and image views but no top patches. ``prewarm`` fills the cache with every unit's
+    tile in a background thread.
     """
     atlas_dir = None
     if isinstance(atlas, (str, Path)):
@@ -55,10 +60,12 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     if model is None and atlas is None:
         raise convsight.ConvsightError("give an atlas folder, a model, or both")
     net = convsight.as_network(model) if model is not None else atlas.network()
-    explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir)
+    explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir,
+                        max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels)
     jobs = SynthesisQueue(net, explorer.cache, synthesis)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(model_name=net.name, has_atlas=atlas is not None,
+                                 input_size=net.input_size,
                                  unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS)
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
@@ -110,21 +117,27 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
 
     def images_page(request: Request) -> HTMLResponse:
         return page(request, "images.html", choices=explorer.image_choices(),
-                    max_mb=MAX_UPLOAD_BYTES // (1024 * 1024))
+                    max_mb=round(explorer.max_upload_bytes / 2**20, 1))
 
     async def upload(request: Request) -> Response:
-        length = int(request.headers.get("content-length") or 0)
-        if length > MAX_UPLOAD_BYTES + 64 * 1024:
-            raise BadUpload(f"the upload has {length:,} bytes; the limit is "
-                            f"{MAX_UPLOAD_BYTES:,}", status=413)
+        limit = explorer.max_upload_bytes
+        length = request.headers.get("content-length") or "0"
+        if not length.isdigit():
+            raise BadUpload(f"bad Content-Length {length!r}", status=400)
+        if int(length) > limit + 64 * 1024:
+            if int(length) <= 8 * limit:  # read it away so the client gets our answer
+                async for _ in request.stream():
+                    pass
+            raise BadUpload(f"the upload has {int(length):,} bytes; the limit is {limit:,}",
+                            status=413)
         try:
-            form = await request.form(max_files=1, max_fields=4, max_part_size=MAX_UPLOAD_BYTES)
+            form = await request.form(max_files=1, max_fields=4, max_part_size=limit)
         except HTTPException as exc:
             raise BadUpload(f"cannot read the upload: {exc.detail}", status=exc.status_code)
         field = form.get("image")
         if field is None or isinstance(field, str):
             raise BadUpload("send the picture as a file in the form field 'image'", status=400)
-        data = await field.read(MAX_UPLOAD_BYTES + 1)
+        data = await field.read(limit + 1)
         image_id = await run_in_threadpool(explorer.add_upload, data)
         return RedirectResponse(f"/image/{image_id}", status_code=303)
 
@@ -155,8 +168,9 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
         box = None if rf is None or rf.is_global else [int(v) for v in rf.box(y, x)]
         return {"layer": layer, "channel": channel, "y": y, "x": x, "value": round(value, 4),
                 "box": box, "input": list(net.input_size),
-                "images": {m: f"/img/uattr/{image_id}/{layer}/{channel}/{m}.png"
-                           for m in UNIT_METHODS},
+                "images": {"patch": f"/img/upatch/{image_id}/{layer}/{channel}.png",
+                           **{m: f"/img/uattr/{image_id}/{layer}/{channel}/{m}.png"
+                              for m in UNIT_METHODS}},
                 "unit_url": f"/unit/{layer}/{channel}"}
 
     # ----- pictures and JSON ------------------------------------------------------------------
@@ -214,6 +228,10 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
         return image(explorer.unit_attribution(p["image_id"], p["layer"], p["channel"],
                                                p["method"]), "png")
 
+    def unit_patch_picture(request: Request) -> Response:
+        p = request.path_params
+        return image(explorer.unit_patch(p["image_id"], p["layer"], p["channel"]), "png")
+
     def class_attr_picture(request: Request) -> Response:
         p = request.path_params
         explorer.image(p["image_id"])
@@ -249,11 +267,16 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     async def on_convsight_error(request: Request, exc: Exception) -> Response:
         return error(request, 400, str(exc))
 
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.error("%s failed", request.url.path, exc_info=exc)
+        return error(request, 500, f"convsight failed on this request ({type(exc).__name__}: "
+                                   f"{exc}); the server log has the details")
+
     async def on_http(request: Request, exc: Exception) -> Response:
         detail = getattr(exc, "detail", "") or "error"
         status = getattr(exc, "status_code", 500)
         if status == 404:
-            detail = f"nothing at {html.escape(request.url.path)}; start from the layer list at /"
+            detail = f"nothing at {request.url.path}; start from the layer list at /"
         return error(request, status, detail)
 
     routes = [
@@ -273,6 +296,7 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
         Route("/img/source/{index:int}.jpg", source),
         Route("/img/acts/{image_id}/{layer}.png", acts_picture),
         Route("/img/uattr/{image_id}/{layer}/{channel:int}/{method}.png", unit_attr_picture),
+        Route("/img/upatch/{image_id}/{layer}/{channel:int}.png", unit_patch_picture),
         Route("/img/cattr/{image_id}/{cls:int}/{method}.png", class_attr_picture),
         Route("/api/synth/{layer}/{channel:int}", synth_api, methods=["GET", "POST"]),
         Route("/api/unit/{image_id}/{layer}/{channel:int}", unit_api),
@@ -281,9 +305,12 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     app = Starlette(routes=routes, exception_handlers={
         NotFound: on_not_found, convsight.UnknownLayerError: on_not_found,
         convsight.UnitError: on_not_found, BadUpload: on_bad_upload, QueueFull: on_queue_full,
-        convsight.ConvsightError: on_convsight_error, HTTPException: on_http})
+        convsight.ConvsightError: on_convsight_error, HTTPException: on_http,
+        Exception: on_crash})
     app.state.explorer = explorer
     app.state.jobs = jobs
+    if prewarm and explorer.mined_layers:
+        threading.Thread(target=explorer.prewarm, name="convsight-prewarm", daemon=True).start()
     return app
 
 
@@ -303,6 +330,6 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
     """Run the explorer with uvicorn until Ctrl-C (bound to localhost unless ``host`` says)."""
     import uvicorn
 
-    app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis)
+    app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=True)
     print(f"convsight explorer: http://{host}:{port}/  (Ctrl-C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -17,6 +17,7 @@ import hashlib
 import io
 import re
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,12 @@ import torch
 from PIL import Image
 
 import convsight
-from convsight.capture import capture
+from convsight.capture import capture, eval_mode
 from convsight.units import layer_table
 
 from .cache import DiskCache, atomic_write
-from .pictures import (MapGrid, activation_montage, crop_box, jpeg_bytes, patch_montage,
-                       png_bytes, square)
+from .pictures import (MapGrid, PatchCutter, activation_montage, clip_box, jpeg_bytes,
+                       patch_montage, png_bytes, square)
 
 UNIT_METHODS = ("gradient", "guided", "deconv")
 CLASS_METHODS = ("gradient", "guided", "gradcam", "guided-gradcam")
@@ -76,8 +77,12 @@ class Explorer:
     """The network, the atlas (optional) and the cache behind the web pages."""
 
     def __init__(self, net: convsight.Network, atlas: Any | None = None,
-                 cache_dir: str | Path | None = None, atlas_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, atlas_dir: str | Path | None = None,
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                 max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
         self.net = net
+        self.max_upload_bytes = int(max_upload_bytes)
+        self.max_upload_pixels = int(max_upload_pixels)
         self.atlas = atlas
         self.atlas_dir = Path(atlas_dir).resolve() if atlas_dir else None
         self.model_lock = threading.RLock()
@@ -89,6 +94,7 @@ class Explorer:
         self._rfs: dict[str, Any] = {}
         self._acts_memo: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._inputs: dict[str, torch.Tensor] = {}
+        self.cutter = PatchCutter(atlas, net) if atlas is not None else None
         self._guard = threading.Lock()
 
     # ----- layers -----------------------------------------------------------------------------
@@ -99,10 +105,15 @@ class Explorer:
     def layers(self) -> list[LayerRow]:
         with self._guard:
             if self._rows is None:
-                with self.model_lock:
+                with self.model_lock:  # both run the model with hooks
                     table = layer_table(self.net)
-                names = [r.name for r in table if r.shape is not None and len(r.shape) == 3]
-                self._rfs = _receptive_fields(self.net, names)
+                    names = [r.name for r in table if r.shape is not None and len(r.shape) == 3]
+                    self._rfs = _receptive_fields(self.net, names)
+                    for name in self.mined_layers:  # the atlas caches these for its patches
+                        try:
+                            self.atlas.receptive_field(name, net=self.net)
+                        except Exception:
+                            pass
                 mined = set(self.mined_layers)
                 self._rows = [LayerRow(r.name, r.type, r.shape, r.channels,
                                        _rf_text(self._rfs.get(r.name)), r.name in mined)
@@ -145,10 +156,31 @@ class Explorer:
                            f"{', '.join(self.mined_layers) or 'none'}")
 
         def make() -> bytes:
-            hits = self.atlas.top(layer, channel)
-            patches = [self.atlas.patch(layer, channel, rank) for rank in range(len(hits))]
+            patches = [self.mined_patch(layer, hit) for hit in self.atlas.top(layer, channel)]
             return jpeg_bytes(patch_montage(patches, side, slots=self.atlas.k), quality=85)
         return self.cache.get_or_make(f"tile/{layer}/{channel}/{side}.jpg", make)
+
+    def prewarm(self, stop: threading.Event | None = None) -> int:
+        """Compute every unit tile of every mined layer into the cache; return how many.
+
+        Run in a background thread by ``serve`` so that layer views are instant later.
+        """
+        count = 0
+        for layer in self.mined_layers:
+            for channel in range(self.atlas.channels(layer)):
+                if stop is not None and stop.is_set():
+                    return count
+                try:
+                    self.unit_tile(layer, channel)
+                except Exception:  # a page will show the error; warming goes on
+                    pass
+                count += 1
+                time.sleep(0)  # let request threads have the interpreter
+        return count
+
+    def mined_patch(self, layer: str, hit: Any) -> Image.Image:
+        """The hit's receptive-field box, clipped to its image (see ``PatchCutter``)."""
+        return self.cutter.cut(layer, hit)
 
     def patch(self, layer: str, channel: int, rank: int, side: int = 160) -> bytes:
         hits = self.hits(layer, channel)
@@ -157,7 +189,7 @@ class Explorer:
                            "does not exist")
         return self.cache.get_or_make(
             f"patch/{layer}/{channel}/{rank}/{side}.jpg",
-            lambda: jpeg_bytes(square(self.atlas.patch(layer, channel, rank), side)))
+            lambda: jpeg_bytes(square(self.mined_patch(layer, hits[rank]), side)))
 
     def projection(self, layer: str, channel: int, rank: int, method: str, side: int = 160) -> bytes:
         """Guided backprop / deconvnet / gradient of the hit's single activation, cut to its box."""
@@ -169,14 +201,15 @@ class Explorer:
         hit = hits[rank]
 
         def make() -> bytes:
-            x = self.net.preprocess(self.source_image(hit.image))
+            x = self.net.normalize(self.atlas.image(hit.image)[None]).to(self.net.device)
             target = f"{layer}:{channel}@{hit.y},{hit.x}"
             with self.model_lock:
                 attr = convsight.attribute(self.net, x, target=target, method=method)
             picture = _render(attr, "rgb")
-            rf = self.receptive_field(layer)
-            if rf is not None and not rf.is_global:
-                picture = crop_box(picture, rf.box(hit.y, hit.x))
+            box = self.cutter.box(layer, hit)
+            if box is not None:  # the same clipped box as the patch beside it
+                top, left, bottom, right = box
+                picture = picture[top:bottom + 1, left:right + 1]
             return png_bytes(square(Image.fromarray(_u8(picture)), side))
         return self.cache.get_or_make(f"proj/{layer}/{channel}/{rank}/{method}/{side}.png", make)
 
@@ -219,7 +252,7 @@ class Explorer:
             return png_bytes(np.kron(image, np.ones((factor, factor) + (1,) * (image.ndim - 2))))
         try:
             return self.cache.get_or_make(f"weights/{layer}/{channel}.png", make)
-        except _NoPicture:
+        except (_NoPicture, convsight.ConvsightError):  # e.g. a Linear layer not fed by an image
             return None
 
     # ----- images -----------------------------------------------------------------------------
@@ -254,9 +287,9 @@ class Explorer:
 
     def add_upload(self, data: bytes) -> str:
         """Check and keep an uploaded image; return its id (the hash of its bytes)."""
-        if len(data) > MAX_UPLOAD_BYTES:
+        if len(data) > self.max_upload_bytes:
             raise BadUpload(f"the upload has {len(data):,} bytes; the limit is "
-                            f"{MAX_UPLOAD_BYTES:,}", status=413)
+                            f"{self.max_upload_bytes:,}", status=413)
         if not data:
             raise BadUpload("the upload is empty: choose an image file", status=400)
         image_id = "u-" + hashlib.sha256(data).hexdigest()[:16]
@@ -268,16 +301,16 @@ class Explorer:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(io.BytesIO(data)) as probe:
                     w, h = probe.size
-                    if w * h > MAX_UPLOAD_PIXELS:
+                    if w * h > self.max_upload_pixels:
                         raise BadUpload(f"the image is {w}x{h} = {w * h:,} pixels; the limit is "
-                                        f"{MAX_UPLOAD_PIXELS:,}", status=413)
+                                        f"{self.max_upload_pixels:,}", status=413)
                     probe.load()
                     image = convsight.load_image(probe)
         except BadUpload:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise BadUpload("the image declares too many pixels (a decompression bomb?); the "
-                            f"limit is {MAX_UPLOAD_PIXELS:,}", status=413) from None
+                            f"limit is {self.max_upload_pixels:,}", status=413) from None
         except Exception:  # Pillow raises many types for broken or foreign data
             raise BadUpload("the upload is not an image Pillow can read; send a JPEG, PNG, "
                             "WebP, GIF, BMP or TIFF file", status=415) from None
@@ -311,7 +344,7 @@ class Explorer:
 
     def predictions(self, image_id: str, k: int = 5) -> list[tuple[int, str, float]]:
         x = self.input_tensor(image_id)
-        with self.model_lock, torch.no_grad():
+        with self.model_lock, torch.no_grad(), eval_mode(self.net.module):  # BN stats stay
             logits = self.net.module(x)
         if logits.dim() != 2:
             return []
@@ -360,18 +393,47 @@ class Explorer:
         y, x = (int(v) for v in where[channel])
         return y, x, float(acts[channel, y, x])
 
-    def unit_attribution(self, image_id: str, layer: str, channel: int, method: str) -> bytes:
-        """What in this image drives ``layer:channel`` at its strongest position."""
+    def unit_box(self, image_id: str, layer: str, channel: int) -> tuple[int, int, int, int] | None:
+        """The input box seen by the channel's strongest neuron on this image, clipped to the
+        input (None when the layer sees the whole image or its receptive field is unknown)."""
+        y, x, _ = self.strongest(image_id, layer, channel)
+        rf = self.receptive_field(layer)
+        if rf is None or rf.is_global:
+            return None
+        return clip_box(rf.box(y, x), *self.net.input_size)
+
+    def unit_patch(self, image_id: str, layer: str, channel: int, side: int = 160) -> bytes:
+        """The part of the input that the channel's strongest neuron sees, enlarged."""
+        box = self.unit_box(image_id, layer, channel)
+
+        def make() -> bytes:
+            image = Image.open(io.BytesIO(self.input_png(image_id)))
+            if box is not None:
+                top, left, bottom, right = box
+                image = image.crop((left, top, right + 1, bottom + 1))
+            return png_bytes(square(image, side))
+        return self.cache.get_or_make(f"upatch/{image_id}/{layer}/{channel}/{side}.png", make)
+
+    def unit_attribution(self, image_id: str, layer: str, channel: int, method: str,
+                         side: int = 160) -> bytes:
+        """What in this image drives ``layer:channel`` at its strongest position, shown over the
+        neuron's receptive field (it is zero outside it)."""
         _check_method(method, UNIT_METHODS)
         y, x, _ = self.strongest(image_id, layer, channel)
+        box = self.unit_box(image_id, layer, channel)
 
         def make() -> bytes:
             inp = self.input_tensor(image_id)
             with self.model_lock:
                 attr = convsight.attribute(self.net, inp, target=f"{layer}:{channel}@{y},{x}",
                                            method=method)
-            return png_bytes(_render(attr, "rgb"))
-        return self.cache.get_or_make(f"uattr/{image_id}/{layer}/{channel}/{method}.png", make)
+            picture = _render(attr, "rgb")
+            if box is not None:
+                top, left, bottom, right = box
+                picture = picture[top:bottom + 1, left:right + 1]
+            return png_bytes(square(Image.fromarray(_u8(picture)), side))
+        return self.cache.get_or_make(f"uattr/{image_id}/{layer}/{channel}/{method}/{side}.png",
+                                      make)
 
     def class_attribution(self, image_id: str, cls: int, method: str) -> bytes:
         _check_method(method, CLASS_METHODS)
@@ -418,7 +480,10 @@ def _receptive_fields(net: convsight.Network, names: list[str]) -> dict[str, Any
     """Receptive fields of the spatial layers; empty where the receptive-field code is absent."""
     fields = getattr(convsight, "receptive_fields", None)
     if fields is None:
-        return {}
+        try:
+            from convsight.receptive import receptive_fields as fields
+        except ImportError:
+            return {}
     try:
         return dict(fields(net, names))
     except Exception:  # one awkward layer should not cost the whole table

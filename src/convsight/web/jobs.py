@@ -29,10 +29,14 @@ MAX_QUEUED = 16
 
 @dataclass
 class SynthesisSettings:
-    """Small by default so that a synthesis finishes in tens of seconds on a laptop CPU."""
+    """Small by default so that a synthesis finishes in tens of seconds on a laptop CPU.
 
-    preset: str = "yosinski-3"
-    steps: int = 48
+    The Yosinski presets need hundreds of steps to leave the grey start; the Fourier ``lucid``
+    parameterisation shows a unit's pattern after a few dozen.
+    """
+
+    preset: str = "lucid"
+    steps: int = 64
     size: int = 128
     seed: int = 0
 
@@ -69,6 +73,9 @@ class SynthesisQueue:
         self._queue: queue.Queue[Job] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._copy: convsight.Network | None = None
+        self._live_steps = any(name in inspect.signature(convsight.maximize).parameters
+                               for name in ("callback", "on_step"))
+        self._seconds_per_step: float | None = None
 
     def key(self, layer: str, channel: int) -> str:
         s = self.settings
@@ -89,6 +96,11 @@ class SynthesisQueue:
             return {"state": "none", "step": 0, "steps": self.settings.steps, "elapsed": 0.0,
                     "error": ""}
         status = job.status()
+        if job.state == "running" and not self._live_steps:
+            # maximize reports no steps: estimate them from the speed of earlier syntheses
+            sps = self._seconds_per_step
+            status["step"] = min(job.steps - 1, int(status["elapsed"] / sps)) if sps else None
+            status["estimated"] = True
         if job.state == "queued":
             status["ahead"] = sum(1 for j in list(self._jobs.values())
                                   if j.state in ("queued", "running") and j.created < job.created)
@@ -123,6 +135,7 @@ class SynthesisQueue:
             try:
                 self.cache.put(job.key, self._synthesise(job))
                 job.state = "done"
+                self._seconds_per_step = (time.time() - job.started) / max(job.steps, 1)
             except Exception as exc:  # shown on the page; the server keeps going
                 job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
             job.finished = time.time()

@@ -7,6 +7,8 @@ activation tensors) into bytes a browser shows. No model is run here.
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,24 +18,43 @@ from PIL import Image
 from ..render import grid, to_uint8
 
 
+def as_pil(img: Image.Image | np.ndarray) -> Image.Image:
+    """A PIL image, an 8-bit array, or a float array in [0, 1] -> PIL image."""
+    if isinstance(img, Image.Image):
+        return img
+    a = np.asarray(img)
+    return Image.fromarray(a if a.dtype == np.uint8 else to_uint8(a))
+
+
 def jpeg_bytes(img: Image.Image | np.ndarray, quality: int = 88) -> bytes:
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(to_uint8(np.asarray(img)))
     buf = io.BytesIO()
-    pil.convert("RGB").save(buf, format="JPEG", quality=quality)
+    as_pil(img).convert("RGB").save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
 def png_bytes(img: Image.Image | np.ndarray) -> bytes:
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(to_uint8(np.asarray(img)))
     buf = io.BytesIO()
-    pil.save(buf, format="PNG")
+    as_pil(img).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def square(img: Image.Image, side: int) -> Image.Image:
-    """Resize to ``side`` x ``side`` (patches are square boxes, up to clipping at the border)."""
-    resample = Image.NEAREST if img.width < side // 2 else Image.BILINEAR
-    return img.convert("RGB").resize((side, side), resample)
+def square(img: Image.Image, side: int, background: tuple[int, int, int] = (236, 238, 243)
+           ) -> Image.Image:
+    """Fit into a ``side`` x ``side`` square, keeping the aspect ratio (patches clipped at the
+    image border are not square); the rest is a light background."""
+    img = img.convert("RGB")
+    scale = side / max(img.width, img.height)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    resample = Image.NEAREST if scale >= 3 else Image.BILINEAR
+    out = Image.new("RGB", (side, side), background)
+    out.paste(img.resize(size, resample), ((side - size[0]) // 2, (side - size[1]) // 2))
+    return out
+
+
+def clip_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, int, int]:
+    """The part of an inclusive (top, left, bottom, right) box inside a height x width image."""
+    top, left, bottom, right = (int(v) for v in box)
+    return max(top, 0), max(left, 0), min(bottom, height - 1), min(right, width - 1)
 
 
 def patch_montage(patches: Sequence[Image.Image], side: int = 40, ncols: int | None = None,
@@ -50,19 +71,48 @@ def patch_montage(patches: Sequence[Image.Image], side: int = 40, ncols: int | N
     return grid(tiles, ncols=ncols, pad=1, background=1.0)
 
 
-def crop_box(img: np.ndarray, box: Sequence[int], fill: float = 0.5) -> np.ndarray:
-    """Cut an inclusive (top, left, bottom, right) box out of an (H, W[, 3]) array.
+class PatchCutter:
+    """Cut hits' receptive-field boxes from the atlas's images, clipped to the image.
 
-    Parts of the box outside the image are filled with ``fill`` so the crop keeps the box's size.
+    ``atlas.patch`` pads a box that leaves the image with the mean colour; deep layers' boxes are
+    larger than the image, so the explorer and the report show the part inside the image instead.
+    Preprocessed images are kept (8-bit, LRU): a layer's tiles crop about k patches per unit,
+    often from the same few hundred images.
     """
-    top, left, bottom, right = (int(v) for v in box)
-    h, w = img.shape[:2]
-    out = np.full((bottom - top + 1, right - left + 1) + img.shape[2:], fill, dtype=np.float32)
-    y0, y1 = max(top, 0), min(bottom, h - 1)
-    x0, x1 = max(left, 0), min(right, w - 1)
-    if y0 <= y1 and x0 <= x1:
-        out[y0 - top:y1 - top + 1, x0 - left:x1 - left + 1] = img[y0:y1 + 1, x0:x1 + 1]
-    return out
+
+    def __init__(self, atlas, net=None, keep: int = 512) -> None:
+        self.atlas, self.net, self.keep = atlas, net, keep
+        self._images: OrderedDict[int, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def image(self, image_id: int) -> Image.Image:
+        with self._lock:
+            image = self._images.get(image_id)
+            if image is not None:
+                self._images.move_to_end(image_id)
+                return image
+        x = self.atlas.image(image_id)  # (3, H, W) in [0, 1], as the network saw it
+        image = Image.fromarray(to_uint8(x.detach().cpu().permute(1, 2, 0).numpy()))
+        with self._lock:
+            self._images[image_id] = image
+            while len(self._images) > self.keep:
+                self._images.popitem(last=False)
+        return image
+
+    def box(self, layer: str, hit) -> tuple[int, int, int, int] | None:
+        """The clipped (top, left, bottom, right) box of a hit; None for a global layer."""
+        rf = self.atlas.receptive_field(layer, net=self.net)
+        if rf.is_global:
+            return None
+        return clip_box(rf.box(hit.y, hit.x), *self.atlas.input_size)
+
+    def cut(self, layer: str, hit) -> Image.Image:
+        image = self.image(hit.image)
+        box = self.box(layer, hit)
+        if box is None:
+            return image
+        top, left, bottom, right = box
+        return image.crop((left, top, right + 1, bottom + 1))
 
 
 @dataclass

@@ -1,0 +1,117 @@
+"""Mining cost against plain inference, and memory against dataset size.
+
+    python bench/mining.py [--images 256] [--reps 3] [--sizes 128,512] [--device cpu]
+
+1. Mining all channels of 4 layers of the default model over a folder of real photo crops, versus
+   plain inference (the full forward pass) over the same images with the same loader, alternated
+   in the same run; prints the median times and their ratio (target: at most 1.10).
+2. Images/s and peak resident memory of a mining run for two dataset sizes, each in a fresh
+   process (memory must not grow with the number of images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import convsight
+from convsight.mining import photo_folder
+from convsight.mining.data import ImageSource, make_loader, resolve_images
+
+LAYERS = ["blocks.2", "blocks.6", "blocks.12", "conv_head"]
+
+
+def plain_inference(net: convsight.Network, folder: Path, batch_size: int, workers: int) -> float:
+    items, paths = resolve_images(folder)
+    source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for _ids, batch, _bad in make_loader(source, range(len(paths)), batch_size, workers):
+            out = net.module(batch.to(net.device))
+    if net.device.type == "cuda":
+        torch.cuda.synchronize()
+    del out
+    return time.perf_counter() - start
+
+
+def mining(net: convsight.Network, folder: Path, batch_size: int, workers: int) -> float:
+    start = time.perf_counter()
+    convsight.mine(net, folder, LAYERS, k=9, batch_size=batch_size, workers=workers, progress=False)
+    return time.perf_counter() - start
+
+
+def child(n: int, root: Path, device: str, batch_size: int, workers: int) -> None:
+    """Mine ``n`` images in this fresh process; print images/s and peak memory as JSON."""
+    net = convsight.load_model()
+    net.module.to(device)
+    folder = root / f"photos{n}"
+    seconds = mining(net, folder, batch_size, workers)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
+    print(json.dumps({"images": n, "seconds": seconds, "images_per_s": n / seconds,
+                      "peak_rss_mb": peak_mb, "peak_gpu_mb": gpu_mb}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=256)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--sizes", default="128,512")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--root", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child is not None:
+        child(args.child, Path(args.root), args.device, args.batch_size, args.workers)
+        return
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for n in {args.images, *sizes}:
+            photo_folder(root / f"photos{n}", n=n, seed=0)
+        net = convsight.load_model()
+        net.module.to(args.device)
+        folder = root / f"photos{args.images}"
+        print(f"model {net.name} at {net.input_size[0]} px on {args.device}, "
+              f"{torch.get_num_threads()} threads, batch {args.batch_size}, workers {args.workers}")
+        print(f"layers {', '.join(LAYERS)} (all channels: "
+              f"{sum(convsight.units.layer_shape(net, name)[0] for name in LAYERS)}), k = 9")
+        plain_inference(net, folder, args.batch_size, args.workers)  # warm-up
+        plain, mined, ratios = [], [], []
+        for _ in range(args.reps):
+            plain.append(plain_inference(net, folder, args.batch_size, args.workers))
+            mined.append(mining(net, folder, args.batch_size, args.workers))
+            ratios.append(mined[-1] / plain[-1])
+        print(f"{args.images} images, {args.reps} repetitions (medians):")
+        print(f"  plain inference {statistics.median(plain):7.2f} s "
+              f"({args.images / statistics.median(plain):6.1f} images/s)")
+        print(f"  mining          {statistics.median(mined):7.2f} s "
+              f"({args.images / statistics.median(mined):6.1f} images/s)")
+        print(f"  ratio mining / inference: median {statistics.median(ratios):.3f} "
+              f"(each: {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.10)")
+        print("dataset size vs memory (each in a fresh process):")
+        for n in sizes:
+            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--root", str(root),
+                                  "--device", args.device, "--batch-size", str(args.batch_size),
+                                  "--workers", str(args.workers)],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            gpu = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if r["peak_gpu_mb"] else ""
+            print(f"  {n:6d} images: {r['images_per_s']:6.1f} images/s, peak RSS "
+                  f"{r['peak_rss_mb']:.0f} MB{gpu}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The saved result of a mining run: the top-k images of every channel of some layers.
+
+>>> atlas = convsight.mine(net, "photos/", ["blocks.3", "blocks.10"], out="atlas")
+>>> atlas = convsight.Atlas.open("atlas")
+>>> best = atlas.top("blocks.3", 7)[0]            # Hit(image, path, y, x, value)
+>>> atlas.patch("blocks.3", 7, 0).save("p.png")   # the receptive-field crop of that hit
+
+On disk an atlas is a folder (see docs/mining.md): ``atlas.json`` (model, preprocessing, layers,
+counts, skipped files), ``images.json`` (path of every image id) and ``top.npz`` (per layer the
+(channels, k) arrays ``value``, ``image``, ``y``, ``x``). Empty slots (fewer than k readable
+images) have image id -1 and are left out of ``top``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ConvsightError, UnitError, UnknownLayerError
+
+FORMAT = "convsight-atlas"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One of a channel's top images: image id, its path, the argmax position and the value."""
+
+    image: int
+    path: str
+    y: int
+    x: int
+    value: float
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+class Atlas:
+    """Top-k hits per channel and layer, with the model and preprocessing that produced them."""
+
+    def __init__(self, arrays: dict[str, dict[str, np.ndarray]], shapes: dict[str, tuple[int, ...]],
+                 k: int, image_paths: list[str], skipped: list[tuple[str, str]], *,
+                 model_name: str = "custom", weights: str | None = None,
+                 weights_source: str = "", mean: Sequence[float] = (0.485, 0.456, 0.406),
+                 std: Sequence[float] = (0.229, 0.224, 0.225),
+                 input_size: tuple[int, int] = (224, 224), resize_ratio: float = 256 / 224,
+                 path: Path | None = None, source: Any = None, info: dict | None = None) -> None:
+        self._arrays = arrays
+        self.shapes = dict(shapes)
+        self.layers = list(arrays)
+        self.k = int(k)
+        self.image_paths = list(image_paths)
+        self.skipped = [(str(p), str(r)) for p, r in skipped]
+        self.model_name = model_name
+        self.weights = weights
+        self.weights_source = weights_source
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.resize_ratio = float(resize_ratio)
+        self.path = path
+        self.source = source  # the Dataset the images came from (kept in memory only)
+        self.info = dict(info or {})
+        self._net = None
+        self._fields: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return (f"Atlas({self.model_name}, layers={self.layers}, k={self.k}, "
+                f"images={self.image_count}, skipped={len(self.skipped)})")
+
+    # ---- queries -------------------------------------------------------------------------------
+    @property
+    def image_count(self) -> int:
+        """Images that were mined (listed images minus skipped ones)."""
+        return len(self.image_paths) - len(self.skipped)
+
+    def _layer(self, layer: str) -> dict[str, np.ndarray]:
+        if layer not in self._arrays:
+            raise UnknownLayerError(f"layer {layer!r} is not in this atlas; it has: "
+                                    f"{', '.join(self.layers)}")
+        return self._arrays[layer]
+
+    def channels(self, layer: str) -> int:
+        return int(self._layer(layer)["value"].shape[0])
+
+    def arrays(self, layer: str) -> dict[str, np.ndarray]:
+        """The raw (channels, k) arrays ``value``, ``image`` (-1 = empty), ``y``, ``x`` of a layer."""
+        return self._layer(layer)
+
+    def top(self, layer: str, channel: int) -> list[Hit]:
+        """The channel's hits, strongest first (ties: lower image id first)."""
+        a = self._layer(layer)
+        n = a["value"].shape[0]
+        if not 0 <= int(channel) < n:
+            raise UnitError(f"channel {channel} is out of range for layer {layer}: valid channels "
+                            f"are 0..{n - 1}")
+        c = int(channel)
+        return [Hit(int(i), self.image_paths[int(i)], int(y), int(x), float(v))
+                for v, i, y, x in zip(a["value"][c], a["image"][c], a["y"][c], a["x"][c]) if i >= 0]
+
+    def hit(self, layer: str, channel: int, rank: int) -> Hit:
+        hits = self.top(layer, channel)
+        if not 0 <= rank < len(hits):
+            raise UnitError(f"rank {rank} is out of range for {layer}:{channel}: it has "
+                            f"{len(hits)} hits (ranks 0..{len(hits) - 1})")
+        return hits[rank]
+
+    # ---- images and pictures -------------------------------------------------------------------
+    def network(self, allow_random: bool = False):
+        """Rebuild the model by name (``convsight.load_model(model_name, weights)``)."""
+        import warnings
+
+        from .models import load_model
+
+        if self._net is not None:
+            return self._net
+        if self.model_name == "custom":
+            raise ConvsightError("this atlas was mined from a custom model that convsight cannot "
+                                 "rebuild by name; pass net=YOUR_NETWORK")
+        if self.weights_source == "random initialisation" and not allow_random:
+            raise ConvsightError(f"this atlas was mined from {self.model_name} with random weights, "
+                                 "which cannot be rebuilt; pass net=THAT_NETWORK")
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise ConvsightError(f"the weights file of this atlas is gone: {self.weights}; pass "
+                                 "net=YOUR_NETWORK")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            net = load_model(self.model_name, weights=self.weights)
+        net.input_size = self.input_size
+        net.resize_ratio = self.resize_ratio
+        self._net = net
+        return net
+
+    def _network(self, net, allow_random: bool):
+        from .models import as_network
+
+        return as_network(net) if net is not None else self.network(allow_random=allow_random)
+
+    def image(self, image_id: int):
+        """Image ``image_id`` as mined: RGB, resized and centre-cropped, as a (3, H, W) tensor in [0, 1]."""
+        from .images import load_image, to_tensor
+
+        if not 0 <= int(image_id) < len(self.image_paths):
+            raise ConvsightError(f"image id {image_id} is out of range: this atlas lists "
+                                 f"{len(self.image_paths)} images")
+        if self.source is not None:
+            item = self.source[int(image_id)]
+            if isinstance(item, (tuple, list)) and not isinstance(item[0], (int, float)):
+                item = item[0]
+        else:
+            item = Path(self.image_paths[image_id])
+            if str(item).startswith(("dataset[", "images[")):
+                raise ConvsightError("this atlas was mined from a Dataset or in-memory images, "
+                                     "which are not saved with it; set atlas.source = THAT_DATASET")
+            if not item.is_absolute() and self.path is not None and not item.exists():
+                item = self.path / item
+        return to_tensor(load_image(item), self.input_size, self.resize_ratio)
+
+    def receptive_field(self, layer: str, net=None):
+        """The layer's receptive field at the atlas' input size (cached)."""
+        from .receptive import receptive_field
+
+        if layer not in self._fields:
+            self._layer(layer)
+            model = self._network(net, allow_random=True)
+            self._fields[layer] = receptive_field(model, layer, input_size=self.input_size)
+        return self._fields[layer]
+
+    def box(self, layer: str, channel: int, rank: int, net=None) -> tuple[int, int, int, int]:
+        """The (top, left, bottom, right) input box, inclusive and unclipped, of a hit."""
+        hit = self.hit(layer, channel, rank)
+        return tuple(int(v) for v in self.receptive_field(layer, net).box(hit.y, hit.x))
+
+    def patch(self, layer: str, channel: int, rank: int, net=None, clip: bool = False):
+        """The receptive-field crop of a hit from its preprocessed image, as a PIL image.
+
+        The box is padded with the image's mean colour where it leaves the image; ``clip=True``
+        keeps only the part inside the image.
+        """
+        from .mining.figures import crop_hit
+
+        return crop_hit(self, layer, self.hit(layer, channel, rank), net, clip=clip)
+
+    def layer_grid(self, layer: str, channels: Sequence[int] | None = None, max_units: int = 64,
+                   net=None, tile: int | None = None, clip: bool = True) -> np.ndarray:
+        """One cell per unit holding its k patches (the Zeiler & Fergus figure), as an RGB array.
+
+        Patches are clipped to the image (``clip=True``) so that deep layers, whose receptive
+        fields outgrow the image, show what they see rather than padding.
+        """
+        from .mining.figures import layer_grid
+
+        return layer_grid(self, layer, channels, max_units, net, tile, clip=clip)
+
+    def unit_figure(self, layer: str, channel: int, net=None, method: str = "guided") -> np.ndarray:
+        """Each hit's patch beside the projection (guided backprop/deconvnet) of its activation."""
+        from .mining.figures import unit_figure
+
+        return unit_figure(self, layer, channel, net, method)
+
+    # ---- files ---------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION, "k": self.k,
+            "model_name": self.model_name, "weights": self.weights,
+            "weights_source": self.weights_source, "mean": list(self.mean), "std": list(self.std),
+            "input_size": list(self.input_size), "resize_ratio": self.resize_ratio,
+            "layers": [{"name": n, "shape": list(self.shapes[n])} for n in self.layers],
+            "images_listed": len(self.image_paths), "image_count": self.image_count,
+            "skipped": [list(s) for s in self.skipped], "info": self.info,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the atlas folder (each file atomically; ``atlas.json`` last)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        flat = {f"layer{i}_{key}": np.asarray(self._arrays[name][key])
+                for i, name in enumerate(self.layers) for key in ("value", "image", "y", "x")}
+        write_atomic(path / "top.npz", npz_bytes(flat))
+        write_atomic(path / "images.json", json.dumps(self.image_paths).encode("utf-8"))
+        write_atomic(path / "atlas.json", json.dumps(self.metadata(), indent=1).encode("utf-8"))
+        self.path = path
+        return path
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Atlas":
+        """Read an atlas folder written by ``mine(..., out=PATH)`` or ``Atlas.save``."""
+        path = Path(path)
+        meta_file = path / "atlas.json"
+        if not meta_file.is_file():
+            hint = " (a mining run was interrupted there: finish it with resume=True)" if (
+                path.is_dir() and any(path.glob("checkpoint*.npz"))) else ""
+            raise ConvsightError(f"no atlas at {path}: {meta_file} is missing{hint}")
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            paths = json.loads((path / "images.json").read_text(encoding="utf-8"))
+            with np.load(path / "top.npz", allow_pickle=False) as z:
+                flat = {key: z[key] for key in z.files}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConvsightError(f"cannot read the atlas at {path}: {exc}") from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise ConvsightError(f"{meta_file} is not a convsight atlas of version {VERSION}")
+        arrays, shapes = {}, {}
+        for i, layer in enumerate(meta["layers"]):
+            arrays[layer["name"]] = {key: flat[f"layer{i}_{key}"] for key in ("value", "image", "y", "x")}
+            shapes[layer["name"]] = tuple(layer["shape"])
+        return cls(arrays, shapes, meta["k"], paths, [tuple(s) for s in meta["skipped"]],
+                   model_name=meta["model_name"], weights=meta["weights"],
+                   weights_source=meta.get("weights_source", ""), mean=meta["mean"],
+                   std=meta["std"], input_size=tuple(meta["input_size"]),
+                   resize_ratio=meta["resize_ratio"], path=path, info=meta.get("info"))

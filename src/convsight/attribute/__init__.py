@@ -1,0 +1,128 @@
+"""Explain one image: gradient, guided backprop, deconvnet, SmoothGrad, Grad-CAM, guided Grad-CAM.
+
+>>> import convsight
+>>> net = convsight.load_model()
+>>> x = net.preprocess(convsight.sample_images()["chelsea"])      # normalised (1, 3, 224, 224)
+>>> g = convsight.attribute(net, x, "class:281", method="guided")  # (1, 3, 224, 224)
+>>> cam = convsight.attribute(net, x, method="gradcam")            # (1, 1, 224, 224), top class
+>>> from convsight.attribute import render_attribution
+>>> picture = render_attribution(g[0], kind="rgb")                  # (224, 224, 3) in [0, 1]
+
+The guided and deconvnet rules reach every rectifier the forward pass runs (``nn.ReLU`` in place
+or reused, ``F.relu``, ``torch.relu``, ``Tensor.relu_``, ReLU6, ``hardtanh(0, 6)``,
+``clamp(min=0)``) without modifying the model; see ``rectifiers.py`` and docs/attribution.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+from collections import Counter
+from typing import Any
+
+import torch
+
+from ..errors import ConvsightError, ImageError
+from ..models import Network, as_network
+from .display import render_attribution
+from .figure import attribution_figure
+from .gradcam import default_gradcam_layer, gradcam
+from .gradients import input_gradient, resolve_targets, warn_other_activations
+from .rectifiers import check_rule, rectifier_rule
+from .smoothgrad import smoothgrad
+
+METHODS = ("gradient", "guided", "deconv", "smoothgrad", "gradcam", "guided-gradcam")
+_OPTIONS = {
+    "gradient": {"batch_size"},
+    "guided": {"batch_size", "others"},
+    "deconv": {"batch_size", "others"},
+    "smoothgrad": {"samples", "noise", "base", "seed", "batch_size", "others"},
+    "gradcam": {"layer"},
+    "guided-gradcam": {"layer", "batch_size", "others"},
+}
+
+
+def _as_batch(images: Any, net: Network) -> tuple[torch.Tensor, bool]:
+    if not isinstance(images, torch.Tensor):
+        raise ImageError(f"attribute needs a normalised image tensor (N, 3, H, W) or (3, H, W) as "
+                         f"made by Network.preprocess, got {type(images).__name__}")
+    single = images.dim() == 3
+    x = images[None] if single else images
+    if x.dim() != 4 or x.shape[0] == 0 or not x.is_floating_point():
+        raise ImageError(f"attribute needs a float tensor (N, C, H, W) or (C, H, W) with N >= 1, "
+                         f"got {images.dtype} of shape {tuple(images.shape)}")
+    if x.shape[1] != len(net.mean):
+        raise ImageError(f"images have {x.shape[1]} channels but the network takes "
+                         f"{len(net.mean)}; shape {tuple(images.shape)}")
+    return x, single
+
+
+def _chunked(fn, x: torch.Tensor, targets: list, batch_size: int | None) -> torch.Tensor:
+    size = batch_size or x.shape[0]
+    if size < 1:
+        raise ConvsightError(f"batch_size must be at least 1, got {batch_size}")
+    parts = [fn(x[i:i + size], targets[i:i + size]) for i in range(0, x.shape[0], size)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str = "gradient",
+              **kw: Any) -> torch.Tensor:
+    """Attribution of ``target`` w.r.t. the normalised input ``images``, shaped like the images.
+
+    ``target``: None (each image's top class score), ``"class:281"``, ``"prob:281"``,
+    ``"LAYER:C"``, ``"LAYER:C@Y,X"``, an int class, a ``Target``, or a list with one per image.
+    ``method``: gradient, guided, deconv, smoothgrad (``samples=25, noise=0.15, base="gradient",
+    seed=None``), gradcam (``layer=``; returns (N, 1, H, W)), guided-gradcam (``layer=``).
+    ``batch_size`` bounds the images per backward pass; ``others="gate"|"gradient"`` sets the rule
+    for non-rectifying activations in guided/deconv (see docs/attribution.md).
+
+    >>> convsight.attribute(net, x, "blocks.5:12@3,4", method="deconv").shape
+    torch.Size([1, 3, 224, 224])
+    """
+    net = as_network(model)
+    if method not in METHODS:
+        raise ConvsightError(f"unknown attribution method {method!r}: valid methods are "
+                             f"{', '.join(METHODS)}")
+    unknown = sorted(set(kw) - _OPTIONS[method])
+    if unknown:
+        raise ConvsightError(f"method {method} takes no option {', '.join(unknown)}; its options "
+                             f"are {', '.join(sorted(_OPTIONS[method])) or 'none'}")
+    x, single = _as_batch(images, net)
+    device = x.device
+    x = x.to(net.device)
+    targets = resolve_targets(target, x.shape[0])
+    batch_size = kw.get("batch_size")
+    others = kw.get("others", "gate")
+    check_rule("gradient", others)
+    seen: Counter = Counter()  # non-rectifying activations met by guided/deconv passes
+    if method in ("gradient", "guided", "deconv"):
+        out = _chunked(lambda xs, ts: input_gradient(net, xs, ts, method, others, seen),
+                       x, targets, batch_size)
+    elif method == "smoothgrad":
+        out = smoothgrad(net, x, targets, seen=seen, **kw)
+    elif method == "gradcam":
+        out = gradcam(net, x, targets, layer=kw.get("layer"))
+    else:  # guided-gradcam
+        guided = _chunked(lambda xs, ts: input_gradient(net, xs, ts, "guided", others, seen),
+                          x, targets, batch_size)
+        out = guided * gradcam(net, x, targets, layer=kw.get("layer"))
+    rule = kw.get("base", "gradient") if method == "smoothgrad" else method.replace("-gradcam", "")
+    warn_other_activations(seen, rule, others)
+    out = out.detach().to(device)
+    return out[0] if single else out
+
+
+class _CallablePackage(types.ModuleType):
+    """``convsight.attribute(...)`` calls :func:`attribute`, while ``convsight.attribute`` stays this
+    package, so ``convsight.attribute.render_attribution`` and submodule imports work as usual."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return attribute(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+__signature__ = inspect.signature(attribute)
+
+__all__ = ["attribute", "render_attribution", "attribution_figure", "METHODS", "input_gradient",
+           "gradcam", "default_gradcam_layer", "smoothgrad", "rectifier_rule"]

@@ -1,0 +1,75 @@
+"""The classic figure: one row per target, "image | gradient | guided backprop | deconvnet".
+
+>>> img = attribution_figure(net, "cat.jpg", ["class:281", "blocks.10:5"])
+>>> save_png(img, "fig.png")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..capture import eval_mode
+from ..errors import ConvsightError
+from ..models import as_network
+from ..render import grid, label
+from ..targets import ClassProb, ClassScore, Target, parse_target
+from .display import render_attribution
+
+TITLES = {"gradient": "gradient", "guided": "guided backprop", "deconv": "deconvnet",
+          "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "guided-gradcam": "guided Grad-CAM"}
+
+
+def _target_text(net, t: Target | None, top: int) -> str:
+    if t is None:
+        return f"top class: {net.class_name(top)}"
+    if len(t.terms) == 1 and isinstance(t.terms[0][1], (ClassScore, ClassProb)) and t.terms[0][0] == 1:
+        return f"{t} {net.class_name(t.terms[0][1].index)}"
+    return str(t)
+
+
+def attribution_figure(net: Any, image: Any, targets: Any = None,
+                       methods: Sequence[str] = ("gradient", "guided", "deconv"),
+                       kind: str = "rgb", layer: str | None = None) -> np.ndarray:
+    """Rows of (image, one attribution per method) for each target -> float (H, W, 3) picture.
+
+    ``image``: a path, PIL image or array (preprocessed for the network), or a normalised tensor
+    (3, H, W). ``targets``: one target or a list (None: the top class). Gradient-like methods are
+    drawn with ``kind`` (see ``render_attribution``); Grad-CAM as a heatmap over the image.
+    """
+    from . import attribute
+
+    net = as_network(net)
+    if isinstance(image, torch.Tensor):
+        x = image[None] if image.dim() == 3 else image
+        if x.dim() != 4 or x.shape[0] != 1:
+            raise ConvsightError(f"attribution_figure takes one image, got shape {tuple(image.shape)}")
+    else:
+        x = net.preprocess(image)
+    x = x.to(net.device)
+    targets = list(targets) if isinstance(targets, (list, tuple)) else [targets]
+    if not targets:
+        raise ConvsightError("attribution_figure needs at least one target (None: top class)")
+    targets = [None if t is None else parse_target(t) for t in targets]
+    methods = list(methods)
+    if not methods:
+        raise ConvsightError("attribution_figure needs at least one method")
+    batch = x.expand(len(targets), *x.shape[1:])
+    with torch.no_grad(), eval_mode(net.module):
+        top = int(net.module(x).argmax(dim=1)[0]) if any(t is None for t in targets) else -1
+    photo = np.clip(net.denormalize(x)[0].permute(1, 2, 0).detach().cpu().numpy(), 0, 1)
+    columns = {}
+    for m in methods:
+        kw = {"layer": layer} if m in ("gradcam", "guided-gradcam") and layer else {}
+        columns[m] = attribute(net, batch, targets, method=m, **kw)
+    tiles = []
+    for i, t in enumerate(targets):
+        tiles.append(label(photo, _target_text(net, t, top)))
+        for m in methods:
+            a = columns[m][i]
+            pic = (render_attribution(a, "heatmap", image=photo) if m == "gradcam"
+                   else render_attribution(a, kind))
+            tiles.append(label(pic, TITLES.get(m, m)))
+    return grid(tiles, ncols=1 + len(methods), pad=4)

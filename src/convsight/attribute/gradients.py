@@ -1,0 +1,111 @@
+"""Gradient, guided backprop and deconvnet: d(target)/d(input) under a rectifier rule.
+
+All three are one backward pass of the target w.r.t. the (normalised) input; they differ only in
+what the rectifiers pass back (``rules.py``). ``"gradient"`` uses PyTorch's own autograd untouched.
+
+>>> attr = input_gradient(net, x, "class:281", rule="guided")   # shaped like x
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections import Counter
+from contextlib import nullcontext
+from typing import Any, Sequence
+
+import torch
+
+from ..capture import capture
+from ..errors import UnitError
+from ..models import Network
+from ..targets import Target, parse_target
+from .rectifiers import rectifier_rule
+
+TargetSpec = Any  # None | str | int | Target | Unit, or a list with one per image
+
+
+def resolve_targets(target: TargetSpec, n: int) -> list[Target | None]:
+    """One ``Target`` (or None: the image's top class) per image."""
+    if isinstance(target, (list, tuple)):
+        if len(target) != n:
+            raise UnitError(f"got {len(target)} targets for a batch of {n} images: give one "
+                            "target for all images or a list with one per image")
+        return [None if t is None else parse_target(t) for t in target]
+    one = None if target is None else parse_target(target)
+    return [one] * n
+
+
+def target_values(net: Network, x: torch.Tensor, targets: list[Target | None]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model once; return (target value per image, model output). Differentiable."""
+    layers = list(dict.fromkeys(l for t in targets if t is not None for l in t.layers))
+    with capture(net.module, layers, detach=False) as acts:
+        logits = net.module(x)
+    if any(t is None for t in targets) and (not isinstance(logits, torch.Tensor) or logits.dim() != 2):
+        raise UnitError("the default target (each image's top class) needs a model that outputs "
+                        "class scores (N, classes); give a target such as LAYER:C")
+    first = targets[0]
+    if first is not None and all(t is first for t in targets):  # one target for the whole batch
+        return first(acts, logits), logits
+    values = []
+    for i, t in enumerate(targets):
+        if t is None:
+            values.append(logits[i:i + 1, int(logits[i].argmax())])
+        else:
+            values.append(t({k: v[i:i + 1] for k, v in acts.items()}, logits[i:i + 1]))
+    return torch.cat(values), logits
+
+
+def _outside_stacklevel() -> int:
+    """``stacklevel`` for ``warnings.warn`` that points at the first caller outside this package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_other_activations(seen: Counter, method: str, others: str) -> None:
+    """Name the non-rectifying activations a guided/deconv pass met, and the rule they got."""
+    if not seen:
+        return
+    names = ", ".join(f"{name} ({n} call{'s' if n != 1 else ''})" for name, n in sorted(seen.items()))
+    rule = ("the sign gate [R > 0] on top of their own derivative" if others == "gate"
+            else "their ordinary gradient")
+    title = {"guided": "guided backprop", "deconv": "deconvnet"}.get(method, method)
+    warnings.warn(f"{title}: the model also uses activations that are not rectifiers: {names}. "
+                  f"The {title} rule is defined for rectifiers; these backpropagate {rule} "
+                  "(others='gate' or 'gradient', see docs/attribution.md).", UserWarning,
+                  stacklevel=_outside_stacklevel())
+
+
+def input_gradient(net: Network, x: torch.Tensor, targets: TargetSpec | Sequence[Target | None],
+                   rule: str = "gradient", others: str = "gate", seen: Counter | None = None
+                   ) -> torch.Tensor:
+    """d(target)/d(x) for a normalised batch ``x``, with rectifiers following ``rule``.
+
+    Non-rectifying activations met on the way are named in a warning, or, when ``seen`` is given,
+    counted into it (calls per forward pass, from the first pass) for the caller to warn once.
+    """
+    if not (isinstance(targets, list) and all(t is None or isinstance(t, Target) for t in targets)
+            and len(targets) == x.shape[0]):
+        targets = resolve_targets(targets, x.shape[0])
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        ctx = rectifier_rule(rule, others) if rule != "gradient" else nullcontext()
+        with ctx as mode:
+            values, _ = target_values(net, x, targets)
+        if values.requires_grad:
+            (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
+        else:
+            grad = None
+    grad = torch.zeros_like(x) if grad is None else grad  # the target does not depend on x
+    if mode is not None:
+        if seen is not None:
+            if not seen:
+                seen.update(mode.others)
+        else:
+            warn_other_activations(mode.others, rule, others)
+    return grad

@@ -1,0 +1,47 @@
+"""``convsight attribute``: explain one image with gradient, guided backprop, deconvnet, ..."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_args, network_from_args
+
+METHOD_NAMES = "gradient, guided, deconv, smoothgrad, gradcam, guided-gradcam"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attribute", help="which pixels drive a class or unit: gradient, guided "
+                                         "backprop, deconvnet, SmoothGrad, Grad-CAM")
+    add_model_args(p)
+    p.add_argument("image", help="image file (any format Pillow reads)")
+    p.add_argument("--target", action="append", default=None, metavar="T",
+                   help="class:N, prob:N, LAYER:C or LAYER:C@Y,X; repeat for one row per target "
+                        "(default: the top class)")
+    p.add_argument("--methods", default="gradient,guided,deconv",
+                   help=f"comma-separated, from {METHOD_NAMES} (default gradient,guided,deconv)")
+    p.add_argument("--layer", default=None, help="layer for Grad-CAM (default: last feature map)")
+    p.add_argument("--kind", default="rgb", choices=["rgb", "signed", "saliency"],
+                   help="display of gradient-like maps (default rgb: zero is grey)")
+    p.add_argument("-o", "--out", default="attribution.png", help="output PNG (default attribution.png)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..attribute import METHODS, attribution_figure
+    from ..errors import ConvsightError
+    from ..images import load_image
+    from ..render import save_png
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ConvsightError(f"unknown method {', '.join(bad) or repr(args.methods)}: choose from "
+                             f"{METHOD_NAMES}")
+    image = load_image(args.image)
+    net = network_from_args(args)
+    targets = args.target or [None]
+    img = attribution_figure(net, image, targets, methods=methods, kind=args.kind, layer=args.layer)
+    path = save_png(img, args.out)
+    print(f"wrote {path} ({img.shape[1]}x{img.shape[0]} px): {len(targets)} target(s) x "
+          f"{', '.join(methods)}")
+    return 0

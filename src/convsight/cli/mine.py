@@ -1,0 +1,70 @@
+"""``convsight mine``: the top-k images of every channel of some layers over a folder of images.
+
+    convsight mine photos/ --layers blocks.3,blocks.10 -o atlas
+    torchrun --nproc_per_node=4 -m convsight.cli mine photos/ --layers blocks.3 -o atlas --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_args, network_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mine", help="find the top-k dataset images of every unit of some layers")
+    p.add_argument("images", help="folder of images (searched recursively; class subfolders are fine)")
+    p.add_argument("--layers", required=True,
+                   help="comma-separated layer names, e.g. blocks.3,blocks.10 (see `convsight layers`)")
+    p.add_argument("-o", "--out", required=True, help="atlas folder to write")
+    p.add_argument("--k", type=int, default=9, help="images kept per channel (default 9)")
+    add_model_args(p)
+    p.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="network input size in pixels (default: the model's own, 224 for most)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from the checkpoint in the --out folder")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between checkpoints (default 60; 0: after every batch)")
+    p.add_argument("--grids", type=int, default=0, metavar="N",
+                   help="also draw the first N units of each layer as LAYER.png in the atlas folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import copy
+    from pathlib import Path
+
+    from ..errors import ConvsightError
+    from ..mining import mine
+    from ..render import save_png
+
+    if args.input_size is not None and args.input_size < 8:
+        raise ConvsightError(f"--input-size must be at least 8 pixels, got {args.input_size}")
+    on_cpu = copy.copy(args)
+    on_cpu.device = "cpu"  # mine() places a copy on --device (one GPU per torchrun process)
+    net = network_from_args(on_cpu)
+    if args.input_size:
+        net.input_size = (args.input_size, args.input_size)
+    atlas = mine(net, args.images, args.layers, k=args.k, batch_size=args.batch_size,
+                 workers=args.workers, device=args.device, out=args.out, resume=args.resume,
+                 progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    print(f"atlas written: {Path(args.out).resolve()} ({atlas.image_count} images, "
+          f"{len(atlas.layers)} layers, k={atlas.k})")
+    if atlas.skipped:
+        print(f"skipped {len(atlas.skipped)} unreadable files:")
+        for path, reason in atlas.skipped[:20]:
+            print(f"  {path}: {reason}")
+        if len(atlas.skipped) > 20:
+            print(f"  ... and {len(atlas.skipped) - 20} more (listed in atlas.json)")
+    for layer in atlas.layers if args.grids > 0 else []:
+        path = save_png(atlas.layer_grid(layer, max_units=args.grids, net=net),
+                        Path(args.out) / f"{layer}.png")
+        print(f"{layer}: {path}")
+    return 0

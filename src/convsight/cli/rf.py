@@ -1,0 +1,55 @@
+"""``convsight rf``: receptive field size, stride and padding of a layer, and the box of one unit."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_args, network_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rf", help="receptive field of a layer (size, stride, padding, unit box)")
+    add_model_args(p)
+    p.add_argument("layer", help="layer name, as listed by `convsight layers`")
+    p.add_argument("--unit", metavar="C@Y,X", default=None,
+                   help="also print the input box seen by this unit (channel C at row Y, column X)")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="input height and width in pixels (default: the model's)")
+    p.add_argument("--allow-misaligned", action="store_true",
+                   help="for layers where paths with different centres meet, give the box covering all")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..receptive import receptive_field
+    from ..units import check_unit, layer_shape, parse_unit
+
+    net = network_from_args(args)
+    size = tuple(args.input_size) if args.input_size else None
+    rf = receptive_field(net, args.layer, size, allow_misaligned=args.allow_misaligned)
+    h, w = rf.input_size
+    print(f"{net.name}, input {h}x{w}, layer {rf.layer}")
+    if rf.is_global:
+        print("receptive field: the whole input (an op mixes all positions)")
+    else:
+        print(f"size     {rf.size[0]} x {rf.size[1]}")
+        print(f"stride   {rf.stride[0]} x {rf.stride[1]}")
+        print(f"padding  {rf.padding[0]} x {rf.padding[1]}")
+    print(f"method   {rf.method}")
+    if args.unit:
+        from ..errors import UnitError
+
+        unit = parse_unit(f"{rf.layer}:{args.unit}")
+        if size is None:
+            check_unit(unit, tuple(layer_shape(net, rf.layer)))
+        rows, cols = rf.grid or (1, 1)
+        if unit.y is None and (rows, cols) != (1, 1):
+            raise UnitError(f"--unit {args.unit}: give a position too, as C@Y,X")
+        y, x = (unit.y or 0, unit.x or 0)
+        if not (0 <= y < rows and 0 <= x < cols):
+            raise UnitError(f"position ({y}, {x}) is out of range for layer {rf.layer}: "
+                            f"y must be in 0..{rows - 1} and x in 0..{cols - 1}")
+        top, left, bottom, right = rf.box(y, x)
+        print(f"unit {unit}: rows {top}..{bottom}, columns {left}..{right} "
+              "(inclusive; may extend past the image)")
+    return 0

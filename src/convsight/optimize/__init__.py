@@ -1,0 +1,18 @@
+"""Activation maximisation: synthesise the image a unit or class wants.
+
+Small modules, one idea each: ``presets`` (named settings and knob checks), ``parameterize``
+(pixels or a Fourier spectrum -> image), ``regularizers`` (Yosinski et al. 2015: decay, blur,
+small-norm and small-contribution clipping), ``transforms`` (Lucid's random jitter/scale/rotate)
+and ``ascent`` (the loop joining them).
+
+>>> import convsight
+>>> out = convsight.maximize(convsight.load_model(), ["class:130", "class:947"], steps=100, size=128)
+>>> out.images.shape
+torch.Size([2, 3, 128, 128])
+"""
+
+from .ascent import Objective, Synthesis, maximize
+from .presets import DEFAULT_PRESET, KNOBS, PRESETS, Settings, settings_for
+
+__all__ = ["maximize", "Synthesis", "Settings", "PRESETS", "DEFAULT_PRESET", "KNOBS", "settings_for",
+           "Objective"]

@@ -1,0 +1,132 @@
+"""Named settings for activation maximisation, and the checks that every knob gets a sane value.
+
+A preset is a complete ``Settings``; any knob can be overridden on its own:
+
+>>> settings_for("yosinski-3", steps=200, blur_radius=0.5).blur_every
+4
+
+Presets (REFERENCES.md §5, §6 and Simonyan et al. 2013):
+
+- ``yosinski-1`` .. ``yosinski-4``: the four settings of Yosinski et al. 2015, Table 1, on an image
+  in [0, 255] around the mean, started from N(0, 10) noise, plain gradient steps.
+- ``simonyan``: class score minus an L2 penalty on the image, started from the mean (zero) image.
+- ``none``: plain gradient ascent with nothing but the valid-pixel constraint.
+- ``lucid``: Fourier + decorrelated colour parameterisation, the standard random transforms,
+  Adam with lr 0.05 (Olah et al. 2017).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+from ..errors import ConvsightError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the ascent loop. Pixel units are 0..255 around the network's mean."""
+
+    parameterization: str = "pixel"  # "pixel" (image in 0..255 around the mean) or "fourier"
+    init: str = "noise"              # "noise" (N(0, init_sd)) or "zero" (the mean image)
+    init_sd: float = 10.0            # pixel: 0..255 units; fourier: sd of the spectrum
+    optimizer: str = "sgd"           # "sgd" (x += lr * grad) or "adam"
+    lr: float = 100.0                # learning rate; the cap on it for lr_rule="progress"
+    lr_rule: str = "constant"        # "constant" or "progress": lr = min(lr, desired_progress / ||g||^2)
+    desired_progress: float = 2.0    # first-order objective gain per step wanted by "progress"
+    softmax_rule: str = "progress01"  # for prob:N targets, "progress" becomes this rule ...
+    early_progress: float = 0.03     # ... progress01: desired gain min(early_progress,
+    late_progress: float = 0.1       #     late_progress * (1 - probability)) (Yosinski's toolbox)
+    steps: int = 1000
+    size: int | None = None          # image side; None: the network's input size
+    decay: float = 0.0               # x *= (1 - decay) after each step (L2 decay)
+    l2: float = 0.0                  # objective - l2 * ||x||^2 (Simonyan's penalty), pixel units
+    blur_radius: float = 0.0         # Gaussian sigma in pixels ...
+    blur_every: int = 0              # ... applied at steps 0, blur_every, 2*blur_every ...
+    n_pct: float = 0.0               # zero pixels whose norm over channels is below this percentile
+    c_pct: float = 0.0               # zero pixels whose |sum_c grad * (-x)| is below this percentile
+    clip: bool = True                # keep pixels inside the valid range [0, 255] each step
+    transforms: str = "none"         # "none" or "standard" (pad, jitter, scale, rotate, jitter)
+    decorrelate: bool = False        # fourier: colours through the decorrelation matrix
+    fourier_decay: float = 1.0       # fourier: spectrum scaled by 1 / f ** fourier_decay
+    upsample: bool = False           # resize images smaller than the network input up to it
+
+    def replace(self, **knobs: object) -> "Settings":
+        return dataclasses.replace(self, **knobs)
+
+
+KNOBS = tuple(f.name for f in dataclasses.fields(Settings))
+
+_PIXEL = Settings()
+PRESETS: dict[str, Settings] = {
+    "yosinski-1": _PIXEL.replace(decay=0.0, blur_radius=0.5, blur_every=4, n_pct=50, c_pct=0,
+                                 steps=500, lr=100.0, lr_rule="progress", desired_progress=2.0),
+    "yosinski-2": _PIXEL.replace(decay=0.3, blur_radius=0.0, blur_every=0, n_pct=20, c_pct=0,
+                                 steps=750, lr=100.0),
+    "yosinski-3": _PIXEL.replace(decay=0.0001, blur_radius=1.0, blur_every=4, n_pct=0, c_pct=0,
+                                 steps=1000, lr=100.0),
+    "yosinski-4": _PIXEL.replace(decay=0.0, blur_radius=0.5, blur_every=4, n_pct=0, c_pct=90,
+                                 steps=1000, lr=1e8, lr_rule="progress", desired_progress=2.0),
+    "simonyan": _PIXEL.replace(init="zero", l2=1e-4, lr=100.0, steps=500),
+    "none": _PIXEL.replace(steps=1000, lr=100.0),
+    "lucid": Settings(parameterization="fourier", init="noise", init_sd=0.01, optimizer="adam",
+                      lr=0.05, steps=512, size=128, clip=False, transforms="standard",
+                      decorrelate=True, upsample=True),
+}
+DEFAULT_PRESET = "yosinski-3"
+
+_CHOICES = {
+    "parameterization": ("pixel", "fourier"),
+    "init": ("noise", "zero"),
+    "optimizer": ("sgd", "adam"),
+    "lr_rule": ("constant", "progress", "progress01"),
+    "softmax_rule": ("progress", "progress01"),
+    "transforms": ("none", "standard"),
+}
+_PIXEL_ONLY = ("decay", "l2", "blur_radius", "n_pct", "c_pct")
+
+
+def settings_for(preset: str = DEFAULT_PRESET, **knobs: object) -> Settings:
+    """The settings of ``preset`` with ``knobs`` overriding single values (``None`` keeps the preset's)."""
+    if preset not in PRESETS:
+        close = difflib.get_close_matches(str(preset), PRESETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConvsightError(f"unknown preset {preset!r}.{hint} Valid presets: {', '.join(PRESETS)}")
+    unknown = [k for k in knobs if k not in KNOBS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], KNOBS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConvsightError(f"unknown setting {unknown[0]!r}.{hint} Valid settings: {', '.join(KNOBS)}")
+    settings = PRESETS[preset].replace(**{k: v for k, v in knobs.items() if v is not None})
+    check(settings)
+    return settings
+
+
+def check(s: Settings) -> None:
+    """Raise ``ConvsightError`` naming the first knob with an invalid value."""
+    for name, choices in _CHOICES.items():
+        if getattr(s, name) not in choices:
+            raise ConvsightError(f"{name}={getattr(s, name)!r} is not valid: use one of {', '.join(choices)}")
+    if not isinstance(s.steps, int) or s.steps < 1:
+        raise ConvsightError(f"steps={s.steps!r} is not valid: use a whole number >= 1")
+    if s.size is not None and (not isinstance(s.size, int) or s.size < 8):
+        raise ConvsightError(f"size={s.size!r} is not valid: use a whole number of pixels >= 8")
+    for name in ("lr", "desired_progress", "early_progress", "late_progress", "init_sd", "l2", "blur_radius", "fourier_decay"):
+        value = getattr(s, name)
+        if not isinstance(value, (int, float)) or value < 0 or value != value:
+            raise ConvsightError(f"{name}={value!r} is not valid: use a number >= 0")
+    if not isinstance(s.blur_every, int) or s.blur_every < 0:
+        raise ConvsightError(f"blur_every={s.blur_every!r} is not valid: use a whole number >= 0 (0: never)")
+    if not 0 <= s.decay < 1:
+        raise ConvsightError(f"decay={s.decay!r} is not valid: use a number in [0, 1)")
+    for name in ("n_pct", "c_pct"):
+        if not 0 <= getattr(s, name) < 100:
+            raise ConvsightError(f"{name}={getattr(s, name)!r} is not valid: use a percentile in [0, 100)")
+    if s.parameterization == "fourier":
+        used = [n for n in _PIXEL_ONLY if getattr(s, n)]
+        if used:
+            raise ConvsightError(f"{used[0]} works on pixels: use parameterization='pixel' with it "
+                                 "(the fourier parameterisation has no pixels to regularise)")
+    elif s.decorrelate:
+        raise ConvsightError("decorrelate=True needs parameterization='fourier'")

@@ -1,0 +1,180 @@
+"""Receptive fields, exact, for the graph a PyTorch model really executes.
+
+>>> import convsight
+>>> net = convsight.load_model()
+>>> rf = convsight.receptive_field(net, "blocks.5")
+>>> rf.size, rf.stride, rf.box(0, 0)
+((51, 51), (8, 8), (-24, -24, 26, 26))
+
+One forward pass is traced op by op (convolutions, pools, ``F.pad``, ``torch.cat``, ``+``, views,
+norms...), so residual adds, concatenations, dilation, ``ceil_mode``, depthwise and TF-style
+asymmetric "same" padding are all seen as they run. Where the trace meets an op it does not know,
+the answer comes from a gradient probe instead (``method="probe"``). See docs/receptive_fields.md.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from ..models import Network, as_network
+from ..units import check_layer, layer_names
+from .field import ReceptiveField
+from .geometry import Broken, State, Tracked
+from .probe import ReceptiveFieldError, probe_fields
+from .trace import Tracer
+
+__all__ = ["ReceptiveField", "ReceptiveFieldError", "receptive_field", "receptive_fields"]
+
+
+def receptive_field(model: Network | nn.Module, layer: str,
+                    input_size: tuple[int, int] | int | None = None, *,
+                    allow_misaligned: bool = False) -> ReceptiveField:
+    """The receptive field of the units of ``layer`` at ``input_size`` (default: the network's).
+
+    >>> rf = receptive_field(net, "blocks.5")
+    >>> top, left, bottom, right = rf.box(3, 4)     # input pixels seen by unit (3, 4)
+
+    Raises ``UnknownLayerError`` for a layer that does not exist and ``ReceptiveFieldError`` when
+    there is no single box per unit: after upsampling, or where paths with different centres meet
+    (``allow_misaligned=True`` then returns the box covering both).
+    """
+    return receptive_fields(model, [layer], input_size, allow_misaligned=allow_misaligned)[layer]
+
+
+def receptive_fields(model: Network | nn.Module, layers: Iterable[str] | None = None,
+                     input_size: tuple[int, int] | int | None = None, *,
+                     allow_misaligned: bool = False) -> dict[str, ReceptiveField]:
+    """Receptive fields of many layers from one analysis (all layers when ``layers`` is None).
+
+    With ``layers=None`` layers without a receptive field (no tensor output, never run, after
+    upsampling...) are left out; named layers raise instead.
+
+    >>> fields = receptive_fields(net, ["blocks.3", "conv_head"])
+    >>> fields["conv_head"].size
+    (291, 291)
+    """
+    net = as_network(model)
+    size = _check_size(net.input_size if input_size is None else input_size)
+    explicit = layers is not None
+    names = list(dict.fromkeys(layers)) if explicit else layer_names(net)  # type: ignore[arg-type]
+    for name in names:
+        check_layer(net, name)
+    try:
+        states = trace_states(net, names, size)
+    except ReceptiveFieldError:
+        raise
+    except Exception:  # the forward does not run under the tracer: measure everything instead
+        states = {name: Broken("the traced forward pass failed") for name in names}
+    fields: dict[str, ReceptiveField] = {}
+    to_probe: list[str] = []
+    for name in names:
+        state = states.get(name)
+        try:
+            if state is None:
+                raise ReceptiveFieldError(f"layer {name} does not output a tensor that depends on "
+                                          "the input (or never runs in the forward pass)")
+            if isinstance(state, Broken):
+                if state.refused:
+                    raise ReceptiveFieldError(f"layer {name}: {state.reason}")
+                to_probe.append(name)
+                continue
+            fields[name] = _field(name, state, size, allow_misaligned)
+        except ReceptiveFieldError:
+            if explicit:
+                raise
+    if to_probe:
+        probed = probe_fields(net.module, to_probe, size, len(net.mean)) if explicit else \
+            _probe_quietly(net, to_probe, size)
+        fields.update(probed)
+    return {name: fields[name] for name in names if name in fields}
+
+
+def _probe_quietly(net: Network, names: list[str], size: tuple[int, int]) -> dict[str, ReceptiveField]:
+    result = {}
+    try:
+        result.update(probe_fields(net.module, names, size, len(net.mean)))
+    except ReceptiveFieldError:  # one bad layer: measure the others one by one
+        for name in names:
+            try:
+                result.update(probe_fields(net.module, [name], size, len(net.mean)))
+            except ReceptiveFieldError:
+                pass
+    return result
+
+
+def _check_size(size: tuple[int, int] | int) -> tuple[int, int]:
+    if isinstance(size, int):
+        size = (size, size)
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ReceptiveFieldError(f"input_size must be (height, width) in pixels, got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ReceptiveFieldError(f"input_size must be positive, got {size!r}")
+    return h, w
+
+
+def _field(name: str, state: Tracked, size: tuple[int, int], allow_misaligned: bool) -> ReceptiveField:
+    ay, ax = state.axes
+    whole = ay.whole or ax.whole
+    if state.note and not whole and not allow_misaligned:
+        raise ReceptiveFieldError(f"layer {name}: {state.note}. Its units have no single aligned "
+                                  "receptive field; pass allow_misaligned=True for the box "
+                                  "covering all paths")
+    return ReceptiveField(
+        layer=name,
+        size=size if whole else (ay.size, ax.size),
+        stride=(ay.stride, ax.stride),
+        padding=(0, 0) if whole else (ay.padding, ax.padding),
+        is_global=whole,
+        input_size=size,
+        method="trace",
+        grid=(state.grid("y"), state.grid("x")),
+    )
+
+
+def trace_states(net: Network, names: list[str], size: tuple[int, int]) -> dict[str, State | None]:
+    """Run one forward pass under the tracer; the state of each layer's output as it returns.
+
+    Runs in inference mode on a random input; buffers (batch-norm statistics of modules left in
+    train mode) are restored afterwards and the global random state is left as it was.
+    """
+    module = net.module
+    tracer = Tracer(size)
+    states: dict[str, State | None] = {}
+
+    def make_hook(name: str):
+        def hook(_mod, _inp, out) -> None:
+            states[name] = tracer.state(out) if isinstance(out, torch.Tensor) else None
+        return hook
+
+    param = next(module.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    saved = {name: b.detach().clone() for name, b in module.named_buffers()}
+    handles = []
+    try:
+        for name in names:
+            handles.append(module.get_submodule(name).register_forward_hook(make_hook(name)))
+        with torch.random.fork_rng(devices=[]):
+            x = torch.rand(1, len(net.mean), *size, dtype=dtype).to(net.device)
+            with torch.inference_mode(), tracer:
+                tracer.start(x)
+                try:
+                    module(x)
+                except RuntimeError as exc:
+                    if "channels" in str(exc) or "size" in str(exc) or "shape" in str(exc):
+                        raise ReceptiveFieldError(
+                            f"the model does not run on a {size[0]}x{size[1]} input with "
+                            f"{len(net.mean)} channels: {exc}") from None
+                    raise
+    finally:
+        for h in handles:
+            h.remove()
+        with torch.no_grad():
+            for name, b in module.named_buffers():
+                if name in saved and not torch.equal(b, saved[name]):
+                    b.copy_(saved[name])
+    return states

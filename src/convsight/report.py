@@ -1,0 +1,172 @@
+"""A static, self-contained HTML report of an atlas: every unit's top patches, no server needed.
+
+``write_report`` writes one HTML file that opens from disk: the layer table, then for each mined
+layer a grid with one cell per unit (its top-k patches), and for the first few units of each
+layer the patches at full size beside their guided-backprop projections. Pictures are inlined as
+data URIs (default) or written to a sibling folder ``NAME_files/`` (``inline=False``), which keeps
+the HTML small for big atlases.
+
+>>> from convsight.report import write_report
+>>> write_report("atlas/", "report.html")                      # doctest: +SKIP
+PosixPath('report.html')
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .atlas import Atlas
+from .models import Network
+from .web.pictures import PatchCutter, jpeg_bytes, patch_montage, png_bytes
+
+STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2230;
+       background: #f7f8fa; margin: 0; }
+header { background: #161b2e; color: #e8eaf2; padding: 14px 28px; }
+header h1 { margin: 0; font-size: 20px; } header p { margin: 2px 0 0; color: #aab0c5; }
+main { max-width: 1240px; margin: 0 auto; padding: 16px 28px 60px; }
+h2 { font-size: 18px; margin: 30px 0 4px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+.sub { color: #6b7280; margin: 2px 0 10px; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; }
+td, th { border-bottom: 1px solid #eceef2; padding: 3px 12px; text-align: left; }
+th { color: #6b7280; font-weight: 600; }
+.units { display: grid; grid-template-columns: repeat(auto-fill, minmax(128px, 1fr)); gap: 8px; }
+.unit { background: #fff; border: 1px solid #e5e7eb; border-radius: 8px; padding: 4px; text-align: center;
+        font-size: 12px; color: #1d2230; text-decoration: none; }
+.unit img { width: 120px; height: 120px; display: block; margin: 0 auto 2px; border-radius: 4px; }
+.unit span { color: #6b7280; }
+a.unit:hover { border-color: #3b5bdb; }
+.detail { background: #fff; border: 1px solid #e5e7eb; border-radius: 10px; padding: 10px 14px; margin: 10px 0; }
+.detail:target { box-shadow: 0 0 0 3px #c5d0ff; }
+.detail img { max-width: 100%; }
+nav.toc a { margin-right: 14px; }
+"""
+
+
+def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
+                 layers: Sequence[str] | None = None, max_units: int | None = 128,
+                 detail_units: int = 3, method: str = "guided", net: Network | None = None,
+                 inline: bool = True, tile: int = 40, progress: bool = True) -> Path:
+    """Write the report of an atlas (an ``Atlas`` or its folder) to ``out_path``; return the path.
+
+    ``layers`` (default: all mined layers), ``max_units`` per layer (``None``: all units),
+    ``detail_units``: how many units per layer also get the full-size patches beside their
+    ``method`` projections (0: none, so no model is needed). ``net`` overrides ``atlas.network()``.
+    """
+    from tqdm.auto import tqdm
+
+    atlas = atlas_or_dir if isinstance(atlas_or_dir, Atlas) else Atlas.open(atlas_or_dir)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    layers = list(layers) if layers is not None else list(atlas.layers)
+    for layer in layers:
+        atlas.channels(layer)  # unknown layers fail here, before any work
+    assets = _Assets(out, inline)
+    if net is None and detail_units > 0:
+        net = atlas.network(allow_random=True)
+    start = time.time()
+    sections = []
+    bar = tqdm(total=sum(_unit_count(atlas, name, max_units) for name in layers),
+               desc="report", unit="unit", disable=not progress)
+    cutter = PatchCutter(atlas, net)  # keeps the images for all layers
+    for layer in layers:
+        sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net, assets,
+                                       tile, bar, cutter))
+    bar.close()
+    rows = "".join(
+        f"<tr><td><a href='#{_anchor(name)}'>{html.escape(name)}</a></td>"
+        f"<td>{'x'.join(map(str, atlas.shapes.get(name, ())))}</td>"
+        f"<td>{atlas.channels(name)}</td><td>{_rf_text(atlas, name, net)}</td></tr>"
+        for name in layers)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>convsight atlas: {html.escape(atlas.model_name)}</title><style>{STYLE}</style></head>
+<body><header><h1>What each unit of {html.escape(atlas.model_name)} sees</h1>
+<p>top {atlas.k} patches over {atlas.image_count} images; input {atlas.input_size[0]}x{atlas.input_size[1]};
+{len(atlas.skipped)} unreadable file(s) skipped; made in {time.time() - start:.0f} s</p></header>
+<main>
+<h2>Layers</h2>
+<table><tr><th>layer</th><th>output shape</th><th>units</th><th>receptive field</th></tr>{rows}</table>
+{''.join(sections)}
+</main></body></html>
+"""
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+class _Assets:
+    """Pictures as data URIs, or as files in ``NAME_files/`` beside the page."""
+
+    def __init__(self, out: Path, inline: bool) -> None:
+        self.inline = inline
+        self.folder = out.parent / f"{out.stem}_files"
+        self.count = 0
+        if not inline:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def url(self, data: bytes, kind: str) -> str:
+        if self.inline:
+            return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
+        self.count += 1
+        name = f"{self.count:05d}.{'jpg' if kind == 'jpeg' else kind}"
+        (self.folder / name).write_bytes(data)
+        return f"{self.folder.name}/{name}"
+
+
+def _unit_count(atlas: Atlas, layer: str, max_units: int | None) -> int:
+    n = atlas.channels(layer)
+    return n if max_units is None else min(n, max_units)
+
+
+def _anchor(layer: str, channel: int | None = None) -> str:
+    base = "layer-" + layer.replace(".", "-")
+    return base if channel is None else f"{base}-{channel}"
+
+
+def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
+    try:
+        rf = atlas.receptive_field(layer, net)
+    except Exception:
+        return "-"
+    if getattr(rf, "is_global", False):
+        return "global"
+    return f"{rf.size[0]}x{rf.size[1]} px, stride {rf.stride[0]}"
+
+
+def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units: int,
+                   method: str, net: Network | None, assets: _Assets, tile: int, bar: Any,
+                   cutter: PatchCutter) -> str:
+    n = _unit_count(atlas, layer, max_units)
+    total = atlas.channels(layer)
+    details = min(detail_units, n)
+    cells = []
+    for c in range(n):
+        hits = atlas.top(layer, c)
+        patches = [cutter.cut(layer, h) for h in hits]
+        picture = jpeg_bytes(patch_montage(patches, tile, slots=atlas.k), quality=85)
+        value = f"{hits[0].value:.3g}" if hits else "-"
+        tag = "a" if c < details else "div"
+        href = f" href='#{_anchor(layer, c)}'" if c < details else ""
+        cells.append(f"<{tag} class='unit'{href}><img src='{assets.url(picture, 'jpeg')}' "
+                     f"alt='unit {c}'><b>{c}</b> <span>{value}</span></{tag}>")
+        bar.update(1)
+    shown = f"units 0-{n - 1} of {total}" if n < total else f"all {total} units"
+    parts = [f"<h2 id='{_anchor(layer)}'>{html.escape(layer)}</h2>",
+             f"<p class='sub'>{shown}; each cell holds a unit's top {atlas.k} patches, strongest "
+             "first. Click one of the first units for its patches at full size.</p>",
+             f"<div class='units'>{''.join(cells)}</div>"]
+    for c in range(details):
+        figure = np.asarray(atlas.unit_figure(layer, c, net=net, method=method), dtype=np.float32)
+        if figure.max() > 1.5:
+            figure = figure / 255.0
+        parts.append(f"<div class='detail' id='{_anchor(layer, c)}'><h3>{html.escape(layer)}:{c}"
+                     f"</h3><p class='sub'>top patches with their {html.escape(method)} "
+                     f"projections</p><img src='{assets.url(png_bytes(figure), 'png')}' "
+                     f"alt='{html.escape(layer)}:{c}'></div>")
+    return "\n".join(parts)

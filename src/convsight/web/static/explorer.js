@@ -1,0 +1,134 @@
+// convsight explorer: small progressive enhancements; every page also works without them.
+"use strict";
+
+function $(id) { return document.getElementById(id); }
+
+// Layer list: filter rows as you type.
+(function layerFilter() {
+  const box = $("filter"), table = $("layer-table");
+  if (!box || !table) return;
+  box.addEventListener("input", () => {
+    const q = box.value.trim().toLowerCase();
+    for (const tr of table.tBodies[0].rows) {
+      tr.hidden = q !== "" && !tr.dataset.name.toLowerCase().includes(q);
+    }
+  });
+})();
+
+// Unit view: start a synthesis and poll its progress until the picture is ready.
+(function synthesis() {
+  const box = $("synth");
+  if (!box) return;
+  const layer = box.dataset.layer, channel = box.dataset.channel;
+  const api = `/api/synth/${layer}/${channel}`;
+  const button = $("synth-start"), status = $("synth-status"), img = $("synth-img");
+  const progress = box.querySelector(".progress"), bar = box.querySelector(".progress .bar");
+  function show(s) {
+    if (s.state === "done") {
+      img.src = `/img/synth/${layer}/${channel}.png?t=${Date.now()}`;
+      img.hidden = false;
+      $("synth-controls").hidden = true;
+      return true;
+    }
+    if (s.state === "error") {
+      status.textContent = "failed: " + s.error;
+      button.disabled = false;
+      button.textContent = "Try again";
+      return true;
+    }
+    if (s.state === "queued" || s.state === "running") {
+      progress.hidden = false;
+      button.disabled = true;
+      const known = s.step !== null && s.step !== undefined;
+      progress.classList.toggle("busy", s.state === "running" && !known);
+      bar.style.width = known && s.steps ? `${Math.round(100 * s.step / s.steps)}%` : "";
+      status.textContent = s.state === "queued"
+        ? `waiting${s.ahead ? ` (${s.ahead} ahead)` : ""}…`
+        : known ? `${s.estimated ? "about " : ""}step ${s.step} of ${s.steps} · ${s.elapsed.toFixed(0)} s`
+                : `running · ${s.elapsed.toFixed(0)} s`;
+    }
+    return false;
+  }
+  async function poll() {
+    try {
+      const s = await (await fetch(api)).json();
+      if (!show(s)) setTimeout(poll, 700);
+    } catch (e) { setTimeout(poll, 2000); }
+  }
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const r = await fetch(api, { method: "POST" });
+    const s = await r.json();
+    if (!r.ok) { status.textContent = s.error || "cannot start"; button.disabled = false; return; }
+    if (!show(s)) setTimeout(poll, 500);
+  });
+  if (box.dataset.state === "queued" || box.dataset.state === "running") poll();
+})();
+
+// Image view: pick a layer; click an activation tile to explain that unit on this image.
+(function imageView() {
+  const maps = $("maps");
+  if (!maps) return;
+  const select = $("layer-select");
+  select.addEventListener("change", () => select.form.submit());
+  const d = maps.dataset, img = $("maps-img"), hi = $("maps-hi");
+  const ncols = +d.ncols, th = +d.tileH, tw = +d.tileW, pad = +d.pad, nch = +d.channels;
+
+  function tileAt(px, py) {  // picture pixels -> channel number (or -1 between tiles)
+    const col = Math.floor((px - pad) / (tw + pad)), row = Math.floor((py - pad) / (th + pad));
+    const inX = px - pad - col * (tw + pad), inY = py - pad - row * (th + pad);
+    if (col < 0 || row < 0 || col >= ncols || inX >= tw || inY >= th) return -1;
+    const c = row * ncols + col;
+    return c < nch ? c : -1;
+  }
+  function highlight(c) {
+    const scale = img.clientWidth / +d.width;
+    const col = c % ncols, row = Math.floor(c / ncols);
+    hi.style.left = `${(pad + col * (tw + pad)) * scale - 2}px`;
+    hi.style.top = `${(pad + row * (th + pad)) * scale - 2}px`;
+    hi.style.width = `${tw * scale + 4}px`;
+    hi.style.height = `${th * scale + 4}px`;
+    hi.hidden = false;
+  }
+  function showBox(info) {
+    const box = $("rf-box"), input = $("input-img");
+    if (!info.box) { box.hidden = true; return; }
+    const [top, left, bottom, right] = info.box, [h, w] = info.input;
+    const sy = input.clientHeight / h, sx = input.clientWidth / w;
+    const t = Math.max(top, 0), l = Math.max(left, 0);
+    const b = Math.min(bottom, h - 1), r = Math.min(right, w - 1);
+    box.style.top = `${t * sy}px`; box.style.left = `${l * sx}px`;
+    box.style.height = `${(b - t + 1) * sy}px`; box.style.width = `${(r - l + 1) * sx}px`;
+    box.hidden = false;
+  }
+  function showUnit(info) {
+    $("unit-panel").hidden = false;
+    $("unit-hint").hidden = true;
+    $("unit-title").textContent = `${info.layer}:${info.channel}`;
+    $("unit-where").textContent = `strongest at (${info.y}, ${info.x}): ${info.value}`;
+    for (const [m, src] of Object.entries(info.images)) $(`unit-${m}`).src = src;
+    $("unit-link").href = info.unit_url;
+    highlight(info.channel);
+    showBox(info);
+  }
+  img.addEventListener("click", async (ev) => {
+    const scale = +d.width / img.clientWidth;
+    const c = tileAt(ev.offsetX * scale, ev.offsetY * scale);
+    if (c < 0) return;
+    highlight(c);
+    const r = await fetch(`/api/unit/${d.image}/${d.layer}/${c}`);
+    if (!r.ok) return;
+    const info = await r.json();
+    showUnit(info);
+    const url = new URL(location.href);
+    url.searchParams.set("layer", d.layer);
+    url.searchParams.set("unit", c);
+    history.replaceState(null, "", url);
+  });
+  const chosen = $("chosen");
+  if (chosen) {
+    const info = JSON.parse(chosen.textContent);
+    const go = () => showUnit(info);
+    if (img.complete) go(); else img.addEventListener("load", go);
+  }
+})();

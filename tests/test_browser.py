@@ -1,0 +1,176 @@
+"""The explorer in a real browser: Playwright drives Debian's headless Chromium.
+
+CI installs the browser with ``.ci/browser-setup.sh`` (``apt-get install chromium`` and the Python
+``playwright`` package; never ``playwright install``). The tests click through layer -> unit,
+start a synthesis, upload a photo and click an activation tile, open the static report from disk,
+and save screenshots (also copied to /tmp/cs/screens for people to look at).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import convsight
+
+from .test_web_support import WIDE, save_screen, start_server, tiny_atlas_dir
+
+CHROMIUM = os.environ.get("CONVSIGHT_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None and not Path(CHROMIUM).is_file(),
+                       reason=f"no Chromium at {CHROMIUM} (CI installs Debian's chromium with "
+                              ".ci/browser-setup.sh)"),
+]
+
+ALL_IMAGES_LOADED = """(sel) => {
+  const imgs = [...document.querySelectorAll(sel)];
+  return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
+VISIBLE_IMAGES_LOADED = """(sel) => {
+  const h = window.innerHeight;
+  const imgs = [...document.querySelectorAll(sel)].filter(i => {
+    const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < h; });
+  return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("browser-cache"), atlas=tiny_atlas_dir())
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.errors = errors  # a test that expects an error response clears it
+    yield pg
+    context.close()
+    assert not errors, f"the page logged errors: {errors}"
+
+
+def test_click_from_layer_list_to_layer_to_unit(page, server, tmp_path):
+    page.goto(server.url + "/")
+    assert page.title().startswith("layers")
+    page.fill("#filter", "blocks.9")  # the filter box hides other rows
+    assert page.locator("#layer-table tbody tr:visible").count() < 30
+    save_screen(page, tmp_path, "explorer-layers", full_page=False)
+    page.click(f"#layer-table a:text-is('{WIDE}')")
+    page.wait_for_url(re.compile(rf"/layer/{re.escape(WIDE)}$"))
+
+    # cold: the 112 tiles are computed as the browser asks for them; warm: read from the cache
+    timings = {}
+    for visit in ("cold", "warm"):
+        start = time.perf_counter()
+        page.goto(server.url + f"/layer/{WIDE}", wait_until="domcontentloaded")
+        dom = time.perf_counter() - start
+        page.wait_for_function(VISIBLE_IMAGES_LOADED, arg="#units img", timeout=120_000)
+        timings[visit] = (dom, time.perf_counter() - start)
+    units = page.locator("#units a.unit").count()
+    assert units == 112
+    print(f"\nlayer view of {units} units: " + ", ".join(
+        f"{k}: page {d * 1000:.0f} ms, visible tiles {t * 1000:.0f} ms" for k, (d, t) in timings.items()))
+    save_screen(page, tmp_path, "explorer-layer", full_page=False)
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function(VISIBLE_IMAGES_LOADED, arg="#units img", timeout=120_000)
+
+    page.click("#u5")
+    page.wait_for_url(re.compile(rf"/unit/{re.escape(WIDE)}/5$"))
+    page.wait_for_function(ALL_IMAGES_LOADED, arg=".hit img", timeout=120_000)
+    assert page.locator(".hit").count() == 9
+    save_screen(page, tmp_path, "explorer-unit")
+    page.click("text=deconvnet")
+    page.wait_for_url(re.compile(r"method=deconv"))
+    page.wait_for_function(ALL_IMAGES_LOADED, arg=".hit img.proj", timeout=120_000)
+    page.click("a[rel=next]")
+    page.wait_for_url(re.compile(rf"/unit/{re.escape(WIDE)}/6\?method=deconv$"))
+
+
+def test_synthesis_shows_progress_then_the_picture(page, server, tmp_path):
+    page.goto(server.url + "/unit/blocks.2/11")
+    assert page.locator("#synth-img").is_hidden()
+    page.click("#synth-start")
+    page.wait_for_selector("#synth-img", state="visible", timeout=180_000)
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#synth-img", timeout=30_000)
+    assert page.locator("#synth-controls").is_hidden()
+    save_screen(page, tmp_path, "explorer-synthesis")
+    page.reload()  # cached: shown straight away
+    assert page.locator("#synth-img").is_visible()
+
+
+def test_upload_a_photo_and_click_a_unit(page, server, tmp_path):
+    photo = tmp_path / "cat.jpg"
+    convsight.sample_images()["chelsea"].save(photo, quality=92)
+    page.goto(server.url + "/images")
+    page.wait_for_function(ALL_IMAGES_LOADED, arg=".choice img", timeout=60_000)
+    save_screen(page, tmp_path, "explorer-images", full_page=False)
+    page.set_input_files("#upload-input", str(photo))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/image/u-[0-9a-f]{16}$"))
+    assert page.locator("ol.classes li").count() == 5
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#class-attrs img", timeout=120_000)
+
+    page.select_option("#layer-select", "blocks.2")  # the form reloads with that layer
+    page.wait_for_url(re.compile(r"layer=blocks\.2"))
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#maps-img", timeout=60_000)
+    maps = page.locator("#maps")
+    d = {k: int(maps.get_attribute(f"data-{k}")) for k in ("ncols", "tile-w", "tile-h", "pad", "width")}
+    box = page.locator("#maps-img").bounding_box()
+    scale = box["width"] / d["width"]
+    channel = 13
+    row, col = divmod(channel, d["ncols"])
+    x = (d["pad"] + col * (d["tile-w"] + d["pad"]) + d["tile-w"] / 2) * scale
+    y = (d["pad"] + row * (d["tile-h"] + d["pad"]) + d["tile-h"] / 2) * scale
+    page.click("#maps-img", position={"x": x, "y": y})
+    page.wait_for_selector("#unit-panel", state="visible")
+    assert page.locator("#unit-title").inner_text() == f"blocks.2:{channel}"
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#unit-panel img", timeout=120_000)
+    assert page.locator("#rf-box").is_visible()
+    assert f"unit={channel}" in page.url
+    save_screen(page, tmp_path, "explorer-image")
+    page.reload()  # the URL is stable: the same unit comes back
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#unit-panel img", timeout=60_000)
+    assert page.locator("#unit-title").inner_text() == f"blocks.2:{channel}"
+
+
+def test_error_page_is_readable(page, server, tmp_path):
+    response = page.goto(server.url + "/layer/blocks.99")
+    assert response.status == 404
+    assert "unknown layer 'blocks.99'" in page.inner_text(".message")
+    page.errors[:] = [e for e in page.errors if "404" not in e]  # the 404 we asked for
+    save_screen(page, tmp_path, "explorer-404", full_page=False)
+
+
+def test_static_report_opens_from_disk(page, tmp_path):
+    from convsight.report import write_report
+
+    out = write_report(tiny_atlas_dir(), tmp_path / "report.html", max_units=48,
+                       detail_units=1, progress=False)
+    page.goto(out.resolve().as_uri())
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="img", timeout=60_000)
+    assert page.locator(".unit").count() == 32 + 24 + 48
+    save_screen(page, tmp_path, "report", full_page=False)
