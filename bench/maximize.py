@@ -97,9 +97,9 @@ def part_frequencies(net, out: Path, steps: int, size: int) -> None:
         share = high_frequency_share(res.images)
         ratio = float((e / base_e).median())
         blur = res.settings.blur_radius
-        print(f"  {preset:11s} {float(e.median()):10.3g} {ratio:8.3f} {float(share.median()):9.3f}"
+        print(f"  {preset:11s} {float(e.median()):10.3g} {ratio:8.2g} {float(share.median()):9.3f}"
               f" {float(res.trace[-1].median()):7.2f}   blur sigma {blur}"
-              + (f": removes {100 * (1 - ratio):.0f}% of the HF energy of 'none'" if blur else ""))
+              + (f": removes {100 * (1 - ratio):.2f}% of the HF energy of 'none'" if blur else ""))
 
 
 def _lucent_available() -> str | None:

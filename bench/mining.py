@@ -30,23 +30,25 @@ from convsight.mining.data import ImageSource, make_loader, resolve_images
 LAYERS = ["blocks.2", "blocks.6", "blocks.12", "conv_head"]
 
 
-def plain_inference(net: convsight.Network, folder: Path, batch_size: int, workers: int) -> float:
+def plain_inference(net: convsight.Network, folder: Path, batch_size: int, workers: int
+                    ) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for the full forward pass over the folder."""
+    start, cpu = time.perf_counter(), time.process_time()
     items, paths = resolve_images(folder)
     source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
-    start = time.perf_counter()
     with torch.no_grad():
         for _ids, batch, _bad in make_loader(source, range(len(paths)), batch_size, workers):
             out = net.module(batch.to(net.device))
     if net.device.type == "cuda":
         torch.cuda.synchronize()
     del out
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def mining(net: convsight.Network, folder: Path, batch_size: int, workers: int) -> float:
-    start = time.perf_counter()
+def mining(net: convsight.Network, folder: Path, batch_size: int, workers: int) -> tuple[float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
     convsight.mine(net, folder, LAYERS, k=9, batch_size=batch_size, workers=workers, progress=False)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def child(n: int, root: Path, device: str, batch_size: int, workers: int) -> None:
@@ -54,7 +56,7 @@ def child(n: int, root: Path, device: str, batch_size: int, workers: int) -> Non
     net = convsight.load_model()
     net.module.to(device)
     folder = root / f"photos{n}"
-    seconds = mining(net, folder, batch_size, workers)
+    seconds, _cpu = mining(net, folder, batch_size, workers)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
     print(json.dumps({"images": n, "seconds": seconds, "images_per_s": n / seconds,
@@ -69,9 +71,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child is not None:
         child(args.child, Path(args.root), args.device, args.batch_size, args.workers)
         return
@@ -89,22 +94,27 @@ def main() -> None:
         print(f"layers {', '.join(LAYERS)} (all channels: "
               f"{sum(convsight.units.layer_shape(net, name)[0] for name in LAYERS)}), k = 9")
         plain_inference(net, folder, args.batch_size, args.workers)  # warm-up
-        plain, mined, ratios = [], [], []
-        for _ in range(args.reps):
+        plain, mined = [], []
+        for _ in range(args.reps):  # alternated, so that load changes hit both alike
             plain.append(plain_inference(net, folder, args.batch_size, args.workers))
             mined.append(mining(net, folder, args.batch_size, args.workers))
-            ratios.append(mined[-1] / plain[-1])
         print(f"{args.images} images, {args.reps} repetitions (medians):")
-        print(f"  plain inference {statistics.median(plain):7.2f} s "
-              f"({args.images / statistics.median(plain):6.1f} images/s)")
-        print(f"  mining          {statistics.median(mined):7.2f} s "
-              f"({args.images / statistics.median(mined):6.1f} images/s)")
-        print(f"  ratio mining / inference: median {statistics.median(ratios):.3f} "
-              f"(each: {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.10)")
+        for i, what in enumerate(["wall", "CPU"]):
+            p_s = [t[i] for t in plain]
+            m_s = [t[i] for t in mined]
+            ratios = [m / p for m, p in zip(m_s, p_s)]
+            print(f"  {what:4s} time: inference {statistics.median(p_s):7.2f} s "
+                  f"({args.images / statistics.median(p_s):6.1f} images/s), mining "
+                  f"{statistics.median(m_s):7.2f} s ({args.images / statistics.median(m_s):6.1f} "
+                  f"images/s); ratio median {statistics.median(ratios):.3f} "
+                  f"(each: {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.10)")
+        print("  (CPU time is this process' own, so it resists load from other processes; with "
+              "--workers > 0 it leaves out the loader processes)")
         print("dataset size vs memory (each in a fresh process):")
         for n in sizes:
             out = subprocess.run([sys.executable, __file__, "--child", str(n), "--root", str(root),
                                   "--device", args.device, "--batch-size", str(args.batch_size),
+                                  "--threads", str(torch.get_num_threads()),
                                   "--workers", str(args.workers)],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])

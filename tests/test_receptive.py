@@ -238,3 +238,22 @@ def test_bad_input():
         convsight.receptive_field(net, "dil", input_size=(0, 5))
     with pytest.raises(convsight.ConvsightError, match="does not run"):
         convsight.receptive_field(nn.Sequential(nn.Conv2d(5, 2, 3)), "0")  # 3-channel input
+
+
+def test_cli_rf_and_layers(capsys):
+    from convsight.cli import main
+
+    assert main(["rf", "blocks.5", "--unit", "12@3,4"]) == 0
+    out = capsys.readouterr().out
+    assert "size     83 x 83" in out and "stride   16 x 16" in out and "padding  26 x 26" in out
+    assert "rows 22..104, columns 38..120" in out  # 3 * 16 - 26 = 22, 4 * 16 - 26 = 38
+    assert main(["rf", "blocks.5", "--unit", "12@14,0"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["rf", "blocks.55"]) == 2
+    assert "unknown layer" in capsys.readouterr().err
+    assert main(["layers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "rf size" in lines[1] and "rf stride" in lines[1]
+    stem = next(line.split() for line in lines if line.startswith("conv_stem "))
+    assert stem[-2:] == ["3x3", "2x2"]
+    assert next(line.split() for line in lines if line.startswith("fc "))[-2:] == ["global", "-"]

@@ -442,7 +442,7 @@ def test_synthesis_on_demand_with_progress_and_cache(server):
     status, _, body = fetch(api)
     assert status == 200 and b'"state":"none"' in body.replace(b" ", b"")
     status, _, body = fetch(api, b"", method="POST")
-    assert status == 202
+    assert status == 202 and json.loads(body)["state"] in ("queued", "running")
     states = set()
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -517,3 +517,13 @@ def test_serve_command_runs_a_server(atlas_dir, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_atlas_with_another_preprocessing_is_seen_at_the_atlas_size(atlas_dir, tmp_path):
+    from convsight.web import create_app
+
+    net = convsight.load_model()  # 224 px, the atlas was mined at 112 px
+    app = create_app(atlas_dir, net, cache_dir=tmp_path)
+    served = app.state.explorer.net
+    assert served.input_size == INPUT and served.module is net.module
+    assert net.input_size == (224, 224)  # the caller's Network is left as it was

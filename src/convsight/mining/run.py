@@ -164,15 +164,17 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
         bar = tqdm(total=len(shard), initial=done, unit="img", desc=desc, smoothing=0.1,
                    disable=not progress or group.rank != 0)
         last = time.monotonic()
+        consistent = True  # False while a batch is half added: no checkpoint may be taken then
         try:
             with layer_maxima(module, layers, stop=True) as run, torch.no_grad():
                 for ids, batch, bad in loader:
-                    if batch is not None:
-                        found = run(batch.to(device, non_blocking=True))
-                        for name in layers:
-                            tops[name].update(ids, *found[name])
+                    found = run(batch.to(device, non_blocking=True)) if batch is not None else {}
+                    consistent = False
+                    for name in found:
+                        tops[name].update(ids, *found[name])
                     skipped.extend(bad)
                     done += len(ids) + len(bad)
+                    consistent = True
                     bar.update(len(ids) + len(bad))
                     if bad:
                         bar.set_postfix(skipped=len(skipped))
@@ -180,7 +182,8 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
                         checkpoint()
                         last = time.monotonic()
         except KeyboardInterrupt:
-            checkpoint()  # the batches finished so far are kept; resume=True continues
+            if consistent:  # else the last periodic checkpoint stands
+                checkpoint()  # the batches finished so far are kept; resume=True continues
             raise
         finally:
             bar.close()

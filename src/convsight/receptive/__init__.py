@@ -4,7 +4,7 @@
 >>> net = convsight.load_model()
 >>> rf = convsight.receptive_field(net, "blocks.5")
 >>> rf.size, rf.stride, rf.box(0, 0)
-((51, 51), (8, 8), (-24, -24, 26, 26))
+((83, 83), (16, 16), (-26, -26, 56, 56))
 
 One forward pass is traced op by op (convolutions, pools, ``F.pad``, ``torch.cat``, ``+``, views,
 norms...), so residual adds, concatenations, dilation, ``ceil_mode``, depthwise and TF-style
@@ -54,14 +54,17 @@ def receptive_fields(model: Network | nn.Module, layers: Iterable[str] | None = 
 
     >>> fields = receptive_fields(net, ["blocks.3", "conv_head"])
     >>> fields["conv_head"].size
-    (291, 291)
+    (851, 851)
     """
     net = as_network(model)
     size = _check_size(net.input_size if input_size is None else input_size)
     explicit = layers is not None
-    names = list(dict.fromkeys(layers)) if explicit else layer_names(net)  # type: ignore[arg-type]
+    known = layer_names(net)
+    names = list(dict.fromkeys(layers)) if explicit else known  # type: ignore[arg-type]
+    known_set = set(known)
     for name in names:
-        check_layer(net, name)
+        if name not in known_set:
+            check_layer(net, name)  # raises with suggestions
     try:
         states = trace_states(net, names, size)
     except ReceptiveFieldError:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 from .geometry import (LABELS, Axis, Broken, Dims, MisalignedError, State, Tracked, regroup,
                        union_axes)
@@ -37,6 +37,11 @@ CHANNELWISE = {  # ops that act on each position separately (besides those tagge
 CONSTANT = re.compile(r"^(zeros_like|ones_like|empty_like|full_like|rand_like|randn_like|"
                       r"randint_like|new_zeros|new_ones|new_empty|new_full|new_empty_strided|"
                       r"fill_|zero_|scalar_tensor|empty_strided)$")
+SAME_SHAPE = {  # single-output ops whose output has their first input's shape (meta kernels are slow)
+    "batch_norm", "instance_norm", "group_norm", "layer_norm", "dropout", "dropout_",
+    "feature_dropout", "alpha_dropout", "hardtanh", "hardtanh_", "relu", "relu_", "relu6", "gelu",
+    "silu", "silu_", "sigmoid", "sigmoid_", "hardswish", "hardswish_", "hardsigmoid", "clone",
+    "contiguous", "leaky_relu", "leaky_relu_", "elu", "mish", "tanh"}
 REDUCTIONS = {"mean", "sum", "nansum", "amax", "amin", "max", "min", "var", "std", "var_mean",
               "std_mean", "logsumexp", "prod", "norm", "linalg_vector_norm", "argmax", "argmin",
               "median", "nanmedian", "all", "any", "count_nonzero"}
@@ -98,7 +103,7 @@ class Tracer(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = self.run(func, args, kwargs)
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if not outputs:
             return out
@@ -118,6 +123,33 @@ class Tracer(TorchDispatchMode):
             self.set_state(t, states[i] if i < len(states) else
                            Broken(f"extra output {i} of {name}"))
         return out
+
+    def run(self, func, args, kwargs):
+        """Run an op for its output shape only: on the meta device, giving zeros.
+
+        Values do not matter for receptive fields, so the analysis costs far less than a forward
+        pass. Ops that need real values (``.item()`` in data-dependent control flow) or have no
+        meta kernel run for real, on those zeros. In-place ops just return their tensor.
+        """
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if not tensors:
+            return func(*args, **kwargs)
+        name = func.overloadpacket.__name__
+        if name in SAME_SHAPE and isinstance(args[0], torch.Tensor) and len(func._schema.returns) == 1:
+            return args[0] if name.endswith("_") else torch.zeros_like(args[0])
+        try:
+            meta = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t,
+                            (args, kwargs))
+            shapes = func(*meta[0], **meta[1])
+        except Exception:  # data-dependent (needs values) or no meta kernel
+            return func(*args, **kwargs)
+        if func._schema.is_mutable:
+            if func.overloadpacket.__name__.endswith("_") and isinstance(shapes, torch.Tensor):
+                return args[0]
+            return func(*args, **kwargs)
+        device = tensors[0].device
+        return tree_map(lambda t: torch.zeros(t.shape, dtype=t.dtype, device=device)
+                        if isinstance(t, torch.Tensor) else t, shapes)
 
     # --- rules
     def rule(self, func, name: str, a: dict[str, Any], inputs: list[torch.Tensor],
@@ -160,15 +192,17 @@ class Tracer(TorchDispatchMode):
         """The state after an op mixes all positions along tensor dims ``dims``."""
         dims = [d % ndim for d in dims]
         for label in LABELS:
-            inside = sum(n > 1 for d in dims for lab, n in s.dims[d] if lab == label)
+            inside = [n for d in dims for lab, n in s.dims[d] if lab == label]
             outside = sum(n > 1 for d in range(ndim) if d not in dims
                           for lab, n in s.dims[d] if lab == label)
             if not inside:
                 continue
-            if outside:
+            if outside and max(inside) > 1:
                 raise ValueError(f"{why} mixes part of the {label} positions")
             axis = s.axis(label)
             if not axis.covers(s.grid(label), self.extent[LABELS.index(label)]):
+                if max(inside) == 1:  # one position: nothing mixed, the box stays as it is
+                    continue
                 raise ValueError(f"{why} mixes positions that do not cover the whole input")
             s = s.with_axis(label, axis.as_whole())
         return s

@@ -10,6 +10,7 @@ on disk, and ``/api/`` answers the page's scripts with JSON. All assets come fro
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -60,6 +61,11 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     if model is None and atlas is None:
         raise convsight.ConvsightError("give an atlas folder, a model, or both")
     net = convsight.as_network(model) if model is not None else atlas.network()
+    if atlas is not None and (tuple(net.input_size) != tuple(atlas.input_size)
+                              or net.resize_ratio != atlas.resize_ratio):
+        # see images as the atlas was mined (same module; only the preprocessing differs)
+        net = dataclasses.replace(net, input_size=atlas.input_size,
+                                  resize_ratio=atlas.resize_ratio)
     explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir,
                         max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels)
     jobs = SynthesisQueue(net, explorer.cache, synthesis)

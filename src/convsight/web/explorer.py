@@ -13,6 +13,7 @@ once on one module would see each other's hooks). Synthesis runs on its own copy
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import re
@@ -124,8 +125,10 @@ class Explorer:
         for row in self.layers():
             if row.name == name:
                 return row
-        close = [r.name for r in self.layers() if r.name.split(".")[-1] == name.split(".")[-1]]
-        hint = f" Did you mean {', '.join(close[:5])}?" if close else ""
+        names = [r.name for r in self.layers()]
+        close = difflib.get_close_matches(name, names, n=4, cutoff=0.6) or \
+            [n for n in names if n.split(".")[-1] == name.split(".")[-1]][:4]
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise NotFound(f"unknown layer {name!r}.{hint} The layer list shows every layer.")
 
     def channel(self, layer: str, channel: int) -> LayerRow:
