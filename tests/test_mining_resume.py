@@ -165,7 +165,10 @@ net = convsight.load_model()
 net.input_size = (64, 64)
 atlas = convsight.mine(net, sys.argv[1], {layers!r}, k={k}, batch_size=5, out=sys.argv[2],
                        progress=False, checkpoint_every=0)
-print("process", __import__("os").environ["RANK"], "images", atlas.image_count, flush=True)
+import os, sys
+# one write per process, so the two processes' lines cannot interleave
+sys.stdout.write("process %s images %d\\n" % (os.environ["RANK"], atlas.image_count))
+sys.stdout.flush()
 """
 
 

@@ -14,7 +14,7 @@ import convsight
 from convsight.efficientnet_lite import SameConv2d
 from convsight.receptive import ReceptiveFieldError
 
-from .receptive_oracle import clip, linear_positive_copy, probe_boxes
+from .test_receptive_oracle import clip, linear_positive_copy, probe_boxes
 from .untouched import untouched
 
 

@@ -19,6 +19,7 @@ SECTIONS = [
     "convsight.demo_sections:layers",
     "convsight.demo_sections:filters",
     "convsight.mining.demo:layer_grids",
+    "convsight.demo_sections:report",
     "convsight.attribute.demo_section:attributions",
     "convsight.optimize.demo_section:syntheses",
 ]

@@ -1,8 +1,8 @@
-"""Independent oracle for receptive fields: the gradient-support probe (REFERENCES.md §1).
+"""Independent receptive-field oracle (helpers only): the gradient-support probe, REFERENCES §1.
 
 Written for the tests only and shares no code with ``convsight.receptive``: a float64 copy of the
 model with positive weights (1/fan-in), zero biases, neutral batch norm, activations swapped for
-identities and max pools for average pools. The support of d(unit summed over channels)/d(input)
+identities and max pools for average pools. The support of d(unit mixed over channels)/d(input)
 is the set of input pixels the unit depends on; its bounding box must equal the traced box clipped
 to the image.
 """
@@ -20,8 +20,11 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.GELU, nn.Hardswish, n
                nn.Hardsigmoid)
 
 
-def linear_positive_copy(module: nn.Module) -> nn.Module:
-    model = copy.deepcopy(module).double().eval()
+def linear_positive_copy(module: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
+    """float64 by default. float32 only for depthwise models at small inputs (PyTorch's float64
+    depthwise backward is ~20x slower): an underflowed gradient could only shrink a support and
+    make a test fail, never pass."""
+    model = copy.deepcopy(module).to(dtype).eval()
     for name, child in list(model.named_modules()):
         if not name:
             continue
@@ -66,13 +69,15 @@ def functional_max_pool_as_average():
 
 
 def probe_boxes(model: nn.Module, layers: list[str], size: tuple[int, int],
-                ) -> dict[str, list[tuple[tuple[int, int], tuple[int, int, int, int] | None]]]:
-    """For each NCHW layer: [((y, x), support box or None)] for its top-left, centre and
-    bottom-right units; layers with (N, F) outputs report one "unit" (0, 0)."""
+                channels_last: frozenset[str] = frozenset()) -> dict[str, list[tuple[tuple[int, int], tuple[int, int, int, int] | None]]]:
+    """For each layer: [((y, x), support box or None)] for its top-left, centre and bottom-right
+    units. Outputs are (N, C, H, W), (N, H, W, C) for ``channels_last`` layers, or (N, F): one
+    "unit" (0, 0)."""
     acts: dict[str, torch.Tensor] = {}
     hooks = [model.get_submodule(n).register_forward_hook(
         lambda _m, _i, out, n=n: acts.__setitem__(n, out.clone())) for n in layers]
-    x = (torch.rand(3, 3, *size, dtype=torch.float64) + 0.5).requires_grad_(True)
+    dtype = next(model.parameters()).dtype
+    x = (torch.rand(3, 3, *size, dtype=dtype) + 0.5).requires_grad_(True)
     try:
         with functional_max_pool_as_average():
             model(x)
@@ -82,13 +87,18 @@ def probe_boxes(model: nn.Module, layers: list[str], size: tuple[int, int],
     result = {}
     for name in layers:
         out = acts[name]
+        if name in channels_last:
+            out = out.permute(0, 3, 1, 2)
+        # a random positive mix of the channels, not a plain sum: the channel sum of a layer
+        # norm's output is constant, so its gradient would vanish
+        mix = torch.rand(out.shape[1], dtype=out.dtype) + 0.5
         if out.dim() == 4:
             h, w = out.shape[-2:]
             units = [(0, 0), (h // 2, w // 2), (h - 1, w - 1)]
-            target = sum(out[b, :, y, x_].sum() for b, (y, x_) in enumerate(units))
+            target = sum((out[b, :, y, x_] * mix).sum() for b, (y, x_) in enumerate(units))
         else:
             units = [(0, 0)] * 3
-            target = out.sum()
+            target = (out * mix).sum()
         (grad,) = torch.autograd.grad(target, x, retain_graph=True)
         boxes = []
         for b, unit in enumerate(units):
