@@ -22,6 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:

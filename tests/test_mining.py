@@ -73,13 +73,7 @@ def assert_matches(atlas: convsight.Atlas, oracle: dict[str, np.ndarray], layers
         assert mismatched <= flat.shape[1] * k // 100, f"{name}: {mismatched} near-tie swaps"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small forward passes run faster on one thread, above all on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

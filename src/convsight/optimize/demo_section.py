@@ -26,7 +26,7 @@ def syntheses(net: Network, out: Path, quick: bool) -> str:
     """A row of class visualisations (one batch) and every preset on one class."""
     classes = CLASSES if net.class_names and len(net.class_names) == 1000 else [0, 1, 2]
     compare = classes[0]
-    steps, size = (20, 64) if quick else (120, 128)
+    steps, size = (20, 64) if quick else (200, 128)
     cmp_steps, cmp_size = (6, 48) if quick else (60, 112)
     start = time.time()
     row = maximize(net, [f"class:{c}" for c in classes], steps=steps, size=size, progress=False)
