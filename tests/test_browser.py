@@ -3,7 +3,7 @@
 CI installs the browser with ``.ci/browser-setup.sh`` (``apt-get install chromium`` and the Python
 ``playwright`` package; never ``playwright install``). The tests click through layer -> unit,
 start a synthesis, upload a photo and click an activation tile, open the static report from disk,
-and save screenshots (also copied to /tmp/cs/screens for people to look at).
+and save screenshots (also copied to $CONVSIGHT_SCREENS, when set, for people to look at).
 """
 
 from __future__ import annotations
