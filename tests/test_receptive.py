@@ -180,13 +180,17 @@ def test_unknown_op_falls_back_to_the_probe():
 
         def forward(self, x):
             return self.b(torch.cumsum(self.a(x), dim=1))  # cumsum: not in the trace's rules
-    fields = convsight.receptive_fields(Odd(), ["a", "b"], input_size=(20, 20))
+    model = Odd()
+    rng = torch.get_rng_state()
+    fields = convsight.receptive_fields(model, ["a", "b"], input_size=(20, 20))
+    assert torch.equal(torch.get_rng_state(), rng), "the probe consumed the user's random state"
     assert fields["a"].method == "trace"
     assert fields["b"].method == "probe"
     assert (fields["b"].size, fields["b"].stride, fields["b"].padding) == ((5, 5), (2, 2), (2, 2))
 
 
-def test_model_with_data_dependent_control_flow_is_traced_as_run():
+def test_python_control_flow_on_values_does_not_stop_the_trace():
+    """torch.fx cannot trace ``if float(tensor) ...``; tracing the run that really happens can."""
     class Branchy(nn.Module):
         def __init__(self):
             super().__init__()

@@ -326,6 +326,26 @@ def test_upload_refuses_too_many_bytes(server):
     assert status == 413 and b"2,000,000" in reply
 
 
+def test_upload_without_content_length_is_refused(server):
+    """A chunked body could grow past any limit before it is parsed: it is refused up front."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    body, headers = multipart("image", "a.png", png_of(Image.new("RGB", (8, 8))))
+    url = urlsplit(server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/images")
+        conn.putheader("Content-Type", headers["Content-Type"])
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        reply = conn.getresponse()
+        assert reply.status == 411 and b"Content-Length" in reply.read()
+    finally:
+        conn.close()
+
+
 def test_upload_without_a_file_field(server):
     body, headers = multipart("other", "a.png", b"123")
     status, _, reply = fetch(server.url + "/images", body, headers)

@@ -12,6 +12,7 @@ wraps the latter with ImageNet statistics and a 224 px input).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,15 @@ def as_network(model: Network | nn.Module) -> Network:
     if isinstance(model, nn.Module):
         return Network(model)
     raise TypeError(f"expected a convsight Network or a torch nn.Module, got {type(model).__name__}")
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A short sha256 of every parameter and buffer, to tell models (and their caches) apart."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def imagenet_classes() -> list[str]:

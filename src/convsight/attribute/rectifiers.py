@@ -117,7 +117,7 @@ T, TB, NN = torch, torch.Tensor, torch._C._nn
 RECTIFIERS: dict[Any, Callable[[tuple, dict], Parsed]] = _table([
     (F, "relu", _relu(None)), (T, "relu", _relu(False)), (T, "relu_", _relu(True)),
     (TB, "relu", _relu(False)), (TB, "relu_", _relu(True)),
-    (F, "relu6", _relu6), (NN, "relu6", _relu(False)),
+    (F, "relu6", _relu6),
     (F, "hardtanh", _hardtanh(None)), (F, "hardtanh_", _hardtanh(True)),
     (NN, "hardtanh", _hardtanh(False)),
     (T, "clamp", _clamp(False)), (T, "clamp_", _clamp(True)), (T, "clip", _clamp(False)),

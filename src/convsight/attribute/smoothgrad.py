@@ -20,8 +20,12 @@ from .gradients import TargetSpec, input_gradient, resolve_targets, warn_other_a
 
 def smoothgrad(net: Network, x: torch.Tensor, target: TargetSpec = None, samples: int = 25,
                noise: float = 0.15, base: str = "gradient", seed: int | None = None,
-               batch_size: int = 16, others: str = "gate", seen: Counter | None = None) -> torch.Tensor:
+               batch_size: int | None = 16, others: str = "gate", seen: Counter | None = None
+               ) -> torch.Tensor:
     """Mean of the ``base`` attribution (gradient, guided, deconv) over ``samples`` noisy copies."""
+    batch_size = 16 if batch_size is None else batch_size
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConvsightError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(samples, int) or samples < 1:
         raise ConvsightError(f"samples must be a positive integer, got {samples!r}")
     if not noise >= 0:

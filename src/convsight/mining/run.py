@@ -12,7 +12,7 @@ import torch
 from ..atlas import Atlas
 from ..capture import capture
 from ..errors import ConvsightError
-from ..models import Network, as_network
+from ..models import Network, as_network, weights_fingerprint
 from ..units import check_layer
 from .checkpoint import checkpoint_path, config_mismatch, load_checkpoint, save_checkpoint
 from .data import ImageSource, fingerprint, make_loader, resolve_images
@@ -45,12 +45,6 @@ def _check_counts(k: int, batch_size: int, workers: int) -> None:
     for name, value, low in (("k", k, 1), ("batch_size", batch_size, 1), ("workers", workers, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConvsightError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _model_checksum(module: torch.nn.Module) -> str:
-    with torch.no_grad():
-        total = sum(float(p.detach().double().abs().sum()) for p in module.parameters())
-    return f"{total:.9g}"
 
 
 def _layer_shapes(module: torch.nn.Module, layers: list[str], size: tuple[int, int],
@@ -102,7 +96,7 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
     weights_source = str(net.info.get("weights", ""))
     weights_file = str(Path(weights_source).resolve()) if weights_source and Path(weights_source).is_file() else None
     config = {"layers": layers, "k": k, "images": fingerprint(paths), "image_count": len(paths),
-              "model": net.name, "weights": weights_source, "checksum": _model_checksum(net.module),
+              "model": net.name, "weights": weights_source, "checksum": weights_fingerprint(net.module),
               "input_size": list(net.input_size), "resize_ratio": net.resize_ratio,
               "mean": list(net.mean), "std": list(net.std), "processes": group.world}
     out = Path(out) if out is not None else None
@@ -138,9 +132,12 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
             done, skipped = int(meta["done"]), [tuple(s) for s in meta["skipped"]]
         elif resume and out is not None and (out / "atlas.json").is_file():
             finished = Atlas.open(out)
-            if finished.info.get("config") == config:
-                finished.source = None if isinstance(images, (str, Path)) else images
-                return finished
+            problem = config_mismatch(finished.info.get("config", {}), config)
+            if problem:
+                raise ConvsightError(f"the atlas in {out} is from a different run ({problem}); "
+                                     "run without resume to start again")
+            finished.source = None if isinstance(images, (str, Path)) else images
+            return finished
         elif out is not None and group.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             for name in ATLAS_FILES:  # a stale atlas must not pass for this run's result

@@ -4,7 +4,9 @@ Every image gives each channel one score, its strongest spatial activation, and 
 that maximum (the first one in row-major order when several positions tie). ``TopK`` keeps, per
 channel, the k best (score, image id, y, x) seen so far. Ranking is by score, descending; equal
 scores rank the lower image id first. That total order makes the result independent of the order
-in which images arrive, so batch size, workers, resume points and process count cannot change it.
+in which images arrive: for the same scores, batch size, workers, resume points and process count
+cannot change it. (The scores themselves can differ in the last bits between batch sizes or
+devices, as any floating-point computation can.)
 
 >>> top = TopK(channels=4, k=2)
 >>> top.update(torch.tensor([0, 1]), torch.rand(2, 4), torch.zeros(2, 4, dtype=torch.long),

@@ -122,9 +122,8 @@ def _axis(layer: str, units: list[int], spans: list[tuple[int, int]], n: int, ex
 def probe_fields(module: nn.Module, layers: list[str], input_size: tuple[int, int],
                  channels: int) -> dict[str, ReceptiveField]:
     """Receptive fields of ``layers`` measured with gradients on a linearised float64 copy."""
-    clone = positive_copy(module)
     h, w = input_size
-    device = next((p.device for p in clone.parameters()), torch.device("cpu"))
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
     acts: dict[str, torch.Tensor] = {}
     handles = []
 
@@ -133,10 +132,13 @@ def probe_fields(module: nn.Module, layers: list[str], input_size: tuple[int, in
             if isinstance(out, torch.Tensor):
                 acts[name] = out.clone()
         return save
-    for name in layers:
-        handles.append(clone.get_submodule(name).register_forward_hook(hook(name)))
-    with torch.random.fork_rng(devices=[]):
+    # Random weights and input come from a forked generator: the user's random state is kept.
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(0)
+        clone = positive_copy(module)
+        for name in layers:
+            handles.append(clone.get_submodule(name).register_forward_hook(hook(name)))
         x = (torch.rand(4, channels, h, w, dtype=torch.float64, device=device) * 0.5 + 0.5)
         x.requires_grad_(True)
         try:

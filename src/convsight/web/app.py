@@ -127,7 +127,9 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
 
     async def upload(request: Request) -> Response:
         limit = explorer.max_upload_bytes
-        length = request.headers.get("content-length") or "0"
+        length = request.headers.get("content-length")
+        if length is None:  # a streamed body could grow past any limit before we see it
+            raise BadUpload("uploads need a Content-Length header", status=411)
         if not length.isdigit():
             raise BadUpload(f"bad Content-Length {length!r}", status=400)
         if int(length) > limit + 64 * 1024:

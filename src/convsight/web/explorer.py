@@ -19,7 +19,6 @@ import io
 import re
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,15 +299,15 @@ class Explorer:
         if path.is_file():
             return image_id
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as probe:
-                    w, h = probe.size
-                    if w * h > self.max_upload_pixels:
-                        raise BadUpload(f"the image is {w}x{h} = {w * h:,} pixels; the limit is "
-                                        f"{self.max_upload_pixels:,}", status=413)
-                    probe.load()
-                    image = convsight.load_image(probe)
+            # The pixel count is checked from the header before decoding (no process-wide
+            # warning filters here: requests run in threads).
+            with Image.open(io.BytesIO(data)) as probe:
+                w, h = probe.size
+                if w * h > self.max_upload_pixels:
+                    raise BadUpload(f"the image is {w}x{h} = {w * h:,} pixels; the limit is "
+                                    f"{self.max_upload_pixels:,}", status=413)
+                probe.load()
+                image = convsight.load_image(probe)
         except BadUpload:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -511,7 +510,12 @@ def _rf_text(rf: Any | None) -> str:
 
 
 def _default_cache_dir(net: convsight.Network, atlas_dir: Path | None) -> Path:
-    key = hashlib.sha256(f"{net.name}|{net.info.get('weights')}|{net.input_size}|{atlas_dir}"
-                         .encode()).hexdigest()[:12]
+    """One cache per model (by its weights, not its name) and per atlas version."""
+    from convsight.models import weights_fingerprint
+
+    atlas_file = atlas_dir / "atlas.json" if atlas_dir is not None else None
+    stamp = atlas_file.stat().st_mtime_ns if atlas_file is not None and atlas_file.is_file() else 0
+    key = hashlib.sha256(f"{weights_fingerprint(net.module)}|{net.input_size}|{net.mean}|{net.std}"
+                         f"|{atlas_dir}|{stamp}".encode()).hexdigest()[:12]
     return Path.home() / ".cache" / "convsight" / "web" / f"{net.name}-{key}"
 

@@ -72,7 +72,8 @@ class SynthesisQueue:
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job] = queue.Queue()
         self._worker: threading.Thread | None = None
-        self._copy: convsight.Network | None = None
+        # The worker's own network, copied now, while no request can have hooks on the shared one.
+        self._copy = copy.deepcopy(net)
         self._live_steps = any(name in inspect.signature(convsight.maximize).parameters
                                for name in ("callback", "on_step"))
         self._seconds_per_step: float | None = None
@@ -141,8 +142,6 @@ class SynthesisQueue:
             job.finished = time.time()
 
     def _synthesise(self, job: Job) -> bytes:
-        if self._copy is None:  # the worker's own network: the shared one stays untouched
-            self._copy = copy.deepcopy(self.net)
         s = self.settings
         kwargs: dict[str, Any] = {"preset": s.preset, "steps": s.steps, "size": s.size,
                                   "seed": s.seed, "progress": False}
