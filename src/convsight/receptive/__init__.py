@@ -165,14 +165,7 @@ def trace_states(net: Network, names: list[str], size: tuple[int, int]) -> dict[
             x = torch.rand(1, len(net.mean), *size, dtype=dtype).to(net.device)
             with torch.inference_mode(), tracer:
                 tracer.start(x)
-                try:
-                    module(x)
-                except RuntimeError as exc:
-                    if "channels" in str(exc) or "size" in str(exc) or "shape" in str(exc):
-                        raise ReceptiveFieldError(
-                            f"the model does not run on a {size[0]}x{size[1]} input with "
-                            f"{len(net.mean)} channels: {exc}") from None
-                    raise
+                module(x)  # if this fails, the caller falls back to the probe, which reports it
     finally:
         for h in handles:
             h.remove()

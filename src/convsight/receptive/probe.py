@@ -145,7 +145,8 @@ def probe_fields(module: nn.Module, layers: list[str], input_size: tuple[int, in
             with torch.enable_grad(), Linearised():
                 clone(x)
         except Exception as exc:
-            raise ReceptiveFieldError(f"the model failed on a {h}x{w} input: {exc}") from None
+            raise ReceptiveFieldError(f"the model does not run on a {h}x{w} input with {channels} "
+                                      f"channels: {exc}") from None
     fields = {}
     for name in layers:
         out = acts.get(name)
