@@ -23,7 +23,7 @@ import numpy as np
 
 from .atlas import Atlas
 from .models import Network
-from .web.pictures import PatchCutter, jpeg_bytes, patch_montage, png_bytes
+from .web.pictures import PatchCutter, jpeg_bytes, patch_montage, png_bytes, rf_text
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2230;
@@ -131,12 +131,9 @@ def _anchor(layer: str, channel: int | None = None) -> str:
 
 def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
     try:
-        rf = atlas.receptive_field(layer, net)
+        return rf_text(atlas.receptive_field(layer, net))
     except Exception:
         return "-"
-    if getattr(rf, "is_global", False):
-        return "global"
-    return f"{rf.size[0]}x{rf.size[1]} px, stride {rf.stride[0]}"
 
 
 def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units: int,

@@ -87,7 +87,8 @@ class DiskCache:
             if data is None:
                 data = make()
                 self.put(key, data)
-                self.computed += 1
+                with self._locks_guard:  # requests for different keys finish concurrently
+                    self.computed += 1
         return data
 
     def _remember(self, key: str, data: bytes) -> None:

@@ -33,7 +33,7 @@ from convsight.units import layer_table
 
 from .cache import DiskCache, atomic_write
 from .pictures import (MapGrid, PatchCutter, activation_montage, clip_box, jpeg_bytes,
-                       patch_montage, png_bytes, square)
+                       patch_montage, png_bytes, rf_text, square)
 
 UNIT_METHODS = ("gradient", "guided", "deconv")
 CLASS_METHODS = ("gradient", "guided", "gradcam", "guided-gradcam")
@@ -116,7 +116,7 @@ class Explorer:
                             pass
                 mined = set(self.mined_layers)
                 self._rows = [LayerRow(r.name, r.type, r.shape, r.channels,
-                                       _rf_text(self._rfs.get(r.name)), r.name in mined)
+                                       rf_text(self._rfs.get(r.name)), r.name in mined)
                               for r in table]
             return self._rows
 
@@ -496,17 +496,6 @@ def _receptive_fields(net: convsight.Network, names: list[str]) -> dict[str, Any
             except Exception:
                 pass
         return out
-
-
-def _rf_text(rf: Any | None) -> str:
-    if rf is None:
-        return "-"
-    if getattr(rf, "is_global", False):
-        return "global"
-    (h, w), (sy, sx) = rf.size, rf.stride
-    size = f"{h}" if h == w else f"{h}x{w}"
-    stride = f"{sy}" if sy == sx else f"{sy}x{sx}"
-    return f"{size} px, stride {stride}"
 
 
 def _default_cache_dir(net: convsight.Network, atlas_dir: Path | None) -> Path:

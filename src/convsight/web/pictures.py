@@ -10,7 +10,7 @@ import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -151,3 +151,15 @@ def activation_montage(acts: np.ndarray, scale: int = 1, pad: int = 1
     layout = MapGrid(channels=c, ncols=ncols, tile_h=h * scale, tile_w=w * scale, pad=pad,
                      width=picture.shape[1], height=picture.shape[0])
     return picture, layout
+
+
+def rf_text(rf: Any | None) -> str:
+    """A receptive field in a few words: "83 px, stride 16", "5x3 px, stride 2x1", "global"."""
+    if rf is None:
+        return "-"
+    if getattr(rf, "is_global", False):
+        return "global"
+    (h, w), (sy, sx) = rf.size, rf.stride
+    size = f"{h}" if h == w else f"{h}x{w}"
+    stride = f"{sy}" if sy == sx else f"{sy}x{sx}"
+    return f"{size} px, stride {stride}"
