@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from .errors import UnitError
@@ -128,12 +127,3 @@ def filter_grid(model, layer: str | None = None, input_shape: Sequence[int] | No
     factor = scale or max(1, -(-MIN_TILE // max(h, w)))
     tiles = [upscale(t, factor) for t in images]
     return grid(tiles, ncols=ncols, pad=max(2, factor // 3), background=1.0)
-
-
-def get_weight(model, layer: str) -> torch.Tensor:
-    net = as_network(model)
-    check_layer(net, layer)
-    mod = net.module.get_submodule(layer)
-    if not isinstance(getattr(mod, "weight", None), torch.Tensor):
-        raise UnitError(f"layer {layer} ({type(mod).__name__}) has no weight tensor")
-    return mod.weight.detach()

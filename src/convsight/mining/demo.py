@@ -16,7 +16,7 @@ DEMO_LAYERS = ("blocks.1", "blocks.5", "blocks.10")
 
 def layer_grids(net: Network, out: Path, quick: bool) -> str:
     """Mine a folder of real photo crops, then draw the top-9 patches of the first units."""
-    photos = photo_folder(out / "mining_photos", n=27 if quick else 160, seed=0)
+    photo_folder(out / "mining_photos", n=27 if quick else 160, seed=0)
     layers = [name for name in DEMO_LAYERS if name in dict(net.module.named_modules())]
     if not layers:
         return "<h2>Top-9 dataset patches</h2><p class='note'>skipped: the demo layers " \

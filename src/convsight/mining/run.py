@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from ..atlas import Atlas
-from ..capture import capture
+from ..capture import capture, eval_mode
 from ..errors import ConvsightError
 from ..models import Network, as_network, weights_fingerprint
 from ..units import check_layer
@@ -117,88 +117,85 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
                      info={"convsight_version": _version(),
                            "source": str(images) if isinstance(images, (str, Path)) else type(images).__name__})
 
-    training = [m.training for m in module.modules()]
     try:
-        module.eval()  # batch norm in train mode would rewrite its running statistics
-        shapes = _layer_shapes(module, layers, net.input_size, len(net.mean), device)
-        tops = {name: TopK(shapes[name][0], k) for name in layers}
-        done, skipped = 0, []
-        if resume and ckpt is not None and ckpt.is_file():
-            tops, meta = load_checkpoint(ckpt, layers)
-            problem = config_mismatch(meta["config"], config)
-            if problem:
-                raise ConvsightError(f"the checkpoint in {out} is from a different run ({problem}); "
-                                     "run without resume to start again")
-            done, skipped = int(meta["done"]), [tuple(s) for s in meta["skipped"]]
-        elif resume and out is not None and (out / "atlas.json").is_file():
-            finished = Atlas.open(out)
-            problem = config_mismatch(finished.info.get("config", {}), config)
-            if problem:
-                raise ConvsightError(f"the atlas in {out} is from a different run ({problem}); "
-                                     "run without resume to start again")
-            finished.source = None if isinstance(images, (str, Path)) else images
-            return finished
-        elif out is not None and group.rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            for name in ATLAS_FILES:  # a stale atlas must not pass for this run's result
-                (out / name).unlink(missing_ok=True)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+        with eval_mode(module):  # batch norm in train mode would rewrite its running statistics
+            shapes = _layer_shapes(module, layers, net.input_size, len(net.mean), device)
+            tops = {name: TopK(shapes[name][0], k) for name in layers}
+            done, skipped = 0, []
+            if resume and ckpt is not None and ckpt.is_file():
+                tops, meta = load_checkpoint(ckpt, layers)
+                problem = config_mismatch(meta["config"], config)
+                if problem:
+                    raise ConvsightError(f"the checkpoint in {out} is from a different run ({problem}); "
+                                         "run without resume to start again")
+                done, skipped = int(meta["done"]), [tuple(s) for s in meta["skipped"]]
+            elif resume and out is not None and (out / "atlas.json").is_file():
+                finished = Atlas.open(out)
+                problem = config_mismatch(finished.info.get("config", {}), config)
+                if problem:
+                    raise ConvsightError(f"the atlas in {out} is from a different run ({problem}); "
+                                         "run without resume to start again")
+                finished.source = None if isinstance(images, (str, Path)) else images
+                return finished
+            elif out is not None and group.rank == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                for name in ATLAS_FILES:  # a stale atlas must not pass for this run's result
+                    (out / name).unlink(missing_ok=True)
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
 
-        shard = list(range(group.rank, len(paths), group.world))
-        source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
-        loader = make_loader(source, shard[done:], batch_size, workers,
-                             pin_memory=device.type == "cuda")
+            shard = list(range(group.rank, len(paths), group.world))
+            source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
+            loader = make_loader(source, shard[done:], batch_size, workers,
+                                 pin_memory=device.type == "cuda")
 
-        def checkpoint() -> None:
-            if ckpt is not None:
-                save_checkpoint(ckpt, tops, {"config": config, "done": done,
-                                             "skipped": [list(s) for s in skipped]})
+            def checkpoint() -> None:
+                if ckpt is not None:
+                    save_checkpoint(ckpt, tops, {"config": config, "done": done,
+                                                 "skipped": [list(s) for s in skipped]})
 
-        from tqdm.auto import tqdm
+            from tqdm.auto import tqdm
 
-        desc = "mining" + (f" (process {group.rank} of {group.world})" if group.active else "")
-        bar = tqdm(total=len(shard), initial=done, unit="img", desc=desc, smoothing=0.1,
-                   disable=not progress or group.rank != 0)
-        last = time.monotonic()
-        consistent = True  # False while a batch is half added: no checkpoint may be taken then
-        try:
-            with layer_maxima(module, layers, stop=True) as run, torch.no_grad():
-                for ids, batch, bad in loader:
-                    found = run(batch.to(device, non_blocking=True)) if batch is not None else {}
-                    consistent = False
-                    for name in found:
-                        tops[name].update(ids, *found[name])
-                    skipped.extend(bad)
-                    done += len(ids) + len(bad)
-                    consistent = True
-                    bar.update(len(ids) + len(bad))
-                    if bad:
-                        bar.set_postfix(skipped=len(skipped))
-                    if ckpt is not None and time.monotonic() - last >= checkpoint_every:
-                        checkpoint()
-                        last = time.monotonic()
-        except KeyboardInterrupt:
-            if consistent:  # else the last periodic checkpoint stands
-                checkpoint()  # the batches finished so far are kept; resume=True continues
-            raise
-        finally:
-            bar.close()
+            desc = "mining" + (f" (process {group.rank} of {group.world})" if group.active else "")
+            bar = tqdm(total=len(shard), initial=done, unit="img", desc=desc, smoothing=0.1,
+                       disable=not progress or group.rank != 0)
+            last = time.monotonic()
+            consistent = True  # False while a batch is half added: no checkpoint may be taken then
+            try:
+                with layer_maxima(module, layers, stop=True) as run, torch.no_grad():
+                    for ids, batch, bad in loader:
+                        found = run(batch.to(device, non_blocking=True)) if batch is not None else {}
+                        consistent = False
+                        for name in found:
+                            tops[name].update(ids, *found[name])
+                        skipped.extend(bad)
+                        done += len(ids) + len(bad)
+                        consistent = True
+                        bar.update(len(ids) + len(bad))
+                        if bad:
+                            bar.set_postfix(skipped=len(skipped))
+                        if ckpt is not None and time.monotonic() - last >= checkpoint_every:
+                            checkpoint()
+                            last = time.monotonic()
+            except KeyboardInterrupt:
+                if consistent:  # else the last periodic checkpoint stands
+                    checkpoint()  # the batches finished so far are kept; resume=True continues
+                raise
+            finally:
+                bar.close()
 
-        merge_across(group, tops, device)
-        skipped = sorted(tuple(s) for part in gather_objects(group, skipped) for s in part)
-        if len(skipped) == len(paths):
-            raise ConvsightError(f"none of the {len(paths)} images could be read; the first: "
-                                 f"{paths[skipped[0][0]]}: {skipped[0][1]}")
-        atlas = make_atlas(tops, skipped, shapes)
-        atlas.info["config"] = config
-        if out is not None:
-            if group.rank == 0:
-                atlas.save(out)
-            group.barrier()
-            ckpt.unlink(missing_ok=True)
-        return atlas
+            merge_across(group, tops, device)
+            skipped = sorted(tuple(s) for part in gather_objects(group, skipped) for s in part)
+            if len(skipped) == len(paths):
+                raise ConvsightError(f"none of the {len(paths)} images could be read; the first: "
+                                     f"{paths[skipped[0][0]]}: {skipped[0][1]}")
+            atlas = make_atlas(tops, skipped, shapes)
+            atlas.info["config"] = config
+            if out is not None:
+                if group.rank == 0:
+                    atlas.save(out)
+                group.barrier()
+                ckpt.unlink(missing_ok=True)
+            return atlas
     finally:
-        for m, mode in zip(module.modules(), training):
-            m.train(mode)
         group.close()
