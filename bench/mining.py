@@ -92,7 +92,7 @@ def main() -> None:
         print(f"model {net.name} at {net.input_size[0]} px on {args.device}, "
               f"{torch.get_num_threads()} threads, batch {args.batch_size}, workers {args.workers}")
         print(f"layers {', '.join(LAYERS)} (all channels: "
-              f"{sum(convsight.units.layer_shape(net, name)[0] for name in LAYERS)}), k = 9")
+              f"{sum(convsight.capture.layer_shape(net, name)[0] for name in LAYERS)}), k = 9")
         plain_inference(net, folder, args.batch_size, args.workers)  # warm-up
         plain, mined = [], []
         for _ in range(args.reps):  # alternated, so that load changes hit both alike

@@ -7,7 +7,8 @@ import torch
 
 import convsight
 from convsight.capture import capture
-from convsight.units import Unit, check_layer, check_unit, layer_names, layer_table, parse_unit
+from convsight.capture import layer_table
+from convsight.units import Unit, check_layer, check_unit, layer_names, parse_unit
 
 from .tinynets import tiny_net
 

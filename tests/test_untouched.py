@@ -12,7 +12,7 @@ import torch
 import convsight
 from convsight.capture import capture
 from convsight.targets import evaluate
-from convsight.units import layer_table
+from convsight.capture import layer_table
 
 from .tinynets import tiny_net
 from .untouched import untouched

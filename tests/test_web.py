@@ -100,7 +100,7 @@ def page(server, path: str) -> str:
 # ----- pages ---------------------------------------------------------------------------------
 def test_layer_list_shows_every_layer_with_shape_and_receptive_field(server, net, atlas):
     html = page(server, "/")
-    for row in convsight.units.layer_table(net):
+    for row in convsight.capture.layer_table(net):
         assert f">{row.name}<" in html
     rf = receptive_field(net, "blocks.2")
     row = re.search(r'data-name="blocks.2 MBConvBlock".*?</tr>', html, re.S).group(0)

@@ -1,9 +1,10 @@
 """convsight: see how a convolutional network sees."""
 
-from .errors import ConvsightError, ImageError, ModelNameError, UnitError, UnknownLayerError, WeightsError
+from .errors import (ConvsightError, ImageError, ModelNameError, ReceptiveFieldError, UnitError,
+                     UnknownLayerError, WeightsError)
 from .images import load_image, sample_images
 from .models import Network, as_network, load_model
-from .receptive import ReceptiveField, ReceptiveFieldError, receptive_field, receptive_fields
+from .receptive import ReceptiveField, receptive_field, receptive_fields
 from .optimize import Synthesis, maximize
 from .atlas import Atlas, Hit
 from .mining import mine

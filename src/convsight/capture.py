@@ -8,12 +8,15 @@
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import torch
 from torch import nn
 
-from .units import check_layer
+from .errors import UnitError
+from .hooks import StopForward, forward_hooks
+from .units import check_layer, layer_names
 
 
 @contextmanager
@@ -30,10 +33,6 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
-
-
-class StopForward(Exception):
-    """Raised by a capture hook to end a forward pass once the last wanted layer has run."""
 
 
 @contextmanager
@@ -57,7 +56,6 @@ def capture(model: nn.Module, layers: Iterable[str], *, detach: bool = True, clo
     for name in layers:
         check_layer(module, name)
     acts: dict[str, torch.Tensor] = {}
-    handles = []
     remaining = set(layers)
 
     def make_hook(name: str):
@@ -75,14 +73,48 @@ def capture(model: nn.Module, layers: Iterable[str], *, detach: bool = True, clo
                 raise StopForward
         return hook
 
-    try:
-        for name in layers:
-            handles.append(module.get_submodule(name).register_forward_hook(make_hook(name)))
-        with eval_mode(module) if eval else nullcontext():
-            try:
-                yield acts
-            except StopForward:
-                pass
-    finally:
-        for h in handles:
-            h.remove()
+    with forward_hooks(module, {name: make_hook(name) for name in layers}), \
+            (eval_mode(module) if eval else nullcontext()):
+        try:
+            yield acts
+        except StopForward:
+            pass
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    type: str
+    shape: tuple[int, ...] | None  # output shape without the batch dimension
+    channels: int | None
+
+
+def layer_table(model, input_size: tuple[int, int] | None = None) -> list[LayerInfo]:
+    """Each layer with its type and output shape, from one forward pass at the input size."""
+    from .models import as_network
+
+    net = as_network(model)
+    size = input_size or net.input_size
+    names = layer_names(net)
+    x = torch.zeros(1, len(net.mean), *size, device=net.device)
+    with capture(net.module, names, clone=False, strict=False) as acts, torch.no_grad():
+        net.module(x)
+    rows = []
+    module = net.module
+    for name in names:
+        out = acts.get(name)
+        shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else None
+        rows.append(LayerInfo(name, type(module.get_submodule(name)).__name__, shape,
+                              shape[0] if shape else None))
+    return rows
+
+
+def layer_shape(model, layer: str) -> tuple[int, ...]:
+    """Output shape (without batch) of one layer at the model's input size."""
+    check_layer(model, layer)
+    for row in layer_table(model):
+        if row.name == layer:
+            if row.shape is None:
+                raise UnitError(f"layer {layer} does not output a tensor (or never runs)")
+            return row.shape
+    raise AssertionError(layer)

@@ -12,7 +12,7 @@ from .filters import filter_grid, first_conv_layer
 from .images import sample_images
 from .models import Network
 from .render import save_png
-from .units import layer_table
+from .capture import layer_table
 
 
 def predictions(net: Network, out: Path, quick: bool) -> str:

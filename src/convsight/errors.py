@@ -31,3 +31,7 @@ class WeightsError(ConvsightError, ValueError):
 
 class ModelNameError(ConvsightError, ValueError):
     """A model name that is not known."""
+
+
+class ReceptiveFieldError(ConvsightError, ValueError):
+    """A receptive field that cannot be given as one box per unit (or cannot be measured)."""

@@ -11,6 +11,8 @@ wraps the latter with ImageNet statistics and a 224 px input).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import hashlib
 import warnings
@@ -99,6 +101,32 @@ def as_network(model: Network | nn.Module) -> Network:
     if isinstance(model, nn.Module):
         return Network(model)
     raise TypeError(f"expected a convsight Network or a torch nn.Module, got {type(model).__name__}")
+
+
+def on_device(model: Network | nn.Module, device: str | torch.device | None) -> Network:
+    """The network to run on ``device``: the user's own when it is already there (or ``device`` is
+    None), else a copy moved there. convsight never moves the user's model.
+
+    Raises ``ConvsightError`` naming the device when it does not exist or cannot be used.
+    """
+    from .errors import ConvsightError
+
+    net = as_network(model)
+    if device is None:
+        return net
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConvsightError(f"cannot use device {str(device)!r}: {exc}. Valid devices look like "
+                             "cpu, cuda, cuda:1 or mps") from None
+    here = net.device
+    if here.type == device.type and (device.index is None or here.index == device.index):
+        return net
+    try:
+        module = copy.deepcopy(net.module).to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ConvsightError(f"cannot use device {str(device)!r}: {exc}") from None
+    return dataclasses.replace(net, module=module, info=dict(net.info))
 
 
 def weights_fingerprint(module: nn.Module) -> str:

@@ -11,14 +11,14 @@ Targets compose: ``parse_target("class:281") + 0.5 * parse_target("blocks.5:3")`
 ``"class:281 + 0.5*blocks.5:3"``. A target declares the layers it needs, so only those are hooked.
 
 >>> t = parse_target("blocks.5:3@2,2")
->>> values = evaluate(net, x, t)       # shape (N,), differentiable w.r.t. x
+>>> values, _ = evaluate(net, x, t)    # shape (N,), differentiable w.r.t. x
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +85,25 @@ class Target:
     @property
     def units(self) -> tuple[Unit, ...]:
         return tuple(t for _, t in self.terms if isinstance(t, Unit))
+
+    @property
+    def reads_output(self) -> bool:
+        """Whether the target reads the model output (a class score or probability)."""
+        return any(isinstance(t, (ClassScore, ClassProb)) for _, t in self.terms)
+
+    @property
+    def class_index(self) -> int | None:
+        """The class of a target that is one class score or probability (weight 1), else None."""
+        if len(self.terms) == 1 and self.terms[0][0] == 1.0 and \
+                isinstance(self.terms[0][1], (ClassScore, ClassProb)):
+            return self.terms[0][1].index
+        return None
+
+    @property
+    def is_probability(self) -> bool:
+        """Whether the target is one class probability with a positive weight (a value in [0, 1])."""
+        return len(self.terms) == 1 and isinstance(self.terms[0][1], ClassProb) and \
+            self.terms[0][0] > 0
 
     def __call__(self, acts: dict[str, torch.Tensor], logits: torch.Tensor | None) -> torch.Tensor:
         """One value per image from captured layer outputs and the model output."""
@@ -177,25 +196,61 @@ def parse_target(spec: "str | int | Target | Unit | ClassScore | ClassProb") -> 
     return Target(terms)
 
 
-def evaluate(model, x: torch.Tensor, target: "Target | Sequence[Target] | str",
-             detach: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the model on ``x`` and return (target value per image, model output).
+def resolve_targets(target: Any, n: int) -> list[Target | None]:
+    """One ``Target`` per image from one spec for all or a list with one per image (None: the
+    image's top class, see ``with_top_class``)."""
+    if isinstance(target, (list, tuple)):
+        if len(target) != n:
+            raise UnitError(f"got {len(target)} targets for a batch of {n} images: give one "
+                            "target for all images or a list with one per image")
+        return [None if t is None else parse_target(t) for t in target]
+    one = None if target is None else parse_target(target)
+    return [one] * n
 
-    ``target`` is one target for every image or a list with one target per image. Only the layers
-    the targets read are hooked, and the hooks are removed afterwards.
+
+def with_top_class(targets: Sequence[Target | None], logits: Any) -> list[Target]:
+    """The rule for "no target": each image's top class score, read from ``logits`` (N, classes)."""
+    if all(t is not None for t in targets):
+        return list(targets)  # type: ignore[arg-type]
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise UnitError("the default target (each image's top class) needs a model that outputs "
+                        "class scores (N, classes); give a target such as LAYER:C")
+    top = logits.detach().argmax(dim=1).tolist()
+    return [Target.of(ClassScore(int(c))) if t is None else t for t, c in zip(targets, top)]
+
+
+def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bool = True
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the model on ``x`` once; return (target value per image, model output).
+
+    ``target`` is one target for every image or a list with one per image (None: the image's top
+    class). Only the layers the targets read are hooked, and the hooks are removed afterwards.
+    With ``stop`` (default) and no target reading the model output, the forward pass ends after
+    the last layer needed and the output is None. Values are differentiable w.r.t. ``x`` unless
+    ``detach``.
     """
     from .models import as_network
 
     net = as_network(model)
-    per_image = isinstance(target, (list, tuple))
-    targets = [parse_target(t) for t in target] if per_image else [parse_target(target)]
-    if per_image and len(targets) != x.shape[0]:
-        raise UnitError(f"got {len(targets)} targets for a batch of {x.shape[0]} images")
-    layers = list(dict.fromkeys(l for t in targets for l in t.layers))
-    with capture(net.module, layers, detach=detach) as acts:
-        logits = net.module(x)
-    if not per_image:
-        return targets[0](acts, logits), logits
-    values = [t({k: v[i:i + 1] for k, v in acts.items()}, logits[i:i + 1])
-              for i, t in enumerate(targets)]
-    return torch.cat(values), logits
+    targets = resolve_targets(target, x.shape[0])
+    known = [t for t in targets if t is not None]
+    layers = list(dict.fromkeys(l for t in known for l in t.layers))
+    early = stop and bool(layers) and len(known) == len(targets) and \
+        not any(t.reads_output for t in known)
+    with capture(net.module, layers, detach=detach, stop=early) as acts:
+        output = net.module(x)
+    if early:
+        output = None
+    elif any(t.reads_output for t in known) and (not isinstance(output, torch.Tensor)
+                                                  or output.dim() != 2):
+        raise UnitError("class targets need a model whose output is class scores (N, classes); "
+                        f"this one returns {type(output).__name__}"
+                        + (f" of shape {tuple(output.shape)}" if isinstance(output, torch.Tensor)
+                           else ""))
+    targets = with_top_class(targets, output)
+    first = targets[0]
+    if all(t is first or t == first for t in targets):  # one target for the whole batch
+        return first(acts, output), output
+    values = [t({k: v[i:i + 1] for k, v in acts.items()},
+                output[i:i + 1] if output is not None else None) for i, t in enumerate(targets)]
+    return torch.cat(values), output

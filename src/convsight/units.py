@@ -10,7 +10,6 @@ import difflib
 import re
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from .errors import UnitError, UnknownLayerError
@@ -64,12 +63,20 @@ def check_layer(model, name: str) -> str:
     names = layer_names(model)
     if name in names:
         return name
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-    if not close:  # also try matching on the last component ("conv1" -> "layer1.0.conv1")
-        close = [n for n in names if n.split(".")[-1] == name.split(".")[-1]][:5]
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownLayerError(f"unknown layer {name!r}.{hint} "
+    raise UnknownLayerError(f"unknown layer {name!r}.{did_you_mean(name, names)} "
                             "Run `convsight layers` to list them all.")
+
+
+def close_names(name: str, names: list[str], n: int = 5) -> list[str]:
+    """Names like ``name``: by spelling, else by the last dotted part ("conv1" -> "layer1.0.conv1")."""
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    return close or [c for c in names if c.split(".")[-1] == name.split(".")[-1]][:n]
+
+
+def did_you_mean(name: str, names: list[str]) -> str:
+    """" Did you mean: a, b?" for the names closest to ``name`` ("" when none is close)."""
+    close = close_names(name, names)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
 def get_layer(model, name: str) -> nn.Module:
@@ -95,43 +102,3 @@ def check_unit(unit: Unit, shape: tuple[int, ...]) -> None:
     if not (0 <= unit.y < h and 0 <= unit.x < w):
         raise UnitError(f"position ({unit.y}, {unit.x}) is out of range for layer {unit.layer}: "
                         f"y must be in 0..{h - 1} and x in 0..{w - 1}")
-
-
-@dataclass
-class LayerInfo:
-    name: str
-    type: str
-    shape: tuple[int, ...] | None  # output shape without the batch dimension
-    channels: int | None
-
-
-def layer_table(model, input_size: tuple[int, int] | None = None) -> list[LayerInfo]:
-    """Each layer with its type and output shape, from one forward pass at the input size."""
-    from .capture import capture
-    from .models import as_network
-
-    net = as_network(model)
-    size = input_size or net.input_size
-    names = layer_names(net)
-    x = torch.zeros(1, len(net.mean), *size, device=net.device)
-    with capture(net.module, names, clone=False, strict=False) as acts, torch.no_grad():
-        net.module(x)
-    rows = []
-    module = net.module
-    for name in names:
-        out = acts.get(name)
-        shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else None
-        rows.append(LayerInfo(name, type(module.get_submodule(name)).__name__, shape,
-                              shape[0] if shape else None))
-    return rows
-
-
-def layer_shape(model, layer: str) -> tuple[int, ...]:
-    """Output shape (without batch) of one layer at the model's input size."""
-    check_layer(model, layer)
-    for row in layer_table(model):
-        if row.name == layer:
-            if row.shape is None:
-                raise UnitError(f"layer {layer} does not output a tensor (or never runs)")
-            return row.shape
-    raise AssertionError(layer)

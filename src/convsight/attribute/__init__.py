@@ -28,7 +28,8 @@ from ..models import Network, as_network
 from .display import render_attribution
 from .figure import attribution_figure
 from .gradcam import default_gradcam_layer, gradcam
-from .gradients import input_gradient, resolve_targets, warn_other_activations
+from ..targets import resolve_targets
+from .gradients import input_gradient, warn_other_activations
 from .rectifiers import check_rule, rectifier_rule
 from .smoothgrad import smoothgrad
 

@@ -15,19 +15,19 @@ from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import as_network
 from ..render import grid, label
-from ..targets import ClassProb, ClassScore, Target, parse_target
+from ..targets import Target, parse_target, with_top_class
 from .display import render_attribution
 
 TITLES = {"gradient": "gradient", "guided": "guided backprop", "deconv": "deconvnet",
           "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "guided-gradcam": "guided Grad-CAM"}
 
 
-def _target_text(net, t: Target | None, top: int) -> str:
-    if t is None:
-        return f"top class: {net.class_name(top)}"
-    if len(t.terms) == 1 and isinstance(t.terms[0][1], (ClassScore, ClassProb)) and t.terms[0][0] == 1:
-        return f"{t} {net.class_name(t.terms[0][1].index)}"
-    return str(t)
+def _target_text(net, given: Target | None, resolved: Target) -> str:
+    if given is None:
+        return f"top class: {net.class_name(resolved.class_index)}"
+    if given.class_index is not None:
+        return f"{given} {net.class_name(given.class_index)}"
+    return str(given)
 
 
 def attribution_figure(net: Any, image: Any, targets: Any = None,
@@ -57,8 +57,11 @@ def attribution_figure(net: Any, image: Any, targets: Any = None,
     if not methods:
         raise ConvsightError("attribution_figure needs at least one method")
     batch = x.expand(len(targets), *x.shape[1:])
-    with torch.no_grad(), eval_mode(net.module):
-        top = int(net.module(x).argmax(dim=1)[0]) if any(t is None for t in targets) else -1
+    resolved = targets
+    if any(t is None for t in targets):
+        with torch.no_grad(), eval_mode(net.module):
+            top = with_top_class([None], net.module(x))[0]
+        resolved = [top if t is None else t for t in targets]
     photo = np.clip(net.denormalize(x)[0].permute(1, 2, 0).detach().cpu().numpy(), 0, 1)
     columns = {}
     for m in methods:
@@ -66,7 +69,7 @@ def attribution_figure(net: Any, image: Any, targets: Any = None,
         columns[m] = attribute(net, batch, targets, method=m, **kw)
     tiles = []
     for i, t in enumerate(targets):
-        tiles.append(label(photo, _target_text(net, t, top)))
+        tiles.append(label(photo, _target_text(net, t, resolved[i])))
         for m in methods:
             a = columns[m][i]
             pic = (render_attribution(a, "heatmap", image=photo) if m == "gradcam"

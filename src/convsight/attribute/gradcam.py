@@ -15,9 +15,11 @@ from torch import nn
 
 from ..capture import eval_mode
 from ..errors import UnitError
+from ..hooks import forward_hooks
 from ..models import Network
+from ..targets import evaluate, resolve_targets
 from ..units import check_layer
-from .gradients import TargetSpec, resolve_targets, target_values
+from .gradients import TargetSpec
 
 
 def default_gradcam_layer(net: Network, x: torch.Tensor) -> str:
@@ -26,7 +28,6 @@ def default_gradcam_layer(net: Network, x: torch.Tensor) -> str:
     activation). EfficientNet-Lite0: ``act1``; resnet18: ``layer4.1.relu``; vgg: the last ReLU
     before the last max pool."""
     order: list[tuple[str, nn.Module, tuple[int, ...]]] = []
-    handles = []
 
     def make_hook(name: str):
         def hook(mod: nn.Module, _inp, out) -> None:
@@ -34,15 +35,10 @@ def default_gradcam_layer(net: Network, x: torch.Tensor) -> str:
                 order.append((name, mod, tuple(out.shape)))
         return hook
 
-    try:
-        for name, mod in net.module.named_modules():
-            if name and not any(True for _ in mod.children()):
-                handles.append(mod.register_forward_hook(make_hook(name)))
-        with eval_mode(net.module), torch.no_grad():
-            net.module(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    leaves = {name: make_hook(name) for name, mod in net.module.named_modules()
+              if name and not any(True for _ in mod.children())}
+    with forward_hooks(net.module, leaves), eval_mode(net.module), torch.no_grad():
+        net.module(x[:1])
     last = None
     for i, (_, mod, shape) in enumerate(order):
         if isinstance(mod, nn.Conv2d) and len(shape) == 4 and shape[2] * shape[3] > 1:
@@ -75,18 +71,14 @@ def gradcam(net: Network, x: torch.Tensor, target: TargetSpec = None, layer: str
         return out.clone()
 
     x = x.detach().clone().requires_grad_(True)  # builds the graph even if every weight is frozen
-    handle = net.module.get_submodule(layer).register_forward_hook(hook)
-    try:
-        with torch.enable_grad():
-            values, _ = target_values(net, x, targets)
-            if "a" not in held:
-                raise UnitError(f"layer {layer} did not run in the forward pass; pick one that does")
-            a = held["a"]
-            grad = None
-            if values.requires_grad and a.requires_grad:
-                (grad,) = torch.autograd.grad(values.sum(), a, allow_unused=True)
-    finally:
-        handle.remove()
+    with forward_hooks(net.module, {layer: hook}), torch.enable_grad():
+        values, _ = evaluate(net, x, targets, stop=False)
+        if "a" not in held:
+            raise UnitError(f"layer {layer} did not run in the forward pass; pick one that does")
+        a = held["a"]
+        grad = None
+        if values.requires_grad and a.requires_grad:
+            (grad,) = torch.autograd.grad(values.sum(), a, allow_unused=True)
     a = a.detach()
     if grad is None:  # the target does not depend on this layer
         return torch.zeros(x.shape[0], 1, *x.shape[-2:], dtype=x.dtype, device=x.device)

@@ -17,45 +17,11 @@ from typing import Any, Sequence
 
 import torch
 
-from ..capture import capture
-from ..errors import UnitError
 from ..models import Network
-from ..targets import Target, parse_target
+from ..targets import Target, evaluate, resolve_targets
 from .rectifiers import rectifier_rule
 
 TargetSpec = Any  # None | str | int | Target | Unit, or a list with one per image
-
-
-def resolve_targets(target: TargetSpec, n: int) -> list[Target | None]:
-    """One ``Target`` (or None: the image's top class) per image."""
-    if isinstance(target, (list, tuple)):
-        if len(target) != n:
-            raise UnitError(f"got {len(target)} targets for a batch of {n} images: give one "
-                            "target for all images or a list with one per image")
-        return [None if t is None else parse_target(t) for t in target]
-    one = None if target is None else parse_target(target)
-    return [one] * n
-
-
-def target_values(net: Network, x: torch.Tensor, targets: list[Target | None]
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the model once; return (target value per image, model output). Differentiable."""
-    layers = list(dict.fromkeys(l for t in targets if t is not None for l in t.layers))
-    with capture(net.module, layers, detach=False) as acts:
-        logits = net.module(x)
-    if any(t is None for t in targets) and (not isinstance(logits, torch.Tensor) or logits.dim() != 2):
-        raise UnitError("the default target (each image's top class) needs a model that outputs "
-                        "class scores (N, classes); give a target such as LAYER:C")
-    first = targets[0]
-    if first is not None and all(t is first for t in targets):  # one target for the whole batch
-        return first(acts, logits), logits
-    values = []
-    for i, t in enumerate(targets):
-        if t is None:
-            values.append(logits[i:i + 1, int(logits[i].argmax())])
-        else:
-            values.append(t({k: v[i:i + 1] for k, v in acts.items()}, logits[i:i + 1]))
-    return torch.cat(values), logits
 
 
 def _outside_stacklevel() -> int:
@@ -96,7 +62,7 @@ def input_gradient(net: Network, x: torch.Tensor, targets: TargetSpec | Sequence
     with torch.enable_grad():
         ctx = rectifier_rule(rule, others) if rule != "gradient" else nullcontext()
         with ctx as mode:
-            values, _ = target_values(net, x, targets)
+            values, _ = evaluate(net, x, targets)
         if values.requires_grad:
             (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
         else:

@@ -13,9 +13,11 @@ from collections import Counter
 
 import torch
 
+from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import Network
-from .gradients import TargetSpec, input_gradient, resolve_targets, warn_other_activations
+from ..targets import resolve_targets, with_top_class
+from .gradients import TargetSpec, input_gradient, warn_other_activations
 
 
 def smoothgrad(net: Network, x: torch.Tensor, target: TargetSpec = None, samples: int = 25,
@@ -35,14 +37,8 @@ def smoothgrad(net: Network, x: torch.Tensor, target: TargetSpec = None, samples
     n = x.shape[0]
     targets = resolve_targets(target, n)
     if any(t is None for t in targets):  # fix each image's top class on the clean image
-        with torch.no_grad():
-            from ..capture import eval_mode
-
-            with eval_mode(net.module):
-                top = net.module(x).argmax(dim=1).tolist()
-        from ..targets import parse_target
-
-        targets = [parse_target(int(c)) if t is None else t for t, c in zip(targets, top)]
+        with torch.no_grad(), eval_mode(net.module):
+            targets = with_top_class(targets, net.module(x))
     generator = torch.Generator(device=x.device)
     if seed is not None:
         generator.manual_seed(seed)

@@ -15,16 +15,6 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def network_from_args(args: argparse.Namespace):
-    import torch
+    from ..models import load_model, on_device
 
-    from ..errors import ConvsightError
-    from ..models import load_model
-
-    net = load_model(args.model, weights=args.weights)
-    device = getattr(args, "device", "cpu") or "cpu"
-    if device != "cpu":
-        try:
-            net.module.to(torch.device(device))
-        except (RuntimeError, AssertionError) as exc:
-            raise ConvsightError(f"cannot use device {device!r}: {exc}") from None
-    return net
+    return on_device(load_model(args.model, weights=args.weights), getattr(args, "device", None))

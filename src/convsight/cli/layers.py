@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..receptive import receptive_fields
-    from ..units import layer_table
+    from ..capture import layer_table
 
     net = network_from_args(args)
     rows = layer_table(net)

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..receptive import receptive_field
-    from ..units import check_unit, layer_shape, parse_unit
+    from ..capture import layer_shape
+    from ..units import check_unit, parse_unit
 
     net = network_from_args(args)
     size = tuple(args.input_size) if args.input_size else None

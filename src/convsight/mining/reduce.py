@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from ..capture import StopForward
+from ..hooks import StopForward, forward_hooks, run_until_stopped
 from ..units import check_layer
 from .topk import channel_maxima
 
@@ -31,7 +31,6 @@ def layer_maxima(module: nn.Module, layers: list[str], stop: bool = True
         check_layer(module, name)
     found: Maxima = {}
     remaining: set[str] = set()
-    handles = []
 
     def make_hook(name: str):
         def hook(_mod: nn.Module, _inp, out) -> None:
@@ -47,19 +46,11 @@ def layer_maxima(module: nn.Module, layers: list[str], stop: bool = True
     def run(x: torch.Tensor) -> Maxima:
         found.clear()
         remaining.update(layers)
-        try:
-            module(x)
-        except StopForward:
-            pass
+        run_until_stopped(module, x)
         if remaining:
             raise RuntimeError(f"layers {', '.join(sorted(remaining))} did not run during the "
                                "forward pass")
         return dict(found)
 
-    try:
-        for name in layers:
-            handles.append(module.get_submodule(name).register_forward_hook(make_hook(name)))
+    with forward_hooks(module, {name: make_hook(name) for name in layers}):
         yield run
-    finally:
-        for h in handles:
-            h.remove()

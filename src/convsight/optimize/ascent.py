@@ -13,16 +13,16 @@ mode and every module's own mode is restored afterwards.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..capture import capture
 from ..errors import ConvsightError, UnitError
-from ..models import Network, as_network
-from ..targets import ClassProb, ClassScore, Target, parse_target
+from ..models import Network, as_network, on_device
+from ..progress import ProgressArg, progress_bar
+from ..targets import Target, evaluate, parse_target
 from . import regularizers as reg
 from .parameterize import FourierImage, PixelImage
 from .presets import DEFAULT_PRESET, Settings, settings_for
@@ -64,7 +64,7 @@ def _parse_targets(targets: object) -> list[Target]:
 
 
 class Objective:
-    """Target values per image, reading only the layers the targets need.
+    """Target values per image (``convsight.targets.evaluate``), reading only the layers needed.
 
     When no target reads the model output, the forward pass stops after the last needed layer.
     """
@@ -72,49 +72,13 @@ class Objective:
     def __init__(self, net: Network, targets: list[Target]) -> None:
         self.net = net
         self.targets = targets
-        self.layers = list(dict.fromkeys(l for t in targets for l in t.layers))
-        self.needs_output = any(isinstance(term, (ClassScore, ClassProb))
-                                for t in targets for _, term in t.terms)
-        self.shared = all(t == targets[0] for t in targets)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        output = None
-        stop = bool(self.layers) and not self.needs_output
-        with capture(self.net.module, self.layers, detach=False, stop=stop) as acts:
-            output = self.net.module(x)
-        if self.needs_output and (not isinstance(output, torch.Tensor) or output.dim() != 2):
-            raise UnitError("class targets need a model whose output is class scores (N, classes); "
-                            f"this one returns {type(output).__name__}"
-                            + (f" of shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else ""))
-        if self.shared:
-            return self.targets[0](acts, output)
-        return torch.cat([t({k: v[i:i + 1] for k, v in acts.items()},
-                            output[i:i + 1] if output is not None else None)
-                          for i, t in enumerate(self.targets)])
-
-
-def _resolve_device(net: Network, device: str | torch.device | None) -> Network:
-    """The network to run: the user's own, or a copy on another device (the original stays put)."""
-    if device is None:
-        return net
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConvsightError(f"cannot use device {device!r}: {exc}") from None
-    here = net.device
-    if here.type == device.type and (device.index is None or here.index == device.index):
-        return net
-    try:
-        module = copy.deepcopy(net.module).to(device)
-    except (RuntimeError, AssertionError) as exc:
-        raise ConvsightError(f"cannot use device {str(device)!r}: {exc}") from None
-    return Network(module, mean=net.mean, std=net.std, input_size=net.input_size,
-                   class_names=net.class_names, name=net.name, resize_ratio=net.resize_ratio,
-                   info=dict(net.info))
+        return evaluate(self.net, x, self.targets)[0]
 
 
 def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = None,
-             size: int | None = None, seed: int = 0, progress: bool = True,
+             size: int | None = None, seed: int = 0, progress: ProgressArg = True,
              every: int | None = None, device: str | torch.device | None = None,
              **knobs: object) -> Synthesis:
     """Synthesise one image per target by gradient ascent on the image, all in one batch.
@@ -125,25 +89,33 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     ``lucid``); ``steps``, ``size`` and any other knob of ``Settings`` (``lr``, ``decay``,
     ``blur_radius``, ``blur_every``, ``n_pct``, ``c_pct``, ...) override the preset's value.
     The same ``seed`` gives the same images. ``every=K`` keeps every K-th image in ``frames``.
+    ``progress``: True (a bar, or log lines when stderr is not a terminal), False, or a callable
+    ``fn(done, total)`` called after every step (see ``convsight.progress``).
 
     >>> out = maximize(net, "class:130", preset="yosinski-3", steps=200, size=128)
     >>> out.images.shape
     torch.Size([1, 3, 128, 128])
     """
-    net = _resolve_device(as_network(model), device)
+    net = on_device(as_network(model), device)
     s = settings_for(preset, steps=steps, size=size, **knobs)
     if every is not None and (not isinstance(every, int) or every < 1):
         raise ConvsightError(f"every={every!r} is not valid: use a whole number of steps >= 1")
     parsed = _parse_targets(targets)
-    objective = Objective(net, parsed)
-    dev = net.device
-    n = len(parsed)
-    h, w = (s.size, s.size) if s.size is not None else net.input_size
-    generator = torch.Generator().manual_seed(int(seed))
-
     if len(net.mean) != 3:
         raise ConvsightError(f"maximize makes RGB images; the network expects {len(net.mean)} "
                              "channels (its mean has that many values)")
+    generator = torch.Generator().manual_seed(int(seed))
+    with progress_bar(s.steps, f"maximize ({preset})", "step", progress, leave=False) as report:
+        return _ascend(net, parsed, s, generator, every, report)
+
+
+def _ascend(net: Network, targets: list[Target], s: Settings, generator: torch.Generator,
+            every: int | None, report: Callable[..., None]) -> Synthesis:
+    """The loop: ``s.steps`` ascent steps on one batch of images, one per target."""
+    objective = Objective(net, targets)
+    dev = net.device
+    n = len(targets)
+    h, w = (s.size, s.size) if s.size is not None else net.input_size
     if s.parameterization == "pixel":
         param: PixelImage | FourierImage = PixelImage(
             n, h, w, net.mean, init=s.init, sd=s.init_sd, generator=generator, device=dev)
@@ -154,43 +126,30 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     x = param.tensor.detach().clone()
     adam = torch.optim.Adam([x], lr=s.lr) if s.optimizer == "adam" else None
     trace = torch.zeros(s.steps, n)
-    is_prob = torch.tensor([len(t.terms) == 1 and isinstance(t.terms[0][1], ClassProb) and t.terms[0][0] > 0
-                            for t in parsed], device=dev).view(-1, 1, 1, 1)
+    is_prob = torch.tensor([t.is_probability for t in targets], device=dev).view(-1, 1, 1, 1)
     frames: list[torch.Tensor] | None = [] if every else None
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=s.steps, desc=f"maximize ({preset})", unit="step", leave=False)
-    try:
-        for step in range(s.steps):
-            if s.parameterization == "pixel" and s.clip:
-                x = reg.clip_to_range(x, param.low, param.high)
-            if frames is not None and step % every == 0:
-                frames.append(param.image(x).detach().clamp(0, 1).cpu())
-            x = x.detach().requires_grad_(True)
-            img = transform(param.image(x), generator)
-            if s.upsample and (img.shape[-2] < net.input_size[0] or img.shape[-1] < net.input_size[1]):
-                img = F.interpolate(img, size=net.input_size, mode="bilinear", align_corners=False)
-            values = objective(net.normalize(img))
-            (grad,) = torch.autograd.grad(values.sum(), [x])
-            trace[step] = values.detach().float().cpu()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(objective=f"{float(trace[step].mean()):.4g}")
-            if step == s.steps - 1:
-                break  # as Yosinski's loop: the last value is that of the returned image
-            x = _update(x.detach(), grad, step, s, adam, values.detach(), is_prob)
-    finally:
-        if bar is not None:
-            bar.close()
+    for step in range(s.steps):
+        if s.parameterization == "pixel" and s.clip:
+            x = reg.clip_to_range(x, param.low, param.high)
+        if frames is not None and step % every == 0:
+            frames.append(param.image(x).detach().clamp(0, 1).cpu())
+        x = x.detach().requires_grad_(True)
+        img = transform(param.image(x), generator)
+        if s.upsample and (img.shape[-2] < net.input_size[0] or img.shape[-1] < net.input_size[1]):
+            img = F.interpolate(img, size=net.input_size, mode="bilinear", align_corners=False)
+        values = objective(net.normalize(img))
+        (grad,) = torch.autograd.grad(values.sum(), [x])
+        trace[step] = values.detach().float().cpu()
+        report(1, objective=f"{float(trace[step].mean()):.4g}")
+        if step == s.steps - 1:
+            break  # as Yosinski's loop: the last value is that of the returned image
+        x = _update(x.detach(), grad, step, s, adam, values.detach(), is_prob)
     if s.parameterization == "pixel" and s.clip:
         x = reg.clip_to_range(x.detach(), param.low, param.high)
     images = param.image(x.detach()).clamp(0, 1).detach().cpu()
     if frames is not None and (s.steps - 1) % every:
         frames.append(images.clone())  # the last step, when it is not a multiple of ``every``
-    return Synthesis(images=images, trace=trace, targets=parsed, frames=frames, settings=s,
+    return Synthesis(images=images, trace=trace, targets=targets, frames=frames, settings=s,
                      every=every)
 
 

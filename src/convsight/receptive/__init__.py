@@ -19,11 +19,13 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..hooks import forward_hooks
 from ..models import Network, as_network
 from ..units import check_layer, layer_names
 from .field import ReceptiveField
 from .geometry import Broken, State, Tracked
-from .probe import ReceptiveFieldError, probe_fields
+from ..errors import ReceptiveFieldError
+from .probe import probe_fields
 from .trace import Tracer
 
 __all__ = ["ReceptiveField", "ReceptiveFieldError", "receptive_field", "receptive_fields"]
@@ -157,18 +159,14 @@ def trace_states(net: Network, names: list[str], size: tuple[int, int]) -> dict[
     param = next(module.parameters(), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     saved = {name: b.detach().clone() for name, b in module.named_buffers()}
-    handles = []
     try:
-        for name in names:
-            handles.append(module.get_submodule(name).register_forward_hook(make_hook(name)))
-        with torch.random.fork_rng(devices=[]):
+        with forward_hooks(module, {name: make_hook(name) for name in names}), \
+                torch.random.fork_rng(devices=[]):
             x = torch.rand(1, len(net.mean), *size, dtype=dtype).to(net.device)
             with torch.inference_mode(), tracer:
                 tracer.start(x)
                 module(x)  # if this fails, the caller falls back to the probe, which reports it
     finally:
-        for h in handles:
-            h.remove()
         with torch.no_grad():
             for name, b in module.named_buffers():
                 if name in saved and not torch.equal(b, saved[name]):

@@ -17,17 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import ConvsightError
+from ..errors import ReceptiveFieldError
+from ..hooks import forward_hooks
 from .field import ReceptiveField
 
 IDENTITIES = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "clamp", "clamp_", "clip", "clip_",
               "clamp_min", "clamp_min_", "clamp_max", "clamp_max_", "threshold", "threshold_",
               "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "leaky_relu", "leaky_relu_",
               "elu", "elu_", "celu", "selu", "gelu", "silu", "mish", "softplus", "rrelu"}
-
-
-class ReceptiveFieldError(ConvsightError, ValueError):
-    """A receptive field that cannot be given as one box per unit (or cannot be measured)."""
 
 
 class Linearised(TorchFunctionMode):
@@ -125,7 +122,6 @@ def probe_fields(module: nn.Module, layers: list[str], input_size: tuple[int, in
     h, w = input_size
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     acts: dict[str, torch.Tensor] = {}
-    handles = []
 
     def hook(name):
         def save(_m, _i, out):
@@ -137,12 +133,11 @@ def probe_fields(module: nn.Module, layers: list[str], input_size: tuple[int, in
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(0)
         clone = positive_copy(module)
-        for name in layers:
-            handles.append(clone.get_submodule(name).register_forward_hook(hook(name)))
         x = (torch.rand(4, channels, h, w, dtype=torch.float64, device=device) * 0.5 + 0.5)
         x.requires_grad_(True)
         try:
-            with torch.enable_grad(), Linearised():
+            with forward_hooks(clone, {name: hook(name) for name in layers}), torch.enable_grad(), \
+                    Linearised():
                 clone(x)
         except Exception as exc:
             raise ReceptiveFieldError(f"the model does not run on a {h}x{w} input with {channels} "

@@ -29,7 +29,7 @@ from PIL import Image
 
 import convsight
 from convsight.capture import capture, eval_mode
-from convsight.units import layer_table
+from convsight.capture import layer_table
 
 from .cache import DiskCache, atomic_write
 from .pictures import (MapGrid, PatchCutter, activation_montage, clip_box, jpeg_bytes,

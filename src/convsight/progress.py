@@ -1,0 +1,110 @@
+"""Progress of long work, drawn to fit where it goes; algorithm loops only report steps.
+
+A loop (the ascent, the mining pass, a report) calls ``report(n)`` as work gets done; what that
+shows is decided once, by the public function the user called, through its ``progress`` argument:
+
+- ``True`` (default): on a terminal a live bar; in a notebook a notebook bar; when stderr is a
+  file or a pipe (logs, CI) at most one plain line every ``LOG_EVERY`` seconds, and a last line.
+- ``False`` or ``None``: nothing.
+- a callable ``fn(done, total)``: called after every update (the explorer's synthesis progress).
+
+>>> with progress_bar(100, "maximize", "step", progress=True) as report:
+...     for step in range(100):
+...         report(1)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Union
+
+Callback = Callable[[int, int], Any]
+ProgressArg = Union[bool, Callback, None]
+LOG_EVERY = 5.0  # seconds between plain progress lines when stderr is not a terminal
+
+
+def _interactive(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules and not _interactive(sys.stderr)
+
+
+class _LogLines:
+    """Plain lines ``desc: done/total unit (pct) elapsed``, at most one per ``every`` seconds."""
+
+    def __init__(self, total: int | None, desc: str, unit: str, initial: int, every: float,
+                 stream: Any) -> None:
+        self.total, self.desc, self.unit, self.every, self.stream = total, desc, unit, every, stream
+        self.done = initial
+        self.start = self.last = time.monotonic()
+        self.postfix = ""
+        self.printed_done = -1
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line()
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+    def _line(self) -> None:
+        if self.done == self.printed_done:
+            return
+        self.printed_done = self.done
+        of = f"/{self.total}" if self.total else ""
+        pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        extra = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.done}{of} {self.unit}s{pct}, {time.monotonic() - self.start:.0f} s"
+              f"{extra}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.done:
+            self._line()
+
+
+@contextmanager
+def progress_bar(total: int | None, desc: str, unit: str = "it", progress: ProgressArg = True,
+                 initial: int = 0, leave: bool = True) -> Iterator[Callable[..., None]]:
+    """Yield ``report(n=1, **postfix)`` for a loop of ``total`` steps (see the module docstring)."""
+    callback = progress if callable(progress) and not isinstance(progress, bool) else None
+    bar: Any = None
+    if progress is True:
+        if _in_notebook():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave)
+        elif _interactive(sys.stderr) or os.environ.get("CONVSIGHT_PROGRESS") == "bar":
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave,
+                       smoothing=0.1, file=sys.stderr)
+        else:
+            bar = _LogLines(total, desc, unit, initial, LOG_EVERY, sys.stderr)
+    done = initial
+
+    def report(n: int = 1, **postfix: Any) -> None:
+        nonlocal done
+        done += n
+        if bar is not None:
+            if postfix:
+                bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in postfix.items()))
+            bar.update(n)
+        if callback is not None:
+            callback(done, total if total is not None else done)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.close()
