@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import convsight
-from convsight.render import grid, label, minmax_scale, save_png, to_numpy_image
+from convsight.pictures import grid, label, minmax_scale, save_png, to_numpy_image
 
 CLASSES = [130, 11, 323, 951, 963]  # flamingo, goldfinch, monarch, lemon, pizza
 

@@ -6,8 +6,8 @@
 import sys
 
 from convsight.faces import train_face_network
-from convsight.filters import filter_grid
-from convsight.render import save_png
+from convsight.figures import filter_grid
+from convsight.pictures import save_png
 
 result = train_face_network(hidden=16)
 print(f"trained in {result.seconds:.1f} s: train accuracy {result.train_accuracy:.2f}, "

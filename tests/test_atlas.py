@@ -12,7 +12,7 @@ from torch import nn
 import convsight
 from convsight.images import list_images, load_image, to_tensor
 from convsight.mining import photo_folder
-from convsight.mining.figures import _tile
+from convsight.figures.atlas import _tile
 
 
 class TwoConvs(nn.Module):

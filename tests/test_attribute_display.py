@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 import convsight
-from convsight.attribute import attribution_figure, render_attribution
+from convsight.figures import attribution_figure
+from convsight.pictures import render_attribution
 from convsight.cli import main
 
 from .tinynets import tiny_net
@@ -83,11 +84,11 @@ def test_attribute_command(tmp_path, photos, capsys):
 
 def test_public_names():
     """``convsight.attribute`` is callable and is also the package holding the helpers."""
-    import convsight.attribute.display as display
+    import convsight.pictures.attribution as display
 
     assert callable(convsight.attribute)
-    assert convsight.attribute.render_attribution is render_attribution is display.render_attribution
-    assert convsight.attribute.attribution_figure is attribution_figure
+    assert convsight.pictures.render_attribution is render_attribution is display.render_attribution
+    assert convsight.figures.attribution_figure is attribution_figure
     x = torch.rand(1, 3, 32, 32)
     net = convsight.Network(tiny_net(), input_size=(32, 32))
     assert torch.equal(convsight.attribute(net, x, 1), convsight.attribute.attribute(net, x, 1))

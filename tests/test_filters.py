@@ -9,7 +9,8 @@ from torch import nn
 
 import convsight
 from convsight.faces import train_face_network
-from convsight.filters import filter_grid, first_conv_layer, weight_images
+from convsight.figures import filter_grid
+from convsight.filters import first_conv_layer, weight_images
 
 
 def _conv_net() -> nn.Module:

@@ -187,7 +187,7 @@ def test_cli_bad_knob_is_one_line_error(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_section_quick_writes_its_pictures(lite0, tmp_path):
-    from convsight.optimize.demo_section import syntheses
+    from convsight.demo.synthesis import section as syntheses
 
     with untouched(lite0.module):
         fragment = syntheses(lite0, tmp_path, quick=True)

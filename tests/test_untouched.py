@@ -65,7 +65,7 @@ def _attribute_all(net):
 
 
 def _attribution_figure(net):
-    from convsight.attribute import attribution_figure
+    from convsight.figures import attribution_figure
 
     attribution_figure(net, torch.rand(3, 32, 32), [None, "conv3:1"],
                        methods=["gradient", "guided", "deconv", "gradcam"])

@@ -234,7 +234,7 @@ def test_input_picture_is_what_the_network_sees(server, net):
 
 def test_unit_patch_and_attribution_pictures(server, net):
     from convsight.images import to_tensor
-    from convsight.web.pictures import square
+    from convsight.pictures import fit_square as square
 
     x = to_tensor(convsight.sample_images()["coffee"], net.input_size, net.resize_ratio)
     with torch.no_grad(), capture(net.module, ["blocks.2"]) as acts:

@@ -66,7 +66,7 @@ def save_screen(page, folder: Path, name: str, full_page: bool = True) -> Path:
 
 def atlas_patch_clipped(atlas, layer: str, channel: int, rank: int, net, side: int) -> np.ndarray:
     """``atlas.patch`` (padded with the mean colour) with the padding cut off, fitted to a tile."""
-    from convsight.web.pictures import square
+    from convsight.pictures import fit_square as square
 
     top, left, bottom, right = atlas.box(layer, channel, rank, net=net)
     h, w = atlas.input_size

@@ -9,5 +9,6 @@ from .optimize import Synthesis, maximize
 from .atlas import Atlas, Hit
 from .mining import mine
 from . import attribute  # callable: convsight.attribute(model, images, target, method=...)
+from . import figures, pictures
 
 __version__ = "0.1.0"

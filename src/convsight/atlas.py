@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ConvsightError, UnitError, UnknownLayerError
+from .figures.atlas import PatchCutter, layer_grid, unit_figure
 
 FORMAT = "convsight-atlas"
 VERSION = 1
@@ -126,13 +127,16 @@ class Atlas:
                             f"{len(hits)} hits (ranks 0..{len(hits) - 1})")
         return hits[rank]
 
-    # ---- images and pictures -------------------------------------------------------------------
-    def network(self, allow_random: bool = False):
-        """Rebuild the model by name (``convsight.load_model(model_name, weights)``)."""
+    # ---- images and pictures (drawn by convsight.figures) -------------------------------------------------------------------
+    def network(self, allow_random: bool = False, net=None):
+        """The atlas's model: ``net`` when given (as a ``Network``), else rebuilt by name
+        (``convsight.load_model(model_name, weights)``)."""
         import warnings
 
-        from .models import load_model
+        from .models import as_network, load_model
 
+        if net is not None:
+            return as_network(net)
         if self._net is not None:
             return self._net
         if self.model_name == "custom":
@@ -151,11 +155,6 @@ class Atlas:
         net.resize_ratio = self.resize_ratio
         self._net = net
         return net
-
-    def _network(self, net, allow_random: bool):
-        from .models import as_network
-
-        return as_network(net) if net is not None else self.network(allow_random=allow_random)
 
     def image(self, image_id: int):
         """Image ``image_id`` as mined: RGB, resized and centre-cropped, as a (3, H, W) tensor in [0, 1]."""
@@ -183,7 +182,7 @@ class Atlas:
 
         if layer not in self._fields:
             self._layer(layer)
-            model = self._network(net, allow_random=True)
+            model = self.network(allow_random=True, net=net)
             self._fields[layer] = receptive_field(model, layer, input_size=self.input_size)
         return self._fields[layer]
 
@@ -198,9 +197,7 @@ class Atlas:
         The box is padded with the image's mean colour where it leaves the image; ``clip=True``
         keeps only the part inside the image.
         """
-        from .mining.figures import crop_hit
-
-        return crop_hit(self, layer, self.hit(layer, channel, rank), net, clip=clip)
+        return PatchCutter(self, net, keep=1).cut(layer, self.hit(layer, channel, rank), clip)
 
     def layer_grid(self, layer: str, channels: Sequence[int] | None = None, max_units: int = 64,
                    net=None, tile: int | None = None, clip: bool = True) -> np.ndarray:
@@ -209,14 +206,10 @@ class Atlas:
         Patches are clipped to the image (``clip=True``) so that deep layers, whose receptive
         fields outgrow the image, show what they see rather than padding.
         """
-        from .mining.figures import layer_grid
-
         return layer_grid(self, layer, channels, max_units, net, tile, clip=clip)
 
     def unit_figure(self, layer: str, channel: int, net=None, method: str = "guided") -> np.ndarray:
         """Each hit's patch beside the projection (guided backprop/deconvnet) of its activation."""
-        from .mining.figures import unit_figure
-
         return unit_figure(self, layer, channel, net, method)
 
     # ---- files ---------------------------------------------------------------------------------

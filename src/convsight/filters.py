@@ -5,8 +5,9 @@
 - Later conv layers: one grayscale tile per (filter, input channel), a row per filter.
 - A Linear layer fed by an image: each hidden unit's weights reshaped to the input image.
 
->>> img = filter_grid(convsight.load_model())          # the stem's 32 filters, 3x3, upscaled
->>> convsight.render.save_png(img, "filters.png")
+>>> tiles = weight_images(convsight.load_model())     # the stem's 32 filters, (3, 3, 3) each
+
+``convsight.figures.filter_grid`` lays them out as one picture.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ from torch import nn
 
 from .errors import UnitError
 from .models import as_network
-from .render import grid, symmetric_scale, upscale
+from .pictures import symmetric_scale
 from .units import check_layer
-
-MIN_TILE = 48  # upscale small kernels until a tile is at least this many pixels wide
-
 
 def first_conv_layer(model) -> str:
     """Name of the first ``nn.Conv2d`` in module order."""
@@ -101,29 +99,3 @@ def weight_images(model, layer: str | None = None, input_shape: Sequence[int] | 
         images.append(np.transpose(wu, (1, 2, 0)) if kind == "rgb" else
                       wu[0] if kind == "gray" else wu)
     return images
-
-
-def filter_grid(model, layer: str | None = None, input_shape: Sequence[int] | None = None,
-                units: Sequence[int] | None = None, max_units: int = 64, max_inputs: int = 32,
-                ncols: int | None = None, scale: int | None = None,
-                per_unit_scale: bool = True) -> np.ndarray:
-    """All of ``weight_images`` laid out as one picture (float (H, W[, 3]) in [0, 1]).
-
-    RGB and grayscale tiles form a square-ish grid; stacks form one row per unit with a tile per
-    input channel (at most ``max_units`` rows and ``max_inputs`` columns). Small kernels are
-    upscaled with nearest neighbour (``scale``, default: to at least 48 px).
-    """
-    net = as_network(model)
-    layer = layer or first_conv_layer(net)
-    images = weight_images(net, layer, input_shape, units, per_unit_scale)
-    if weight_kind(net, layer, input_shape) == "stack":
-        images = images if units is not None else images[:max_units]
-        h, w = images[0].shape[1:]
-        factor = scale or max(1, -(-MIN_TILE // 2 // max(h, w)))
-        rows = [grid([upscale(t, factor) for t in stack[:max_inputs]],
-                     ncols=min(len(stack), max_inputs), pad=1, background=1.0) for stack in images]
-        return grid(rows, ncols=1, pad=3, background=1.0)
-    h, w = images[0].shape[:2]
-    factor = scale or max(1, -(-MIN_TILE // max(h, w)))
-    tiles = [upscale(t, factor) for t in images]
-    return grid(tiles, ncols=ncols, pad=max(2, factor // 3), background=1.0)

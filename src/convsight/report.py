@@ -23,7 +23,8 @@ import numpy as np
 
 from .atlas import Atlas
 from .models import Network
-from .web.pictures import PatchCutter, jpeg_bytes, patch_montage, png_bytes, rf_text
+from .figures import PatchCutter
+from .pictures import jpeg_bytes, patch_montage, png_bytes
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2230;
@@ -131,7 +132,7 @@ def _anchor(layer: str, channel: int | None = None) -> str:
 
 def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
     try:
-        return rf_text(atlas.receptive_field(layer, net))
+        return atlas.receptive_field(layer, net).caption()
     except Exception:
         return "-"
 

@@ -5,8 +5,11 @@
 >>> x = net.preprocess(convsight.sample_images()["chelsea"])      # normalised (1, 3, 224, 224)
 >>> g = convsight.attribute(net, x, "class:281", method="guided")  # (1, 3, 224, 224)
 >>> cam = convsight.attribute(net, x, method="gradcam")            # (1, 1, 224, 224), top class
->>> from convsight.attribute import render_attribution
+>>> from convsight.pictures import render_attribution
 >>> picture = render_attribution(g[0], kind="rgb")                  # (224, 224, 3) in [0, 1]
+
+This package computes; it draws nothing (pictures: ``convsight.pictures``; the classic
+"image | gradient | guided | deconvnet" figure: ``convsight.figures.attribution_figure``).
 
 The guided and deconvnet rules reach every rectifier the forward pass runs (``nn.ReLU`` in place
 or reused, ``F.relu``, ``torch.relu``, ``Tensor.relu_``, ReLU6, ``hardtanh(0, 6)``,
@@ -25,8 +28,6 @@ import torch
 
 from ..errors import ConvsightError, ImageError
 from ..models import Network, as_network
-from .display import render_attribution
-from .figure import attribution_figure
 from .gradcam import default_gradcam_layer, gradcam
 from ..targets import resolve_targets
 from .gradients import input_gradient, warn_other_activations
@@ -116,7 +117,7 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
 
 class _CallablePackage(types.ModuleType):
     """``convsight.attribute(...)`` calls :func:`attribute`, while ``convsight.attribute`` stays this
-    package, so ``convsight.attribute.render_attribution`` and submodule imports work as usual."""
+    package, so ``convsight.attribute.smoothgrad`` and submodule imports work as usual."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return attribute(*args, **kwargs)
@@ -125,5 +126,5 @@ class _CallablePackage(types.ModuleType):
 sys.modules[__name__].__class__ = _CallablePackage
 __signature__ = inspect.signature(attribute)
 
-__all__ = ["attribute", "render_attribution", "attribution_figure", "METHODS", "input_gradient",
+__all__ = ["attribute", "METHODS", "input_gradient",
            "gradcam", "default_gradcam_layer", "smoothgrad", "rectifier_rule"]

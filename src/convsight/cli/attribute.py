@@ -27,10 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..attribute import METHODS, attribution_figure
+    from ..attribute import METHODS
+    from ..figures import attribution_figure
     from ..errors import ConvsightError
     from ..images import load_image
-    from ..render import save_png
+    from ..pictures import save_png
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]

@@ -33,8 +33,9 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..filters import filter_grid, first_conv_layer
-    from ..render import save_png
+    from ..figures import filter_grid
+    from ..filters import first_conv_layer
+    from ..pictures import save_png
 
     net = network_from_args(args)
     layer = args.layer or first_conv_layer(net)

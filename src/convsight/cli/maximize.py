@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .. import maximize
-    from ..render import grid, label, minmax_scale, save_png, to_numpy_image, to_uint8
+    from ..pictures import grid, label, minmax_scale, save_png, to_numpy_image, to_uint8
 
     net = network_from_args(args)
     result = maximize(net, args.target, preset=args.preset, steps=args.steps, size=args.size,

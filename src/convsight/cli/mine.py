@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import ConvsightError
     from ..mining import mine
-    from ..render import save_png
+    from ..pictures import save_png
 
     if args.input_size is not None and args.input_size < 8:
         raise ConvsightError(f"--input-size must be at least 8 pixels, got {args.input_size}")

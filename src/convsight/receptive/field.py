@@ -42,6 +42,21 @@ class ReceptiveField:
         left = int(x) * self.stride[1] - self.padding[1]
         return (top, left, top + self.size[0] - 1, left + self.size[1] - 1)
 
+    def clipped_box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """The part of unit (y, x)'s box inside the input image (the whole image when global)."""
+        top, left, bottom, right = self.box(y, x)
+        h, w = self.input_size
+        return max(top, 0), max(left, 0), min(bottom, h - 1), min(right, w - 1)
+
+    def caption(self) -> str:
+        """The field in a few words: "83 px, stride 16", "5x3 px, stride 2x1" or "global"."""
+        if self.is_global:
+            return "global"
+        (h, w), (sy, sx) = self.size, self.stride
+        size = f"{h}" if h == w else f"{h}x{w}"
+        stride = f"{sy}" if sy == sx else f"{sy}x{sx}"
+        return f"{size} px, stride {stride}"
+
     def centre(self, y: int, x: int) -> tuple[float, float]:
         """Centre of unit (y, x)'s box in input pixels (may be a half pixel)."""
         top, left, bottom, right = self.box(y, x)

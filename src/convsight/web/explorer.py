@@ -32,8 +32,9 @@ from convsight.capture import capture, eval_mode
 from convsight.capture import layer_table
 
 from .cache import DiskCache, atomic_write
-from .pictures import (MapGrid, PatchCutter, activation_montage, clip_box, jpeg_bytes,
-                       patch_montage, png_bytes, rf_text, square)
+from convsight.figures import PatchCutter
+from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, grid,
+                                jpeg_bytes, patch_montage, png_bytes, render_attribution)
 
 UNIT_METHODS = ("gradient", "guided", "deconv")
 CLASS_METHODS = ("gradient", "guided", "gradcam", "guided-gradcam")
@@ -116,7 +117,7 @@ class Explorer:
                             pass
                 mined = set(self.mined_layers)
                 self._rows = [LayerRow(r.name, r.type, r.shape, r.channels,
-                                       rf_text(self._rfs.get(r.name)), r.name in mined)
+                                       _caption(self._rfs.get(r.name)), r.name in mined)
                               for r in table]
             return self._rows
 
@@ -191,7 +192,7 @@ class Explorer:
                            "does not exist")
         return self.cache.get_or_make(
             f"patch/{layer}/{channel}/{rank}/{side}.jpg",
-            lambda: jpeg_bytes(square(self.mined_patch(layer, hits[rank]), side)))
+            lambda: jpeg_bytes(fit_square(self.mined_patch(layer, hits[rank]), side)))
 
     def projection(self, layer: str, channel: int, rank: int, method: str, side: int = 160) -> bytes:
         """Guided backprop / deconvnet / gradient of the hit's single activation, cut to its box."""
@@ -207,12 +208,8 @@ class Explorer:
             target = f"{layer}:{channel}@{hit.y},{hit.x}"
             with self.model_lock:
                 attr = convsight.attribute(self.net, x, target=target, method=method)
-            picture = _render(attr, "rgb")
-            box = self.cutter.box(layer, hit)
-            if box is not None:  # the same clipped box as the patch beside it
-                top, left, bottom, right = box
-                picture = picture[top:bottom + 1, left:right + 1]
-            return png_bytes(square(Image.fromarray(_u8(picture)), side))
+            picture = crop(render_attribution(attr[0], "rgb"), self.cutter.box(layer, hit))
+            return png_bytes(fit_square(picture, side))  # the same clipped box as the patch
         return self.cache.get_or_make(f"proj/{layer}/{channel}/{rank}/{method}/{side}.png", make)
 
     def source_image(self, index: int) -> Image.Image:
@@ -247,8 +244,7 @@ class Explorer:
                 image = image[:64]
                 if image.shape[1] * image.shape[2] <= 1:
                     raise _NoPicture
-                from convsight.render import grid as layout
-                image = layout([np.kron(t, np.ones((8, 8))) for t in image], pad=1)
+                image = grid([np.kron(t, np.ones((8, 8))) for t in image], pad=1)
                 return png_bytes(image)
             factor = max(1, 96 // max(image.shape[:2]))
             return png_bytes(np.kron(image, np.ones((factor, factor) + (1,) * (image.ndim - 2))))
@@ -334,7 +330,7 @@ class Explorer:
     def input_png(self, image_id: str) -> bytes:
         def make() -> bytes:
             x = self.input_tensor(image_id)
-            return png_bytes(_u8(self.net.denormalize(x)[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()))
+            return png_bytes(self.net.denormalize(x)[0].clamp(0, 1))
         return self.cache.get_or_make(f"input/{image_id}.png", make)
 
     def thumbnail(self, image_id: str, side: int = 160) -> bytes:
@@ -402,7 +398,7 @@ class Explorer:
         rf = self.receptive_field(layer)
         if rf is None or rf.is_global:
             return None
-        return clip_box(rf.box(y, x), *self.net.input_size)
+        return rf.clipped_box(y, x)
 
     def unit_patch(self, image_id: str, layer: str, channel: int, side: int = 160) -> bytes:
         """The part of the input that the channel's strongest neuron sees, enlarged."""
@@ -410,10 +406,7 @@ class Explorer:
 
         def make() -> bytes:
             image = Image.open(io.BytesIO(self.input_png(image_id)))
-            if box is not None:
-                top, left, bottom, right = box
-                image = image.crop((left, top, right + 1, bottom + 1))
-            return png_bytes(square(image, side))
+            return png_bytes(fit_square(crop(image, box), side))
         return self.cache.get_or_make(f"upatch/{image_id}/{layer}/{channel}/{side}.png", make)
 
     def unit_attribution(self, image_id: str, layer: str, channel: int, method: str,
@@ -429,11 +422,7 @@ class Explorer:
             with self.model_lock:
                 attr = convsight.attribute(self.net, inp, target=f"{layer}:{channel}@{y},{x}",
                                            method=method)
-            picture = _render(attr, "rgb")
-            if box is not None:
-                top, left, bottom, right = box
-                picture = picture[top:bottom + 1, left:right + 1]
-            return png_bytes(square(Image.fromarray(_u8(picture)), side))
+            return png_bytes(fit_square(crop(render_attribution(attr[0], "rgb"), box), side))
         return self.cache.get_or_make(f"uattr/{image_id}/{layer}/{channel}/{method}/{side}.png",
                                       make)
 
@@ -448,9 +437,10 @@ class Explorer:
             with self.model_lock:
                 attr = convsight.attribute(self.net, inp, target=f"class:{cls}", method=method)
             if method == "gradcam":
-                image = self.net.denormalize(inp)[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-                return png_bytes(_render(attr, "heatmap", image=image))
-            return png_bytes(_render(attr, "saliency" if method == "gradient" else "rgb"))
+                image = self.net.denormalize(inp)[0].clamp(0, 1)
+                return png_bytes(render_attribution(attr[0], "heatmap", image=image))
+            return png_bytes(render_attribution(attr[0], "saliency" if method == "gradient"
+                                                else "rgb"))
         return self.cache.get_or_make(f"cattr/{image_id}/{cls}/{method}.png", make)
 
 
@@ -463,31 +453,14 @@ def _check_method(method: str, allowed: tuple[str, ...]) -> None:
         raise NotFound(f"unknown method {method!r}; use one of {', '.join(allowed)}")
 
 
-def _u8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(np.asarray(img, dtype=np.float32), 0, 1) * 255).round().astype(np.uint8)
-
-
-def _render(attr: torch.Tensor, kind: str, image: np.ndarray | None = None) -> np.ndarray:
-    """An attribution as an (H, W, 3) picture, through the attribution module's renderer."""
-    from convsight.attribute import render_attribution
-
-    picture = np.asarray(render_attribution(attr[0] if attr.dim() == 4 else attr, kind=kind,
-                                            image=image), dtype=np.float32)
-    if picture.ndim == 2:
-        picture = np.repeat(picture[..., None], 3, axis=2)
-    return picture
+def _caption(rf: Any | None) -> str:
+    return rf.caption() if rf is not None else "-"
 
 
 def _receptive_fields(net: convsight.Network, names: list[str]) -> dict[str, Any]:
-    """Receptive fields of the spatial layers; empty where the receptive-field code is absent."""
-    fields = getattr(convsight, "receptive_fields", None)
-    if fields is None:
-        try:
-            from convsight.receptive import receptive_fields as fields
-        except ImportError:
-            return {}
+    """Receptive fields of the spatial layers (those that have one)."""
     try:
-        return dict(fields(net, names))
+        return dict(convsight.receptive_fields(net, names))
     except Exception:  # one awkward layer should not cost the whole table
         out = {}
         for name in names:

@@ -22,7 +22,7 @@ import numpy as np
 import convsight
 
 from .cache import DiskCache
-from .pictures import png_bytes
+from ..pictures import png_bytes
 
 MAX_QUEUED = 16
 

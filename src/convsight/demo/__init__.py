@@ -1,28 +1,24 @@
 """``convsight demo``: one folder with an ``index.html`` showing what convsight sees in a network.
 
-Each capability contributes a *section*: a function ``(network, folder, quick) -> html`` that
+Each module of this package is one *section*: its ``section(network, folder, quick) -> html``
 writes its pictures into ``folder`` and returns an HTML fragment linking them. ``SECTIONS`` lists
-them as ``"module:function"`` paths in page order.
+them in page order.
 """
 
 from __future__ import annotations
 
 import html
-import importlib
 import time
 from pathlib import Path
+from typing import Callable
 
-from .models import Network, as_network, load_model
+from ..models import Network, as_network, load_model
+from ..progress import ProgressArg, progress_bar
+from . import attribution, filters, layers, mining, predictions, report, synthesis
 
-SECTIONS = [
-    "convsight.demo_sections:predictions",
-    "convsight.demo_sections:layers",
-    "convsight.demo_sections:filters",
-    "convsight.mining.demo:layer_grids",
-    "convsight.demo_sections:report",
-    "convsight.attribute.demo_section:attributions",
-    "convsight.optimize.demo_section:syntheses",
-]
+Section = Callable[[Network, Path, bool], str]
+SECTIONS: list[Section] = [predictions.section, layers.section, filters.section, mining.section,
+                           report.section, attribution.section, synthesis.section]
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>convsight demo: {name}</title>
@@ -43,20 +39,18 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: left; }}
 
 
 def demo(out: str | Path = "demo", model: Network | None = None, quick: bool = False,
-         sections: list[str] | None = None) -> Path:
+         sections: list[Section] | None = None, progress: ProgressArg = True) -> Path:
     """Write the demo folder and return the path of its ``index.html``."""
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     net = as_network(model) if model is not None else load_model()
     start = time.time()
     parts = []
-    names = sections or SECTIONS
-    for spec in tqdm(names, desc="demo", unit="section"):
-        module_name, func_name = spec.split(":")
-        func = getattr(importlib.import_module(module_name), func_name)
-        parts.append(f"<section>{func(net, out, quick)}</section>")
+    chosen = sections or SECTIONS
+    with progress_bar(len(chosen), "demo", "section", progress) as report_done:
+        for section in chosen:
+            parts.append(f"<section>{section(net, out, quick)}</section>")
+            report_done(1)
     page = PAGE.format(name=html.escape(net.name), h=net.input_size[0], w=net.input_size[1],
                        weights=html.escape(str(net.info.get("weights", "?"))),
                        seconds=time.time() - start, body="\n".join(parts))

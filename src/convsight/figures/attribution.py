@@ -1,7 +1,7 @@
 """The classic figure: one row per target, "image | gradient | guided backprop | deconvnet".
 
 >>> img = attribution_figure(net, "cat.jpg", ["class:281", "blocks.10:5"])
->>> save_png(img, "fig.png")
+>>> convsight.pictures.save_png(img, "fig.png")
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..attribute import attribute
 from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import as_network
-from ..render import grid, label
+from ..pictures import grid, label, render_attribution
 from ..targets import Target, parse_target, with_top_class
-from .display import render_attribution
 
 TITLES = {"gradient": "gradient", "guided": "guided backprop", "deconv": "deconvnet",
           "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "guided-gradcam": "guided Grad-CAM"}
@@ -39,8 +39,6 @@ def attribution_figure(net: Any, image: Any, targets: Any = None,
     (3, H, W). ``targets``: one target or a list (None: the top class). Gradient-like methods are
     drawn with ``kind`` (see ``render_attribution``); Grad-CAM as a heatmap over the image.
     """
-    from . import attribute
-
     net = as_network(net)
     if isinstance(image, torch.Tensor):
         x = image[None] if image.dim() == 3 else image

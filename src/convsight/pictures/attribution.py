@@ -9,6 +9,8 @@ Kinds:
   scaled by the ``percentile`` of |value| over all channels.
 - ``"heatmap"``: a non-negative map (Grad-CAM) in a jet colour map, laid over ``image`` if given.
 
+Pure drawing: attributions come from ``convsight.attribute``.
+
 >>> render_attribution(attr[0], kind="rgb").shape     # attr from convsight.attribute
 (224, 224, 3)
 """
@@ -22,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConvsightError
-from ..render import diverging, to_numpy_image
+from .canvas import diverging, to_numpy_image
 
 KINDS = ("signed", "saliency", "rgb", "heatmap")
 

@@ -1,4 +1,4 @@
-"""The mining part of ``convsight demo``: three layer grids of top-9 patches (Zeiler & Fergus)."""
+"""Demo section: three layer grids of top-9 dataset patches (Zeiler & Fergus)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import html
 import time
 from pathlib import Path
 
+from ..mining import mine, photo_folder
 from ..models import Network
-from ..render import save_png
-from .photos import photo_folder
-from .run import mine
+from ..pictures import save_png
 
 DEMO_LAYERS = ("blocks.1", "blocks.5", "blocks.10")
 
 
-def layer_grids(net: Network, out: Path, quick: bool) -> str:
+def section(net: Network, out: Path, quick: bool) -> str:
     """Mine a folder of real photo crops, then draw the top-9 patches of the first units."""
     photo_folder(out / "mining_photos", n=27 if quick else 160, seed=0)
     layers = [name for name in DEMO_LAYERS if name in dict(net.module.named_modules())]

@@ -1,4 +1,4 @@
-"""The activation-maximisation part of ``convsight demo``: class images and a preset comparison."""
+"""Demo section: class images synthesised by activation maximisation, and every preset on one class."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 
 from ..models import Network
-from ..render import grid, label, minmax_scale, save_png, to_numpy_image
-from .ascent import maximize
-from .presets import PRESETS
+from ..optimize import PRESETS, maximize
+from ..pictures import grid, label, minmax_scale, save_png, to_numpy_image
 
 CLASSES = [130, 11, 323, 951, 963]  # flamingo, goldfinch, monarch, lemon, pizza
 
@@ -22,7 +21,7 @@ def _probabilities(net: Network, images: torch.Tensor, classes: list[int]) -> li
     return [float(p[i, c]) for i, c in enumerate(classes)]
 
 
-def syntheses(net: Network, out: Path, quick: bool) -> str:
+def section(net: Network, out: Path, quick: bool) -> str:
     """A row of class visualisations (one batch) and every preset on one class."""
     classes = CLASSES if net.class_names and len(net.class_names) == 1000 else [0, 1, 2]
     compare = classes[0]

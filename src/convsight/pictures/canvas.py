@@ -1,11 +1,12 @@
-"""Tensors and arrays -> pictures: grids of tiles, colour maps, PNG files.
+"""The canvas: scaling values to [0, 1], grids of tiles, captions, colour maps, PNG/JPEG bytes.
 
-Algorithms return data; everything that draws lives here (and in the CLI, web and report).
-Images are float arrays in [0, 1] shaped (H, W, 3) or (H, W) unless said otherwise.
+Images are float arrays in [0, 1] shaped (H, W, 3) or (H, W) unless said otherwise; PIL images
+are accepted wherever a picture is written or encoded.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -73,13 +74,43 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
+def as_pil(img: Image.Image | np.ndarray | torch.Tensor) -> Image.Image:
+    """A PIL image, an 8-bit array, a float array in [0, 1] or a (C, H, W) tensor -> PIL image."""
+    if isinstance(img, Image.Image):
+        return img
+    if isinstance(img, torch.Tensor):
+        img = to_numpy_image(img)
+    a = np.asarray(img)
+    return Image.fromarray(a if a.dtype == np.uint8 else to_uint8(a))
+
+
+def as_float(img: Image.Image | np.ndarray) -> np.ndarray:
+    """A PIL image or array -> float RGB (H, W, 3) array in [0, 1] (8-bit arrays are divided by 255)."""
+    if isinstance(img, Image.Image):
+        return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    a = np.asarray(img)
+    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a
+
+
 def save_png(img: np.ndarray | Image.Image, path: str | Path) -> Path:
     """Save a float image in [0, 1] (or a PIL image) as PNG, creating folders as needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(to_uint8(img))
-    pil.save(path)
+    as_pil(img).save(path)
     return path
+
+
+def png_bytes(img: Image.Image | np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    as_pil(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_bytes(img: Image.Image | np.ndarray, quality: int = 88) -> bytes:
+    buf = io.BytesIO()
+    as_pil(img).convert("RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def font(size: int = 12) -> ImageFont.ImageFont:

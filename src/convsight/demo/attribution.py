@@ -1,4 +1,4 @@
-"""The attribution section of ``convsight demo``: the cat, explained for its top class and units."""
+"""Demo section: the cat, explained for its top class and a few units."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from pathlib import Path
 
 import torch
 
+from ..attribute import attribute
 from ..capture import capture
+from ..figures import attribution_figure
 from ..images import sample_images
 from ..models import Network
-from ..render import grid, label, save_png
+from ..pictures import grid, label, render_attribution, save_png
 from ..units import layer_names
-from . import attribute
-from .display import render_attribution
-from .figure import attribution_figure
 
 
 def _strong_units(net: Network, x: torch.Tensor, n_channels: int) -> list[str]:
@@ -37,7 +36,7 @@ def _strong_units(net: Network, x: torch.Tensor, n_channels: int) -> list[str]:
     return units
 
 
-def attributions(net: Network, out: Path, quick: bool) -> str:
+def section(net: Network, out: Path, quick: bool) -> str:
     """Image | gradient | guided backprop | deconvnet for the cat's top class and a few units."""
     photo = sample_images()["chelsea"]
     x = net.preprocess(photo).to(net.device)

@@ -1,0 +1,132 @@
+"""Pictures of an atlas: a unit's patches, a layer's grid of units, a unit beside its projections.
+
+A hit's *patch* is the receptive-field box of its (y, x) cut from the image as the network saw it
+(resized and centre-cropped). Clipped patches keep only the part of the box inside the image (deep
+layers' boxes outgrow it); unclipped ones are padded with the image's mean colour.
+
+The functions take an ``Atlas`` (``convsight.Atlas``) and use only its public queries, so the
+atlas module can offer them as methods without an import circle.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..attribute import attribute
+from ..errors import ConvsightError, UnitError
+from ..pictures import as_float, as_pil, crop, fit_square, grid, label, patch_montage, render_attribution
+
+EMPTY_TILE = 0.85  # grey of a slot without a hit (fewer readable images than k)
+_GRID_BACKGROUND = (217, 217, 217)  # the same grey, as 8-bit RGB
+
+
+class PatchCutter:
+    """Cut hits' receptive-field boxes out of the atlas's images, keeping recent images (8-bit,
+    LRU): a layer's picture crops about k patches per unit, often from the same few images.
+    Thread-safe, so the explorer's request threads can share one.
+    """
+
+    def __init__(self, atlas: Any, net: Any = None, keep: int = 512) -> None:
+        self.atlas, self.net, self.keep = atlas, net, keep
+        self._images: OrderedDict[int, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def image(self, image_id: int) -> Image.Image:
+        """Image ``image_id`` as the network saw it (resized and centre-cropped)."""
+        with self._lock:
+            image = self._images.get(image_id)
+            if image is not None:
+                self._images.move_to_end(image_id)
+                return image
+        image = as_pil(self.atlas.image(image_id))  # (3, H, W) in [0, 1]
+        with self._lock:
+            self._images[image_id] = image
+            while len(self._images) > self.keep:
+                self._images.popitem(last=False)
+        return image
+
+    def box(self, layer: str, hit: Any) -> tuple[int, int, int, int] | None:
+        """The hit's box clipped to the image; None for a layer that sees the whole image."""
+        rf = self.atlas.receptive_field(layer, net=self.net)
+        return None if rf.is_global else rf.clipped_box(hit.y, hit.x)
+
+    def cut(self, layer: str, hit: Any, clip: bool = True) -> Image.Image:
+        """The hit's patch: clipped to the image, or (``clip=False``) the whole box, padded."""
+        image = self.image(hit.image)
+        if clip:
+            return crop(image, self.box(layer, hit))
+        return self.atlas.receptive_field(layer, net=self.net).crop(image, hit.y, hit.x)
+
+
+def _tile(im: Image.Image, side: int) -> np.ndarray:
+    """Fit ``im`` into a ``side`` x ``side`` float tile with grey margins, resampled smoothly."""
+    return as_float(fit_square(im, side, _GRID_BACKGROUND, resample="smooth"))
+
+
+def _channels(atlas: Any, layer: str, channels: Sequence[int] | None, max_units: int) -> list[int]:
+    n = atlas.channels(layer)
+    if channels is None:
+        return list(range(min(n, max_units)))
+    chosen = [int(c) for c in channels]
+    bad = [c for c in chosen if not 0 <= c < n]
+    if bad:
+        raise UnitError(f"channels {bad} are out of range for layer {layer}: valid channels are "
+                        f"0..{n - 1}")
+    return chosen[:max_units]
+
+
+def default_tile(atlas: Any, layer: str, net: Any = None) -> int:
+    """Patch size in the grid: the receptive field's size, kept between 24 and 64 pixels."""
+    rf = atlas.receptive_field(layer, net)
+    if rf.is_global:
+        return 64
+    size = min(max(rf.size), max(atlas.input_size))
+    return int(np.clip(size, 24, 64))
+
+
+def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
+               max_units: int = 64, net: Any = None, tile: int | None = None,
+               labels: bool = True, clip: bool = True) -> np.ndarray:
+    """One cell per unit (its k patches), cells in a grid: an RGB float array in [0, 1]."""
+    chosen = _channels(atlas, layer, channels, max_units)
+    if not chosen:
+        raise ConvsightError(f"no units to draw for layer {layer}")
+    side = tile or default_tile(atlas, layer, net)
+    cutter = PatchCutter(atlas, net)
+    cells = []
+    for c in chosen:
+        patches = [cutter.cut(layer, hit, clip) for hit in atlas.top(layer, c)]
+        cell = patch_montage(patches, side, ncols=math.ceil(math.sqrt(atlas.k)), slots=atlas.k,
+                             background=_GRID_BACKGROUND, empty=EMPTY_TILE, resample="smooth")
+        cells.append(label(cell, f"{c}", height=13, size=11) if labels else cell)
+    return grid(cells, ncols=math.ceil(math.sqrt(len(cells))), pad=6, background=1.0)
+
+
+def unit_figure(atlas: Any, layer: str, channel: int, net: Any = None, method: str = "guided",
+                side: int = 128, clip: bool = True) -> np.ndarray:
+    """Each hit's patch beside the guided-backprop or deconvnet projection of that activation."""
+    if method not in ("guided", "deconv"):
+        raise ConvsightError(f"unknown projection method {method!r}: use 'guided' or 'deconv'")
+    model = atlas.network(net=net)
+    rf = atlas.receptive_field(layer, net)
+    cutter = PatchCutter(atlas, net, keep=1)
+    tiles = []
+    for hit in atlas.top(layer, channel):
+        x = atlas.image(hit.image)
+        patch = _tile(cutter.cut(layer, hit, clip), side)
+        xn = model.normalize(x[None]).to(model.device)
+        attr = attribute(model, xn, target=f"{layer}:{channel}@{hit.y},{hit.x}", method=method)
+        # crop first, so that the colour scale is set by the receptive field, not the whole image
+        cut = crop(attr[0].cpu(), cutter.box(layer, hit)) if clip else \
+            rf.crop(attr[0].cpu(), hit.y, hit.x, fill=0.0)
+        projection = _tile(as_pil(render_attribution(cut, kind="rgb")), side)
+        tiles.append(np.concatenate([patch, np.ones((side, 2, 3), np.float32), projection], axis=1))
+    if not tiles:
+        raise ConvsightError(f"{layer}:{channel} has no hits in this atlas")
+    return label(grid(tiles, ncols=3, pad=4), f"{layer}:{channel}   patch | {method} projection")
