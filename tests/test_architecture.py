@@ -1,0 +1,138 @@
+"""The house rules of docs/architecture.md, checked on the source: floors, no circles, sizes.
+
+Every ``import`` in ``src/convsight`` (also those inside functions) is read with ``ast``. A module
+may import modules on its own floor or below, never above, and the graph of files has no cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "convsight"
+
+# Floors, ground first: a room may import rooms on its own floor or below (docs/architecture.md).
+FLOORS = [
+    {"errors", "hooks", "progress", "efficientnet_lite"},
+    {"models", "images", "pictures"},
+    {"units"},
+    {"capture"},
+    {"targets"},
+    {"receptive", "attribute", "optimize", "filters", "faces"},
+    {"figures"},
+    {"atlas"},
+    {"mining"},
+    {"report"},
+    {"demo", "web"},
+    {"cli", "__main__"},
+    {"__init__"},
+]
+FLOOR = {room: i for i, rooms in enumerate(FLOORS) for room in rooms}
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        out[".".join(parts)] = path
+    return out
+
+
+def _resolve(module: str, node: ast.ImportFrom | ast.Import, is_package: bool) -> list[str]:
+    """Names of convsight modules (dotted, without 'convsight.') that an import statement reads."""
+    if isinstance(node, ast.Import):
+        return [a.name[len("convsight."):] for a in node.names if a.name.startswith("convsight.")]
+    if node.level == 0:
+        if node.module is None or not (node.module == "convsight" or node.module.startswith("convsight.")):
+            return []
+        base = node.module[len("convsight"):].lstrip(".")
+    else:
+        parts = module.split(".") if module else []
+        keep = len(parts) - node.level + (1 if is_package else 0)
+        base = ".".join(parts[:keep] + ([node.module] if node.module else []))
+    names = [f"{base}.{a.name}" if base else a.name for a in node.names]
+    return [base] + names if base else names
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        module = name[: -len(".__init__")] if name.endswith(".__init__") else ("" if name == "__init__" else name)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target in _resolve(module, node, is_package):
+                    for candidate in (target, f"{target}.__init__"):
+                        if candidate in modules and candidate != name:
+                            found.add(candidate)
+                            break
+        graph[name] = found
+    return graph
+
+
+def _room(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_every_room_has_a_floor():
+    rooms = {_room(m) for m in _modules()}
+    assert rooms <= set(FLOOR), f"rooms without a floor in FLOORS: {sorted(rooms - set(FLOOR))}"
+
+
+def test_no_module_imports_a_higher_floor():
+    upward = [f"{a} -> {b}" for a, targets in _graph().items() for b in targets
+              if FLOOR[_room(b)] > FLOOR[_room(a)]]
+    assert not upward, "imports from a lower floor to a higher one:\n" + "\n".join(sorted(upward))
+
+
+def test_no_import_circles():
+    graph = _graph()
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            # a package's __init__ importing its own submodules (which import siblings) is not a
+            # circle between rooms; circles inside a package between plain modules are
+            plain = [m for m in component if not m.endswith("__init__") and m != "__init__"]
+            if len(plain) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import circles: {cycles}"
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_sizes(path):
+    lines = path.read_text().splitlines()
+    assert len(lines) <= MAX_FILE_LINES, f"{path.name} has {len(lines)} lines"
+    long = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            size = node.end_lineno - node.lineno + 1
+            if size > MAX_FUNCTION_LINES:
+                long.append(f"{node.name} ({size} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines in {path.name}: {long}"
