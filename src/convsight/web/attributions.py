@@ -16,8 +16,8 @@ from PIL import Image
 
 import convsight
 from convsight.capture import capture
-from convsight.pictures import MapGrid, activation_montage, crop, fit_square, png_bytes, \
-    render_attribution
+from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, png_bytes,
+                                render_attribution)
 
 from .inputs import InputImages
 from .layers import Layers

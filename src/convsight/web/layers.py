@@ -21,8 +21,8 @@ import convsight
 from convsight.capture import layer_table
 from convsight.figures import PatchCutter
 from convsight.filters import weight_images, weight_kind
-from convsight.pictures import crop, fit_square, grid, jpeg_bytes, patch_montage, png_bytes, \
-    render_attribution
+from convsight.pictures import (crop, fit_square, grid, jpeg_bytes, patch_montage, png_bytes,
+                                render_attribution)
 from convsight.units import did_you_mean
 
 from .workbench import UNIT_METHODS, NotFound, Workbench, check_method
