@@ -13,6 +13,8 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import convsight
 from convsight.atlas import Atlas
@@ -155,3 +157,33 @@ def test_cli_report_says_one_line_and_exits_2(tmp_path, how):
                           str(tmp_path / "r.html")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_report_escapes_every_string_from_the_atlas(tmp_path):
+    """An atlas is a file people share: its layer names and shapes must not become markup."""
+    from convsight.report import write_report
+
+    atlas = small_atlas(2, 1.0)
+    evil = "a'><script>alert(1)</script>"
+    atlas._arrays = {evil: atlas._arrays["a"], 'b" onmouseover="x': atlas._arrays["b"]}
+    atlas.layers = list(atlas._arrays)
+    atlas.shapes = {evil: (3, 4, 4), 'b" onmouseover="x': (4, 2, 2)}
+    atlas.model_name = "<b>m</b>"
+    folder = tmp_path / "atlas"
+    atlas.save(folder)
+    for i in range(5):
+        Image.fromarray(np.full((40, 40, 3), 40 * i, np.uint8)).save(folder / f"img{i}.png")
+    model = torch.nn.Sequential()
+    model.add_module(evil, torch.nn.Conv2d(3, 3, 3, stride=8, padding=1))
+    model.add_module('b" onmouseover="x', torch.nn.Conv2d(3, 4, 3, stride=2, padding=1))
+    net = convsight.Network(model, input_size=(32, 32))
+    page = write_report(Atlas.open(folder), tmp_path / "r.html", detail_units=0, progress=False,
+                        inline=True, net=net).read_text()
+    assert "<script" not in page and "<b>m</b>" not in page
+    assert "&lt;script&gt;" in page and "onmouseover=&quot;x" in page
+    atlas.shapes[evil] = ("<script>", 4, 4)
+    atlas.save(folder)
+    with pytest.raises(convsight.ConvsightError, match="a shape is a list of whole numbers"):
+        Atlas.open(folder)
+    for attribute in __import__("re").findall(r"(?:id|href)='([^']*)'", page):
+        assert __import__("re").fullmatch(r"#?[A-Za-z0-9_-]+", attribute), attribute

@@ -194,11 +194,14 @@ def layer_arrays(meta: dict[str, Any], paths: list[str], flat: dict[str, np.ndar
                 not isinstance(layer.get("shape"), list):
             raise _fail(folder, f"{META}: layer entry {i} needs a name and a shape")
         name, shape = layer["name"], tuple(layer["shape"])
+        if not shape or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape):
+            raise _fail(folder, f"{META}: layer {name!r} has shape {list(shape)!r}; a shape is a "
+                                "list of whole numbers")
         try:
             a = {key: flat[f"layer{i}_{key}"] for key in KEYS}
         except KeyError as exc:
             raise _fail(folder, f"top.npz has no array {exc.args[0]} for layer {name}") from None
-        channels = shape[0] if shape and isinstance(shape[0], int) else None
+        channels = shape[0]
         if any(v.shape != (channels, k) for v in a.values()):
             raise _fail(folder, f"layer {name}: arrays of shape "
                                 f"{sorted({v.shape for v in a.values()})} do not match "
