@@ -18,7 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(model=None)  # no --model: the atlas's own model
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this computer only)")
+                   help="address to bind (default 127.0.0.1: this computer only; 0.0.0.0 lets "
+                        "other machines in, and the explorer has no authentication)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests that name the server NAME (a name it is reached "
+                        "by through a proxy or DNS; repeatable). Others are refused, so that "
+                        "web pages cannot reach it through DNS rebinding")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="folder for cached pictures (default ~/.cache/convsight/web/...)")
     p.add_argument("--synth-steps", type=int, default=64,
@@ -33,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConvsightError
     from ..web import SynthesisSettings, serve
+    from ..web.guard import allowed_names
+    from ..web.server import bind
     from .common import network_from_args
 
     if args.atlas is None and args.model is None:
@@ -42,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConvsightError(f"port {args.port} is not valid: use 1..65535")
     if args.synth_steps < 1 or args.synth_size < 16:
         raise ConvsightError("--synth-steps must be at least 1 and --synth-size at least 16")
+    allowed_names(args.allow_host)  # a bad name or a busy port is told before the model loads
+    bind(args.host, args.port).close()
     net = network_from_args(args) if args.model is not None else None
     settings = SynthesisSettings(preset=args.synth_preset, steps=args.synth_steps,
                                  size=args.synth_size)
     serve(args.atlas, net, host=args.host, port=args.port, cache_dir=args.cache,
-          synthesis=settings)
+          synthesis=settings, allowed_hosts=args.allow_host)
     return 0

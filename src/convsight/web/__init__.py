@@ -21,10 +21,14 @@ __all__ = ["create_app", "serve", "SynthesisSettings"]
 
 
 def __getattr__(name: str) -> Any:  # import the server stack only when it is used
-    if name in ("create_app", "serve"):
-        from . import app
+    if name == "create_app":
+        from .app import create_app
 
-        return getattr(app, name)
+        return create_app
+    if name == "serve":
+        from .server import serve
+
+        return serve
     if name == "SynthesisSettings":
         from .jobs import SynthesisSettings
 

@@ -4,6 +4,8 @@ Jinja2 templates.
 Every view has a stable URL (``/layer/blocks.5?page=2``, ``/unit/blocks.5/12``,
 ``/image/sample-chelsea?layer=blocks.5&unit=12``), pictures live under ``/img/`` and are cached
 on disk, and ``/api/`` answers the page's scripts with JSON. All assets come from ``/static``.
+Outside it all, ``guard.Guard`` refuses foreign hosts and cross-site writes and adds the security
+headers.
 
 >>> from convsight.web import create_app
 >>> app = create_app(atlas="atlas/")           # or create_app(model=convsight.load_model())
@@ -14,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -24,6 +26,7 @@ from starlette.templating import Jinja2Templates
 import convsight
 
 from .explorer import CLASS_METHODS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UNIT_METHODS, Explorer
+from .guard import Guard, allowed_names
 from .jobs import SynthesisQueue, SynthesisSettings
 from .routes import HANDLERS, ROUTES
 
@@ -34,14 +37,18 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
                cache_dir: str | Path | None = None,
                synthesis: SynthesisSettings | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_upload_pixels: int = MAX_UPLOAD_PIXELS, prewarm: bool = False) -> Starlette:
+               max_upload_pixels: int = MAX_UPLOAD_PIXELS, prewarm: bool = False,
+               allowed_hosts: Iterable[str] = ()) -> Starlette:
     """The explorer as an ASGI app, over an atlas (folder or ``Atlas``) and/or a model.
 
     With only ``atlas``, the network is the one the atlas was mined with (``atlas.network()``).
     With only ``model`` (a ``Network``, ``nn.Module`` or model name), the pages show layers, unit
     syntheses and image views but no top patches. ``prewarm`` fills the cache with every unit's
-    tile in a background thread.
+    tile in a background thread (``app.state.prewarm_stop.set()`` ends it). Requests must name
+    the server by ``localhost``, a loopback address, the address they arrived on, or one of
+    ``allowed_hosts`` (names or addresses, for a server reached by another name).
     """
+    names = allowed_names(allowed_hosts)  # checked before the (slow) model is loaded
     atlas_dir = Path(atlas) if isinstance(atlas, (str, Path)) else None
     atlas, net = _atlas_and_network(atlas, model)
     explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir,
@@ -51,13 +58,27 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
                                  input_size=net.input_size,
                                  unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS)
     static = Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app = Starlette(routes=[*ROUTES, static], exception_handlers=dict(HANDLERS))
+    app = ExplorerApp(routes=[*ROUTES, static], exception_handlers=dict(HANDLERS))
+    app.state.allowed_hosts = names
     app.state.explorer = explorer
     app.state.jobs = SynthesisQueue(net, explorer.cache, synthesis)
     app.state.templates = templates
+    app.state.prewarm_stop = threading.Event()
+    app.state.prewarm_thread = None
     if prewarm and explorer.mined_layers:
-        threading.Thread(target=explorer.prewarm, name="convsight-prewarm", daemon=True).start()
+        app.state.prewarm_thread = threading.Thread(
+            target=explorer.prewarm, args=(app.state.prewarm_stop,), name="convsight-prewarm",
+            daemon=True)
+        app.state.prewarm_thread.start()
     return app
+
+
+class ExplorerApp(Starlette):
+    """Starlette with ``Guard`` outside its whole stack, so that every answer, a 500 included,
+    passes the host and origin checks and carries the security headers."""
+
+    def build_middleware_stack(self) -> Any:
+        return Guard(super().build_middleware_stack(), self.state.allowed_hosts)
 
 
 def _atlas_and_network(atlas: Any | str | Path | None,
@@ -78,14 +99,3 @@ def _atlas_and_network(atlas: Any | str | Path | None,
         net = dataclasses.replace(net, input_size=atlas.input_size,
                                   resize_ratio=atlas.resize_ratio)
     return atlas, net
-
-
-def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
-          host: str = "127.0.0.1", port: int = 8000, cache_dir: str | Path | None = None,
-          synthesis: SynthesisSettings | None = None) -> None:
-    """Run the explorer with uvicorn until Ctrl-C (bound to localhost unless ``host`` says)."""
-    import uvicorn
-
-    app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=True)
-    print(f"convsight explorer: http://{host}:{port}/  (Ctrl-C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")

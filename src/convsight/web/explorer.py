@@ -85,6 +85,7 @@ class Explorer:
     input_png = _ask("image_part", InputImages.input_png)
     thumbnail = _ask("image_part", InputImages.thumbnail)
     predictions = _ask("image_part", InputImages.predictions)
+    class_count = _ask("image_part", InputImages.class_count)
 
     # activations and attributions of one image
     activations = _ask("attribution_part", Attributions.activations)

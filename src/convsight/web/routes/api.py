@@ -41,6 +41,6 @@ def unit_info(ex: Explorer, image_id: str, layer: str, channel: int) -> dict[str
 
 
 ROUTES = [
-    Route("/api/synth/{layer}/{channel:int}", synthesis, methods=["GET", "POST"]),
-    Route("/api/unit/{image_id}/{layer}/{channel:int}", unit),
+    Route("/api/synth/{layer}/{channel:number}", synthesis, methods=["GET", "POST"]),
+    Route("/api/unit/{image_id}/{layer}/{channel:number}", unit),
 ]

@@ -2,7 +2,8 @@
 
 ``HANDLERS`` maps each exception type to its HTTP status: a missing layer, unit, image or page
 404, a bad upload 4xx (its own status), a full synthesis queue 503, other ``ConvsightError`` 400,
-and anything else 500 (logged, with the error named on the page).
+and anything else 500: the details go to the server's log, the answer says only "internal error"
+(an exception's text can hold paths and data that are nobody else's business).
 """
 
 from __future__ import annotations
@@ -48,9 +49,8 @@ async def bad_request(request: Request, exc: Exception) -> Response:
 
 
 async def crash(request: Request, exc: Exception) -> Response:
-    log.error("%s failed", request.url.path, exc_info=exc)
-    return error(request, 500, f"convsight failed on this request ({type(exc).__name__}: "
-                               f"{exc}); the server log has the details")
+    log.error("%s %s failed", request.method, request.url.path[:200], exc_info=exc)
+    return error(request, 500, "internal error")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

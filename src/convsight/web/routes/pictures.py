@@ -82,16 +82,16 @@ def class_attribution(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/img/tile/{layer}/{channel:int}.jpg", tile),
-    Route("/img/patch/{layer}/{channel:int}/{rank:int}.jpg", patch),
-    Route("/img/proj/{layer}/{channel:int}/{rank:int}/{method}.png", projection),
-    Route("/img/weights/{layer}/{channel:int}.png", weights),
-    Route("/img/synth/{layer}/{channel:int}.png", synthesis),
+    Route("/img/tile/{layer}/{channel:number}.jpg", tile),
+    Route("/img/patch/{layer}/{channel:number}/{rank:number}.jpg", patch),
+    Route("/img/proj/{layer}/{channel:number}/{rank:number}/{method}.png", projection),
+    Route("/img/weights/{layer}/{channel:number}.png", weights),
+    Route("/img/synth/{layer}/{channel:number}.png", synthesis),
     Route("/img/input/{image_id}.png", network_input),
     Route("/img/thumb/{image_id}.jpg", thumbnail),
-    Route("/img/source/{index:int}.jpg", source),
+    Route("/img/source/{index:number}.jpg", source),
     Route("/img/acts/{image_id}/{layer}.png", activation_maps),
-    Route("/img/uattr/{image_id}/{layer}/{channel:int}/{method}.png", unit_attribution),
-    Route("/img/upatch/{image_id}/{layer}/{channel:int}.png", unit_patch),
-    Route("/img/cattr/{image_id}/{cls:int}/{method}.png", class_attribution),
+    Route("/img/uattr/{image_id}/{layer}/{channel:number}/{method}.png", unit_attribution),
+    Route("/img/upatch/{image_id}/{layer}/{channel:number}.png", unit_patch),
+    Route("/img/cattr/{image_id}/{cls:number}/{method}.png", class_attribution),
 ]
