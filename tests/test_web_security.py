@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 import convsight
+from convsight.web import create_app, serve
 
 from .test_web_support import start_server
 from .tinynets import tiny_net
@@ -119,7 +120,7 @@ def test_allowed_hosts_add_names(tmp_path):
     finally:
         srv.stop()
     with pytest.raises(convsight.ConvsightError, match="is not a host name"):
-        convsight.web.create_app(model=net, cache_dir=tmp_path, allowed_hosts=["http://x/"])
+        create_app(model=net, cache_dir=tmp_path, allowed_hosts=["http://x/"])
 
 
 # ----- cross-site writes ---------------------------------------------------------------------
@@ -273,7 +274,27 @@ def test_serve_on_a_busy_port_says_so_and_exits_2(tmp_path):
         assert done.stderr == (f"convsight: error: port {port} is in use (another server, or "
                                "another convsight serve); choose another with --port\n")
         with pytest.raises(convsight.ConvsightError, match=f"port {port} is in use"):
-            convsight.web.serve(tiny_atlas_dir(), port=port, cache_dir=tmp_path)
+            serve(tiny_atlas_dir(), port=port, cache_dir=tmp_path)
+
+
+def test_serve_stops_cleanly_on_ctrl_c_while_prewarming(tmp_path):
+    """Ctrl-C while the prewarm thread draws tiles: the thread is stopped and waited for."""
+    import signal
+
+    from .test_web_support import tiny_atlas_dir
+
+    proc = subprocess.Popen([sys.executable, "-m", "convsight.cli", "serve", str(tiny_atlas_dir()),
+                             "--port", "0", "--cache", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": SRC})
+    try:
+        assert "convsight explorer: http://127.0.0.1:" in proc.stdout.readline()
+        time.sleep(0.5)  # tiles are being drawn
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err == "", err
+    assert [p for p in tmp_path.rglob("*") if p.is_file()]  # it was prewarming
 
 
 def test_serve_refuses_a_bad_allow_host_in_one_line(tmp_path):

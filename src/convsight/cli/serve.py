@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="atlas folder written by `convsight mine` (optional with --model)")
     add_model_args(p)
     p.set_defaults(model=None)  # no --model: the atlas's own model
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this computer only; 0.0.0.0 lets "
                         "other machines in, and the explorer has no authentication)")
@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if args.atlas is None and args.model is None:
         raise ConvsightError("give an atlas folder (convsight serve ATLAS_DIR) or a model "
                              "(convsight serve --model efficientnet_lite0)")
-    if not 0 < args.port < 65536:
-        raise ConvsightError(f"port {args.port} is not valid: use 1..65535")
+    if not 0 <= args.port < 65536:
+        raise ConvsightError(f"port {args.port} is not valid: use 1..65535 (or 0 for a free one)")
     if args.synth_steps < 1 or args.synth_size < 16:
         raise ConvsightError("--synth-steps must be at least 1 and --synth-size at least 16")
     allowed_names(args.allow_host)  # a bad name or a busy port is told before the model loads

@@ -97,6 +97,8 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
         print(f"convsight explorer: {url}  (Ctrl-C to stop)", flush=True)
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C is how one stops it
+        pass
     finally:
         if app is not None:
             app.state.prewarm_stop.set()
