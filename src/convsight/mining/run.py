@@ -120,7 +120,7 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
             shapes = _layer_shapes(runner.module, layers, net.input_size, len(net.mean), device)
             state = starting_point(out, resume, checkpoints,
                                    State({name: TopK(shapes[name][0], k) for name in layers}), group.rank)
-            if isinstance(state, Atlas):  # that run had finished
+            if isinstance(state, Atlas):  # resuming a run that had finished: its atlas
                 state.source = dataset_of(images)
                 return state
             shard = list(range(group.rank, len(paths), group.world))
