@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atlas import Atlas, npz_bytes, write_atomic
+from ..atlas import Atlas
+from ..atlas_store import npz_bytes, write_atomic
 from ..errors import ConvsightError
 from .topk import TopK
 
