@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,12 @@ def load_checkpoint(path: Path, layers: list[str]) -> tuple[dict[str, TopK], dic
             tops = {name: TopK.from_arrays({key: z[f"layer{i}_{key}"]
                                             for key in ("value", "image", "y", "x")})
                     for i, name in enumerate(layers)}
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConvsightError(f"cannot read the checkpoint {path}: {exc}. Delete it to start "
-                             "again") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConvsightError(f"cannot read the checkpoint {path}: it is damaged or truncated "
+                             f"({type(exc).__name__}: {exc}). Delete it to start again") from None
+    if not isinstance(meta, dict) or not {"config", "done", "skipped"} <= set(meta):
+        raise ConvsightError(f"cannot read the checkpoint {path}: it is not a convsight mining "
+                             "checkpoint. Delete it to start again")
     return tops, meta
 
 
