@@ -176,6 +176,17 @@ def test_upload_works_without_javascript(browser, server, tmp_path):
         context.close()
 
 
+def test_a_refused_upload_says_why(page, server, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture at all\n" * 20)
+    page.goto(server.url + "/images")
+    page.set_input_files("#upload-input", str(notes))
+    page.click("#upload-button")
+    page.wait_for_selector("#upload-status:has-text('not an image')", timeout=30_000)
+    assert page.url.endswith("/images") and page.locator("#upload-button").is_enabled()
+    page.errors[:] = [e for e in page.errors if "415" not in e]  # the refusal we asked for
+
+
 ATTACK = """<!doctype html><title>cat pictures</title><script>
 (async () => {
   const target = "EXPLORER", seen = [];

@@ -23,8 +23,7 @@ import convsight
 from convsight.web.cache import DiskCache
 from convsight.web.inputs import DECODERS
 
-from .test_web_support import start_server
-from .tinynets import tiny_net
+from .test_web_support import start_tiny_server
 from .web_process import ServerProcess
 
 MB = 2**20
@@ -60,9 +59,7 @@ def settled(srv: ServerProcess) -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    net = convsight.as_network(tiny_net())
-    net.input_size = (64, 64)
-    srv = start_server(tmp_path_factory.mktemp("limits-cache"), model=net)
+    srv = start_tiny_server(tmp_path_factory.mktemp("limits-cache"))
     yield srv
     srv.stop()
 

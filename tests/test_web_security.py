@@ -27,7 +27,7 @@ from PIL import Image
 import convsight
 from convsight.web import create_app, serve
 
-from .test_web_support import start_server
+from .test_web_support import start_tiny_server
 from .tinynets import tiny_net
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -36,9 +36,7 @@ SYNTH = "/api/synth/conv2/3"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    net = convsight.as_network(tiny_net())
-    net.input_size = (64, 64)
-    srv = start_server(tmp_path_factory.mktemp("security-cache"), model=net)
+    srv = start_tiny_server(tmp_path_factory.mktemp("security-cache"))
     yield srv
     srv.stop()
 
@@ -111,8 +109,7 @@ def test_two_host_headers_are_refused(server):
 
 
 def test_allowed_hosts_add_names(tmp_path):
-    net = convsight.as_network(tiny_net())
-    srv = start_server(tmp_path, model=net, allowed_hosts=["explorer.lan", "Lab-Box:8080"])
+    srv = start_tiny_server(tmp_path, allowed_hosts=["explorer.lan", "Lab-Box:8080"])
     try:
         for host, status in [("explorer.lan", 200), (f"explorer.lan:{srv.port}", 200),
                              ("lab-box", 200), ("other.lan", 400), ("localhost", 200)]:
@@ -120,7 +117,7 @@ def test_allowed_hosts_add_names(tmp_path):
     finally:
         srv.stop()
     with pytest.raises(convsight.ConvsightError, match="is not a host name"):
-        create_app(model=net, cache_dir=tmp_path, allowed_hosts=["http://x/"])
+        create_app(model=tiny_net(), cache_dir=tmp_path, allowed_hosts=["http://x/"])
 
 
 # ----- cross-site writes ---------------------------------------------------------------------
