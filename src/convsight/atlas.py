@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ConvsightError, UnitError, UnknownLayerError
-from .figures.atlas import PatchCutter, layer_grid, unit_figure
+from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
 
 FORMAT = "convsight-atlas"
 VERSION = 1
@@ -89,6 +89,10 @@ class Atlas:
     def __repr__(self) -> str:
         return (f"Atlas({self.model_name}, layers={self.layers}, k={self.k}, "
                 f"images={self.image_count}, skipped={len(self.skipped)})")
+
+    def _repr_html_(self) -> str:
+        """A notebook shows an atlas as its layers with the top patches of a few units each."""
+        return atlas_html(self)
 
     # ---- queries -------------------------------------------------------------------------------
     @property
@@ -157,7 +161,8 @@ class Atlas:
         return net
 
     def image(self, image_id: int):
-        """Image ``image_id`` as mined: RGB, resized and centre-cropped, as a (3, H, W) tensor in [0, 1]."""
+        """Image ``image_id`` as mined: resized and centre-cropped, a (C, H, W) tensor in [0, 1]
+        (C = 3 for RGB networks, 1 for gray ones)."""
         from .images import load_image, to_tensor
 
         if not 0 <= int(image_id) < len(self.image_paths):
@@ -174,7 +179,7 @@ class Atlas:
                                      "which are not saved with it; set atlas.source = THAT_DATASET")
             if not item.is_absolute() and self.path is not None and not item.exists():
                 item = self.path / item
-        return to_tensor(load_image(item), self.input_size, self.resize_ratio)
+        return to_tensor(load_image(item), self.input_size, self.resize_ratio, len(self.mean))
 
     def receptive_field(self, layer: str, net=None):
         """The layer's receptive field at the atlas' input size (cached)."""

@@ -73,6 +73,19 @@ class _LogLines:
             self._line()
 
 
+def _notebook_bar(**kwargs: Any) -> Any:
+    """tqdm's widget bar when ipywidgets is there, else its text bar (a notebook redraws it in
+    place), instead of ``tqdm.auto``'s warning about missing widgets."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.notebook import tqdm
+    except ImportError:
+        from tqdm import tqdm
+
+        kwargs["file"] = sys.stderr
+    return tqdm(**kwargs)
+
+
 @contextmanager
 def progress_bar(total: int | None, desc: str, unit: str = "it", progress: ProgressArg = True,
                  initial: int = 0, leave: bool = True) -> Iterator[Callable[..., None]]:
@@ -81,9 +94,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", progress: Progr
     bar: Any = None
     if progress is True:
         if _in_notebook():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave)
+            bar = _notebook_bar(total=total, initial=initial, desc=desc, unit=unit, leave=leave)
         elif _interactive(sys.stderr) or os.environ.get("CONVSIGHT_PROGRESS") == "bar":
             from tqdm import tqdm
 
