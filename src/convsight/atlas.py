@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConvsightError, UnitError, UnknownLayerError
+from .errors import ConvsightError, ModelNameError, UnitError, UnknownLayerError
 from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
 
 FORMAT = "convsight-atlas"
@@ -154,7 +154,11 @@ class Atlas:
                                  "net=YOUR_NETWORK")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            net = load_model(self.model_name, weights=self.weights)
+            try:
+                net = load_model(self.model_name, weights=self.weights)
+            except ModelNameError as exc:
+                raise ConvsightError(f"cannot rebuild the model of this atlas by name ({exc}); "
+                                     "pass net=YOUR_NETWORK") from None
         net.input_size = self.input_size
         net.resize_ratio = self.resize_ratio
         self._net = net

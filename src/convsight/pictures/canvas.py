@@ -105,6 +105,8 @@ def as_pil(img: Image.Image | np.ndarray | torch.Tensor) -> Image.Image:
     if isinstance(img, torch.Tensor):
         img = to_numpy_image(img)
     a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] == 1:  # a gray image with its channel axis kept
+        a = a[..., 0]
     return Image.fromarray(a if a.dtype == np.uint8 else to_uint8(a))
 
 
