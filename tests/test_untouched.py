@@ -56,6 +56,28 @@ def _mine_failing_forward(model):
                    [torch.rand(40, 40, 3).numpy()] * 2, ["conv3"], progress=False)
 
 
+def _atlas_html(model):
+    import numpy as np
+
+    from convsight.figures import atlas_html
+
+    rng = np.random.default_rng(3)
+    atlas = convsight.mine(model, [rng.random((40, 48, 3)) for _ in range(3)], ["conv3"], k=2,
+                           progress=False)
+    atlas._repr_html_()
+    atlas_html(atlas, units=2, net=model)
+
+
+def _network_and_display(model):
+    net = convsight.Network(convsight.as_network(model).module, mean=(0.5,), std=(0.5,))
+    assert net.channels == 3
+    repr(net)
+    result = convsight.maximize(net, "class:1", steps=2, size=24, progress=False)
+    result._repr_png_()
+    convsight.show(net.denormalize(torch.rand(1, 3, 8, 8)))
+    convsight.receptive_field(net, "conv3", input_size=(32, 32)).draw(torch.rand(3, 32, 32), 1, 1)
+
+
 def _attribute_all(net):
     x = torch.rand(2, 3, 32, 32)
     for method in ("gradient", "guided", "deconv", "gradcam", "guided-gradcam"):
@@ -126,6 +148,8 @@ def _web_unknown_layer(model):
 
 
 CALLS = {
+    "atlas_html": _atlas_html,
+    "network_and_display": _network_and_display,
     "web_explorer": _web_explorer,
     "web_report": _web_report,
     "web_unknown_layer": _web_unknown_layer,

@@ -292,8 +292,8 @@ def _lite(name: str, state: dict | None, source: str | None, num_classes: int) -
     if state is None:
         path = lite_weights_path(name)
         state = torch.load(path, map_location="cpu", weights_only=True)
-        source = f"{path.name} from {LITE[name][0].replace('_', '-')} (ImageNet)"
-    module, _ = create(arch, num_classes)
+        source = f"{LITE[name][0].replace('_', '-')} (ImageNet)"
+    module, _ = create(arch, num_classes, what=name, extra="models")
     if any(k.startswith("_") for k in state):  # the package's names: match by position
         state = in_order(state, module, str(source))
     load_weights(module, state, str(source))

@@ -38,19 +38,23 @@ LITE: dict[str, tuple[str, str, str, int]] = {
 CROP_PADDING = 32
 
 
-def import_timm(what: str) -> ModuleType:
-    """``import timm``, or a ``MissingExtraError`` naming the extra to install."""
+def import_timm(what: str, extra: str = "timm") -> ModuleType:
+    """``import timm``, or a ``MissingExtraError`` naming the extra that installs it."""
     try:
         import timm
     except ImportError:
-        raise MissingExtraError(f"{what} needs the timm package: pip install 'convsight[timm]' "
-                             "(or pip install timm)") from None
+        raise MissingExtraError(f"{what} needs the timm package: pip install 'convsight[{extra}]' "
+                                "(or pip install timm)") from None
     return timm
 
 
-def create(arch: str, num_classes: int, in_chans: int = 3) -> tuple[nn.Module, dict[str, Any]]:
-    """timm's ``arch`` with random weights, and its pretrained config (input size, mean, std...)."""
-    timm = import_timm(f"model {PREFIX}{arch}")
+def create(arch: str, num_classes: int, in_chans: int = 3, what: str | None = None,
+           extra: str = "timm") -> tuple[nn.Module, dict[str, Any]]:
+    """timm's ``arch`` with random weights, and its pretrained config (input size, mean, std...).
+
+    ``what`` and ``extra`` word the error when timm is missing (default: model timm:ARCH, the
+    ``timm`` extra)."""
+    timm = import_timm(what or f"model {PREFIX}{arch}", extra)
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=3)
         hint = f" Did you mean {', '.join(PREFIX + c for c in close)}?" if close else ""
