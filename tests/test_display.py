@@ -67,7 +67,7 @@ def test_show_returns_the_picture_outside_a_notebook_and_displays_inside(monkeyp
     pic = convsight.show(x, labels=["one", "two"])
     assert isinstance(pic, Picture) and pic.shape[1] >= 2 * 96  # enlarged to 96 px
     shown = []
-    monkeypatch.setattr(display_module, "_in_notebook", lambda: True)
+    monkeypatch.setattr(display_module, "in_notebook", lambda: True)
     import IPython.display
 
     monkeypatch.setattr(IPython.display, "display", shown.append)

@@ -33,6 +33,21 @@ def test_log_lines_are_throttled(monkeypatch):
     assert lines[-1] == "work: 400/400 steps (100%), 50 s, loss=1.5"
 
 
+def test_a_kernel_is_needed_for_a_notebook_bar(monkeypatch):
+    """Importing ipykernel (a test runner, a library) does not make a terminal a notebook."""
+    pytest.importorskip("ipykernel")
+    import ipykernel  # noqa: F401
+
+    assert not progress.in_notebook()
+    import IPython
+
+    class Shell:
+        kernel = object()
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    assert progress.in_notebook()
+
+
 def test_false_none_and_callables(capfd):
     calls = []
     for arg in (False, None, lambda done, total: calls.append((done, total))):

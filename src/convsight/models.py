@@ -38,11 +38,11 @@ IMAGENET_GRAY_STD = round(sum(w * s for w, s in zip(LUMA, IMAGENET_STD)), 3)    
 DEFAULT_MODEL = "efficientnet_lite0"
 
 
-def input_channels(module: nn.Module) -> int | None:
-    """Input channels of the module's first ``nn.Conv2d`` (in module order), None without one."""
-    for m in module.modules():
+def first_convolution(module: nn.Module) -> tuple[str, int] | None:
+    """Name and input channels of the module's first ``nn.Conv2d`` (module order), or None."""
+    for name, m in module.named_modules():
         if isinstance(m, nn.Conv2d) and not isinstance(m, nn.modules.lazy.LazyModuleMixin):
-            return int(m.in_channels)
+            return name, int(m.in_channels)
     return None
 
 
@@ -84,7 +84,8 @@ class Network:
     def _statistics(self, mean: Sequence[float] | None, std: Sequence[float] | None
                     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Resolve mean/std against the module's channel count (see the class docstring)."""
-        conv = input_channels(self.module)
+        first = first_convolution(self.module)
+        conv = first[1] if first else None
         given = [tuple(float(v) for v in s) for s in (mean, std) if s is not None]
         if any(len(g) == 0 for g in given):
             raise ConvsightError("mean and std need at least one value each")
@@ -92,10 +93,9 @@ class Network:
         if len(lengths) > 1:
             raise ConvsightError(f"mean and std must have the same length, got {mean} and {std}")
         channels = conv or (lengths.pop() if lengths else (len(given[0]) if given else 3))
-        if conv is not None and lengths and lengths != {conv}:
-            first = next(n for n, m in self.module.named_modules() if isinstance(m, nn.Conv2d))
+        if first is not None and lengths and lengths != {conv}:
             raise ConvsightError(f"mean/std have {lengths.pop()} values but the model's first "
-                                 f"convolution ({first}) takes {conv} channels: give {conv} "
+                                 f"convolution ({first[0]}) takes {conv} channels: give {conv} "
                                  "values, or one for all channels")
         default_mean, default_std = default_statistics(channels)
 

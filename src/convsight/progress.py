@@ -33,8 +33,19 @@ def _interactive(stream: Any) -> bool:
         return False
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel: IPython runs with a kernel attached (ipykernel merely being
+    imported, as by a test runner, is not enough)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules and not _interactive(sys.stderr)
+    return in_notebook() and not _interactive(sys.stderr)
 
 
 class _LogLines:

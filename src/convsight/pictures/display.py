@@ -12,7 +12,6 @@ own min..max (a normalised tensor still shows), floats inside are kept as they a
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 
 from ..errors import ImageError
+from ..progress import in_notebook
 from .canvas import Picture, as_float, as_pil, grid, label, minmax_scale, upscale
 
 
@@ -97,15 +97,6 @@ def image_grid(images: Any, labels: Sequence[str] | None = None, stretch: bool =
     return grid(tiles, ncols=ncols or min(len(tiles), 5), pad=4)
 
 
-def _in_notebook() -> bool:
-    if "IPython" not in sys.modules:
-        return False
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
 def show(*images: Any, labels: Sequence[str] | None = None, stretch: bool = False,
          ncols: int | None = None, min_side: int = 96, max_side: int | None = 512
          ) -> Picture | None:
@@ -118,7 +109,7 @@ def show(*images: Any, labels: Sequence[str] | None = None, stretch: bool = Fals
     if not images:
         raise ImageError("show needs at least one image")
     picture = image_grid(list(images), labels, stretch, ncols, min_side, max_side)
-    if _in_notebook():
+    if in_notebook():
         from IPython.display import display
 
         display(picture)
