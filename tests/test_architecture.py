@@ -22,7 +22,7 @@ FLOORS = [
     {"targets"},
     {"receptive", "attribute", "optimize", "filters", "faces"},
     {"figures"},
-    {"atlas"},
+    {"atlas", "atlas_store"},
     {"mining"},
     {"report"},
     {"demo", "web"},

@@ -48,7 +48,7 @@ def test_default_model_matches_timm_definition(lite0, photos):
 
 
 def test_preprocess_mean_std_choice(lite0, photos):
-    """REFERENCES §8: mean = std = 0.5 is more confident on the espresso than ImageNet stats."""
+    """mean = std = 0.5 (the weights' own preprocessing) is more confident on the espresso than ImageNet stats."""
     x01 = lite0.denormalize(lite0.preprocess(photos["coffee"]))
     espresso = lite0.class_names.index("espresso")
     with torch.no_grad():

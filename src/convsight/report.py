@@ -14,7 +14,9 @@ PosixPath('report.html')
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -80,9 +82,9 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
             sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net,
                                            assets, tile, bar, cutter))
     rows = "".join(
-        f"<tr><td><a href='#{_anchor(name)}'>{html.escape(name)}</a></td>"
-        f"<td>{'x'.join(map(str, atlas.shapes.get(name, ())))}</td>"
-        f"<td>{atlas.channels(name)}</td><td>{_rf_text(atlas, name, net)}</td></tr>"
+        f"<tr><td><a href='#{_anchor(name)}'>{_e(name)}</a></td>"
+        f"<td>{_e('x'.join(map(str, atlas.shapes.get(name, ()))))}</td>"
+        f"<td>{atlas.channels(name)}</td><td>{_e(_rf_text(atlas, name, net))}</td></tr>"
         for name in layers)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -124,9 +126,19 @@ def _unit_count(atlas: Atlas, layer: str, max_units: int | None) -> int:
     return n if max_units is None else min(n, max_units)
 
 
+def _e(value: Any) -> str:
+    """Any value from an atlas file as HTML text or attribute value (quotes escaped too)."""
+    return html.escape(str(value), quote=True)
+
+
 def _anchor(layer: str, channel: int | None = None) -> str:
+    """``layer-blocks-5`` for ``blocks.5``. A shared atlas may name layers anything: names with
+    other characters than letters, digits, '.', '_' and '-' get a safe id with a short hash."""
     base = "layer-" + layer.replace(".", "-")
-    return base if channel is None else f"{base}-{channel}"
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", base):
+        readable = re.sub(r"[^A-Za-z0-9_-]+", "-", base)[:40]
+        base = f"{readable}-{hashlib.sha256(layer.encode('utf-8')).hexdigest()[:8]}"
+    return base if channel is None else f"{base}-{int(channel)}"
 
 
 def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
@@ -154,16 +166,16 @@ def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units
                      f"alt='unit {c}'><b>{c}</b> <span>{value}</span></{tag}>")
         bar(1)
     shown = f"units 0-{n - 1} of {total}" if n < total else f"all {total} units"
-    parts = [f"<h2 id='{_anchor(layer)}'>{html.escape(layer)}</h2>",
-             f"<p class='sub'>{shown}; each cell holds a unit's top {atlas.k} patches, strongest "
+    parts = [f"<h2 id='{_anchor(layer)}'>{_e(layer)}</h2>",
+             f"<p class='sub'>{shown}; each cell holds a unit's top {_e(atlas.k)} patches, strongest "
              "first. Click one of the first units for its patches at full size.</p>",
              f"<div class='units'>{''.join(cells)}</div>"]
     for c in range(details):
         figure = np.asarray(atlas.unit_figure(layer, c, net=net, method=method), dtype=np.float32)
         if figure.max() > 1.5:
             figure = figure / 255.0
-        parts.append(f"<div class='detail' id='{_anchor(layer, c)}'><h3>{html.escape(layer)}:{c}"
-                     f"</h3><p class='sub'>top patches with their {html.escape(method)} "
+        parts.append(f"<div class='detail' id='{_anchor(layer, c)}'><h3>{_e(layer)}:{c}"
+                     f"</h3><p class='sub'>top patches with their {_e(method)} "
                      f"projections</p><img src='{assets.url(png_bytes(figure), 'png')}' "
-                     f"alt='{html.escape(layer)}:{c}'></div>")
+                     f"alt='{_e(layer)}:{c}'></div>")
     return "\n".join(parts)

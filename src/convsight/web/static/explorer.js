@@ -15,7 +15,7 @@ function $(id) { return document.getElementById(id); }
   });
 })();
 
-// Unit view: start a synthesis and poll its progress until the picture is ready.
+// Unit view: start a synthesis and poll its progress (the steps done) until the picture is ready.
 (function synthesis() {
   const box = $("synth");
   if (!box) return;
@@ -39,13 +39,10 @@ function $(id) { return document.getElementById(id); }
     if (s.state === "queued" || s.state === "running") {
       progress.hidden = false;
       button.disabled = true;
-      const known = s.step !== null && s.step !== undefined;
-      progress.classList.toggle("busy", s.state === "running" && !known);
-      bar.style.width = known && s.steps ? `${Math.round(100 * s.step / s.steps)}%` : "";
+      bar.style.width = s.steps ? `${Math.round(100 * s.step / s.steps)}%` : "";
       status.textContent = s.state === "queued"
         ? `waiting${s.ahead ? ` (${s.ahead} ahead)` : ""}…`
-        : known ? `${s.estimated ? "about " : ""}step ${s.step} of ${s.steps} · ${s.elapsed.toFixed(0)} s`
-                : `running · ${s.elapsed.toFixed(0)} s`;
+        : `step ${s.step} of ${s.steps} · ${s.elapsed.toFixed(0)} s`;
     }
     return false;
   }

@@ -1,0 +1,116 @@
+"""The HTML pages: the layer list, a layer's units, a unit, the image picker and an image view.
+
+Every view has a stable URL (``/layer/blocks.5?page=2``, ``/unit/blocks.5/12``,
+``/image/sample-chelsea?layer=blocks.5&unit=12``); ``POST /images`` takes an upload.
+"""
+
+from __future__ import annotations
+
+import math
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..workbench import UNIT_METHODS, BadUpload, NotFound, check_method
+from .api import unit_info
+from .respond import explorer, int_param, jobs, page
+
+PAGE_SIZE = 128  # units per page of the layer view
+
+
+def layers_page(request: Request) -> HTMLResponse:
+    ex = explorer(request)
+    return page(request, "layers.html", rows=ex.layers(), atlas_info=ex.atlas_summary(),
+                net=ex.net)
+
+
+def layer_page(request: Request) -> HTMLResponse:
+    ex, name = explorer(request), request.path_params["layer"]
+    row = ex.layer(name)
+    if not row.channels:
+        raise NotFound(f"layer {name} has output shape {row.shape_text}: it has no units to show")
+    pages = max(1, math.ceil(row.channels / PAGE_SIZE))
+    number = int_param(request, "page", 1)
+    if not 1 <= number <= pages:
+        raise NotFound(f"layer {name} has {pages} page(s) of units; page {number} does not exist")
+    first = (number - 1) * PAGE_SIZE
+    units = [(c, ex.hits(name, c)[:1]) for c in range(first, min(first + PAGE_SIZE, row.channels))]
+    return page(request, "layer.html", row=row, units=units, page=number, pages=pages,
+                rf=ex.receptive_field(name))
+
+
+def unit_page(request: Request) -> HTMLResponse:
+    ex, p = explorer(request), request.path_params
+    name, channel = p["layer"], p["channel"]
+    row = ex.channel(name, channel)
+    method = request.query_params.get("method", "guided")
+    check_method(method, UNIT_METHODS)
+    return page(request, "unit.html", row=row, channel=channel, hits=ex.named_hits(name, channel),
+                method=method, has_weights=ex.weights(name, channel) is not None,
+                synth=jobs(request).status(name, channel), settings=jobs(request).settings,
+                rf=ex.receptive_field(name))
+
+
+def images_page(request: Request) -> HTMLResponse:
+    ex = explorer(request)
+    return page(request, "images.html", choices=ex.image_choices(),
+                max_mb=round(ex.max_upload_bytes / 2**20, 1))
+
+
+async def upload(request: Request) -> Response:
+    """Keep the posted picture (form field ``image``) and show it: 303 to its image view."""
+    data = await _read_upload(request, explorer(request).max_upload_bytes)
+    image_id = await run_in_threadpool(explorer(request).add_upload, data)
+    return RedirectResponse(f"/image/{image_id}", status_code=303)
+
+
+async def _read_upload(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is None:  # a streamed body could grow past any limit before we see it
+        raise BadUpload("uploads need a Content-Length header", status=411)
+    if not length.isdigit():
+        raise BadUpload(f"bad Content-Length {length!r}", status=400)
+    if int(length) > limit + 64 * 1024:
+        if int(length) <= 8 * limit:  # read it away so the client gets our answer
+            async for _ in request.stream():
+                pass
+        raise BadUpload(f"the upload has {int(length):,} bytes; the limit is {limit:,}",
+                        status=413)
+    try:
+        form = await request.form(max_files=1, max_fields=4, max_part_size=limit)
+    except HTTPException as exc:
+        raise BadUpload(f"cannot read the upload: {exc.detail}", status=exc.status_code)
+    field = form.get("image")
+    if field is None or isinstance(field, str):
+        raise BadUpload("send the picture as a file in the form field 'image'", status=400)
+    return await field.read(limit + 1)
+
+
+def image_page(request: Request) -> HTMLResponse:
+    ex, image_id = explorer(request), request.path_params["image_id"]
+    ex.image(image_id)
+    layer = request.query_params.get("layer") or ex.default_image_layer()
+    ex.layer(layer)
+    layout = ex.map_layout(image_id, layer)
+    predictions = ex.predictions(image_id)
+    cls = int_param(request, "cls", predictions[0][0] if predictions else 0)
+    unit = request.query_params.get("unit") or None
+    if unit is not None and not unit.isdigit():
+        raise NotFound(f"unit must be a channel number, got {unit!r}")
+    chosen = unit_info(ex, image_id, layer, int(unit)) if unit is not None else None
+    return page(request, "image.html", image_id=image_id, layer=layer,
+                layers=[r for r in ex.layers() if r.spatial], layout=layout,
+                predictions=predictions, cls=cls, cls_name=ex.net.class_name(cls), chosen=chosen)
+
+
+ROUTES = [
+    Route("/", layers_page),
+    Route("/layer/{layer}", layer_page),
+    Route("/unit/{layer}/{channel:int}", unit_page),
+    Route("/images", images_page, methods=["GET"]),
+    Route("/images", upload, methods=["POST"]),
+    Route("/image/{image_id}", image_page),
+]
