@@ -168,6 +168,12 @@ def _maximize(net):
 
 
 def _maximize_every_preset(net):
+    from convsight.optimize.parameterize import FourierImage
+
+    # the colour decorrelation is RGB's: one channel has none (docs/models.md)
+    assert FourierImage(1, 8, 8, channels=1).matrix is None
+    assert FourierImage(1, 8, 8).matrix is not None
+    assert FourierImage(2, 8, 8, channels=1).image().shape == (2, 1, 8, 8)
     for preset in convsight.optimize.PRESETS:
         r = convsight.maximize(net, ["class:3", "conv3:2"], preset=preset, steps=40, size=28,
                                progress=False)
