@@ -93,7 +93,7 @@ def _notebook_bar(**kwargs: Any) -> Any:
     except ImportError:
         from tqdm import tqdm
 
-        kwargs["file"] = sys.stderr
+        kwargs.update(file=sys.stderr, mininterval=1.0)  # each redraw is a message to the page
     return tqdm(**kwargs)
 
 
