@@ -187,3 +187,20 @@ def test_report_escapes_every_string_from_the_atlas(tmp_path):
         Atlas.open(folder)
     for attribute in __import__("re").findall(r"(?:id|href)='([^']*)'", page):
         assert __import__("re").fullmatch(r"#?[A-Za-z0-9_-]+", attribute), attribute
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated zip", b"not a checkpoint"])
+def test_a_damaged_checkpoint_on_resume_is_one_line(tmp_path, content):
+    from convsight.mining import photo_folder
+
+    photos = tmp_path / "photos"
+    photo_folder(photos, n=3, seed=1, min_side=40, max_side=60)
+    out = tmp_path / "atlas"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(content)
+    run = subprocess.run([sys.executable, "-m", "convsight.cli", "mine", str(photos), "--layers",
+                          "blocks.1", "-o", str(out), "--resume", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    assert "checkpoint" in run.stderr and "Delete it" in run.stderr

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import copy
+    import os
     from pathlib import Path
 
     from ..errors import ConvsightError
@@ -43,16 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.input_size is not None and args.input_size < 8:
         raise ConvsightError(f"--input-size must be at least 8 pixels, got {args.input_size}")
-    on_cpu = copy.copy(args)
-    on_cpu.device = "cpu"  # mine() places a copy on --device (one GPU per torchrun process)
-    net = network_from_args(on_cpu)
+    # the model stays where it was loaded: mine() runs a copy on --device (under torchrun, a bare
+    # cuda is each process' own GPU)
+    net = network_from_args(argparse.Namespace(**{**vars(args), "device": None}))
     if args.input_size:
         net.input_size = (args.input_size, args.input_size)
     atlas = mine(net, args.images, args.layers, k=args.k, batch_size=args.batch_size,
                  workers=args.workers, device=args.device, out=args.out, resume=args.resume,
                  progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    import os
-
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"atlas written: {Path(args.out).resolve()} ({atlas.image_count} images, "
