@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atlas_store import FORMAT, VERSION, layer_arrays, npz_bytes, read_folder, save_folder, write_atomic
-from .errors import ConvsightError, UnitError, UnknownLayerError
-from .figures.atlas import PatchCutter, layer_grid, unit_figure
+from .errors import ConvsightError, ModelNameError, UnitError, UnknownLayerError
+from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
 
 __all__ = ["Atlas", "Hit", "FORMAT", "VERSION", "npz_bytes", "write_atomic"]
 
@@ -69,6 +69,10 @@ class Atlas:
     def __repr__(self) -> str:
         return (f"Atlas({self.model_name}, layers={self.layers}, k={self.k}, "
                 f"images={self.image_count}, skipped={len(self.skipped)})")
+
+    def _repr_html_(self) -> str:
+        """A notebook shows an atlas as its layers with the top patches of a few units each."""
+        return atlas_html(self)
 
     # ---- queries -------------------------------------------------------------------------------
     @property
@@ -130,14 +134,19 @@ class Atlas:
                                  "net=YOUR_NETWORK")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            net = load_model(self.model_name, weights=self.weights)
+            try:
+                net = load_model(self.model_name, weights=self.weights)
+            except ModelNameError as exc:
+                raise ConvsightError(f"cannot rebuild the model of this atlas by name ({exc}); "
+                                     "pass net=YOUR_NETWORK") from None
         net.input_size = self.input_size
         net.resize_ratio = self.resize_ratio
         self._net = net
         return net
 
     def image(self, image_id: int):
-        """Image ``image_id`` as mined: RGB, resized and centre-cropped, as a (3, H, W) tensor in [0, 1]."""
+        """Image ``image_id`` as mined: resized and centre-cropped, a (C, H, W) tensor in [0, 1]
+        (C = 3 for RGB networks, 1 for gray ones)."""
         from .images import load_image, to_tensor
 
         if not 0 <= int(image_id) < len(self.image_paths):
@@ -154,7 +163,7 @@ class Atlas:
                                      "which are not saved with it; set atlas.source = THAT_DATASET")
             if not item.is_absolute() and self.path is not None and not item.exists():
                 item = self.path / item
-        return to_tensor(load_image(item), self.input_size, self.resize_ratio)
+        return to_tensor(load_image(item), self.input_size, self.resize_ratio, len(self.mean))
 
     def receptive_field(self, layer: str, net=None):
         """The layer's receptive field at the atlas' input size (cached)."""

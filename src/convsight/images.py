@@ -172,20 +172,32 @@ def resize_center_crop(im: Image.Image, size: tuple[int, int], ratio: float = 25
 
 
 def to_tensor(im: Image.Image, size: tuple[int, int] | None = None,
-              ratio: float = 256 / 224) -> torch.Tensor:
-    """RGB PIL image -> float tensor (3, H, W) in [0, 1], resized and centre-cropped to ``size``."""
+              ratio: float = 256 / 224, channels: int = 3) -> torch.Tensor:
+    """RGB PIL image -> float tensor (C, H, W) in [0, 1], resized and centre-cropped to ``size``.
+
+    ``channels``: 3 for RGB, 1 for gray (ITU-R BT.601 luma, as PIL's ``convert("L")``). Photos
+    have no other channel counts: networks that take them need tensors made by hand.
+    """
+    if channels not in (1, 3):
+        raise ImageError(f"the network takes {channels} input channels, but image files give "
+                         "1 (gray) or 3 (RGB); pass it normalised tensors (N, "
+                         f"{channels}, H, W) instead of images")
     if size is not None:
         im = resize_center_crop(im, size, ratio)
+    if channels == 1:
+        im = im.convert("L")
     a = np.asarray(im, dtype=np.float32) / 255.0
+    if a.ndim == 2:
+        return torch.from_numpy(a.copy())[None].contiguous()
     return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
-    """Tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> PIL image (clipped)."""
+    """Tensor (C, H, W) or (1, C, H, W) in [0, 1], C = 1 or 3 -> PIL image ("L" or "RGB"), clipped."""
     if x.dim() == 4:
         x = x[0]
     a = (x.detach().float().clamp(0, 1).cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return Image.fromarray(a)
+    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
 
 
 SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")

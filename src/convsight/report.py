@@ -27,6 +27,7 @@ from .atlas import Atlas
 from .models import Network
 from .figures import PatchCutter
 from .pictures import jpeg_bytes, patch_montage, png_bytes
+from .progress import ProgressArg, progress_bar
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2230;
@@ -55,15 +56,14 @@ nav.toc a { margin-right: 14px; }
 def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
                  layers: Sequence[str] | None = None, max_units: int | None = 128,
                  detail_units: int = 3, method: str = "guided", net: Network | None = None,
-                 inline: bool = True, tile: int = 40, progress: bool = True) -> Path:
+                 inline: bool = True, tile: int = 40, progress: ProgressArg = True) -> Path:
     """Write the report of an atlas (an ``Atlas`` or its folder) to ``out_path``; return the path.
 
     ``layers`` (default: all mined layers), ``max_units`` per layer (``None``: all units),
     ``detail_units``: how many units per layer also get the full-size patches beside their
     ``method`` projections (0: none, so no model is needed). ``net`` overrides ``atlas.network()``.
+    ``progress``: True, False or ``fn(done, total)`` (see ``convsight.progress``).
     """
-    from tqdm.auto import tqdm
-
     atlas = atlas_or_dir if isinstance(atlas_or_dir, Atlas) else Atlas.open(atlas_or_dir)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,13 +75,12 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
         net = atlas.network(allow_random=True)
     start = time.time()
     sections = []
-    bar = tqdm(total=sum(_unit_count(atlas, name, max_units) for name in layers),
-               desc="report", unit="unit", disable=not progress)
     cutter = PatchCutter(atlas, net)  # keeps the images for all layers
-    for layer in layers:
-        sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net, assets,
-                                       tile, bar, cutter))
-    bar.close()
+    with progress_bar(sum(_unit_count(atlas, name, max_units) for name in layers), "report",
+                      "unit", progress) as bar:
+        for layer in layers:
+            sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net,
+                                           assets, tile, bar, cutter))
     rows = "".join(
         f"<tr><td><a href='#{_anchor(name)}'>{_e(name)}</a></td>"
         f"<td>{_e('x'.join(map(str, atlas.shapes.get(name, ()))))}</td>"
@@ -165,7 +164,7 @@ def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units
         href = f" href='#{_anchor(layer, c)}'" if c < details else ""
         cells.append(f"<{tag} class='unit'{href}><img src='{assets.url(picture, 'jpeg')}' "
                      f"alt='unit {c}'><b>{c}</b> <span>{value}</span></{tag}>")
-        bar.update(1)
+        bar(1)
     shown = f"units 0-{n - 1} of {total}" if n < total else f"all {total} units"
     parts = [f"<h2 id='{_anchor(layer)}'>{_e(layer)}</h2>",
              f"<p class='sub'>{shown}; each cell holds a unit's top {_e(atlas.k)} patches, strongest "

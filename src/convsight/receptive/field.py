@@ -64,6 +64,17 @@ class ReceptiveField:
         top, left, bottom, right = self.box(y, x)
         return ((top + bottom) / 2, (left + right) / 2)
 
+    def draw(self, image: Any, y: int, x: int) -> Any:
+        """``image`` (at the input resolution) with unit (y, x)'s box outlined and captioned: a
+        ``convsight.pictures.Picture``, which a notebook displays. The canvas grows to show the
+        part of the box outside the image; a global field outlines the whole image.
+
+        >>> rf.draw(net.denormalize(x)[0], 3, 4)
+        """
+        from ..pictures import draw_box
+
+        return draw_box(image, self.box(y, x), f"{self.layer} ({y}, {x}): {self.caption()}")
+
     def crop(self, image: Any, y: int, x: int, fill: float | Sequence[float] | None = None) -> Any:
         """The part of ``image`` that unit (y, x) sees, padded where the box leaves the image.
 
