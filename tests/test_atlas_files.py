@@ -204,3 +204,29 @@ def test_a_damaged_checkpoint_on_resume_is_one_line(tmp_path, content):
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
     assert "checkpoint" in run.stderr and "Delete it" in run.stderr
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "the file is empty"), (b"hello world", "not a PyTorch weights file"),
+    ("truncated", "truncated or damaged"), ("whole", "holds Python objects besides tensors")])
+def test_weights_files_that_do_not_load_say_why(tmp_path, content, reason):
+    path = tmp_path / "w.pth"
+    model = torch.nn.Linear(2, 2)
+    if content == "truncated":
+        torch.save(model.state_dict(), path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif content == "whole":
+        torch.save(model, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(convsight.WeightsError, match=reason):
+        convsight.load_model("resnet18", weights=path)
+
+
+def test_sizes_that_would_take_tens_of_gigabytes_are_refused(tmp_path):
+    with pytest.raises(convsight.ConvsightError, match="use 1 to 2048 pixels"):
+        convsight.Network(torch.nn.Conv2d(3, 3, 3), input_size=50000)
+    net = convsight.Network(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3)), input_size=32)
+    net.input_size = (50000, 50000)  # set after the fact: mine checks again
+    with pytest.raises(convsight.ConvsightError, match="use 1 to 2048 pixels"):
+        convsight.mine(net, [np.zeros((8, 8, 3))], ["0"], progress=False)

@@ -36,6 +36,7 @@ LUMA = (0.299, 0.587, 0.114)
 IMAGENET_GRAY_MEAN = round(sum(w * m for w, m in zip(LUMA, IMAGENET_MEAN)), 3)  # 0.459
 IMAGENET_GRAY_STD = round(sum(w * s for w, s in zip(LUMA, IMAGENET_STD)), 3)    # 0.226
 DEFAULT_MODEL = "efficientnet_lite0"
+MAX_INPUT_SIDE = 2048  # larger inputs need tens of GB in the first layers of most networks
 
 
 def first_convolution(module: nn.Module) -> tuple[str, int] | None:
@@ -76,9 +77,7 @@ class Network:
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
             raise TypeError(f"Network needs an nn.Module, got {type(self.module).__name__}")
-        if isinstance(self.input_size, int):
-            self.input_size = (self.input_size, self.input_size)
-        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        self.input_size = check_input_size(self.input_size)
         self.mean, self.std = self._statistics(self.mean, self.std)
 
     def _statistics(self, mean: Sequence[float] | None, std: Sequence[float] | None
@@ -155,6 +154,21 @@ class Network:
         if self.class_names and 0 <= index < len(self.class_names):
             return self.class_names[index]
         return f"class {index}"
+
+
+def check_input_size(size: Any) -> tuple[int, int]:
+    """``(height, width)`` from an int or a pair, each side in 1..MAX_INPUT_SIDE pixels."""
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    try:
+        h, w = (int(v) for v in pair)
+    except (TypeError, ValueError):
+        raise ConvsightError(f"input size {size!r} is not valid: give pixels as one number or "
+                             "(height, width)") from None
+    for side in (h, w):
+        if not 1 <= side <= MAX_INPUT_SIDE:
+            raise ConvsightError(f"input size {side} px is not valid: use 1 to {MAX_INPUT_SIDE} "
+                                 "pixels per side")
+    return h, w
 
 
 def as_network(model: Network | nn.Module) -> Network:

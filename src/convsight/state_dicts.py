@@ -7,6 +7,7 @@ with errors that list what does not fit, and the class count they imply.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -23,8 +24,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, truncated files...
-        raise WeightsError(f"cannot read weights file {path}: {exc}. Expected a file written by "
-                           "torch.save(model.state_dict(), path)") from None
+        raise WeightsError(f"cannot read weights file {path}: {_what_is_wrong(path, exc)}. "
+                           "Expected a file written by torch.save(model.state_dict(), path)") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -33,6 +34,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
+
+
+def _what_is_wrong(path: Path, exc: Exception) -> str:
+    """A reason in words for a file ``torch.load`` refused (its own messages can be "101")."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
+        return ("it holds Python objects besides tensors (a whole pickled model?); for safety "
+                "convsight loads only tensors: save model.state_dict() instead")
+    if head.startswith(b"PK") or head[:1] == b"\x80":  # a torch.save zip archive or legacy pickle
+        return "the file is truncated or damaged (it starts like a PyTorch file but cannot be read)"
+    return "it is not a PyTorch weights file"
 
 
 def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -39,15 +39,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import ConvsightError
     from ..mining import mine
+    from ..models import MAX_INPUT_SIDE, check_input_size
     from ..pictures import save_png
 
-    if args.input_size is not None and args.input_size < 8:
-        raise ConvsightError(f"--input-size must be at least 8 pixels, got {args.input_size}")
+    if args.input_size is not None and not 8 <= args.input_size <= MAX_INPUT_SIDE:
+        raise ConvsightError(f"--input-size must be 8 to {MAX_INPUT_SIDE} pixels, got "
+                             f"{args.input_size}")
     # the model stays where it was loaded: mine() runs a copy on --device (under torchrun, a bare
     # cuda is each process' own GPU)
     net = network_from_args(argparse.Namespace(**{**vars(args), "device": None}))
     if args.input_size:
-        net.input_size = (args.input_size, args.input_size)
+        net.input_size = check_input_size(args.input_size)
     atlas = mine(net, args.images, args.layers, k=args.k, batch_size=args.batch_size,
                  workers=args.workers, device=args.device, out=args.out, resume=args.resume,
                  progress=not args.quiet, checkpoint_every=args.checkpoint_every)

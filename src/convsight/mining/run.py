@@ -15,7 +15,7 @@ import torch
 from ..atlas import Atlas
 from ..capture import capture, eval_mode
 from ..errors import ConvsightError
-from ..models import Network, as_network, on_device, weights_fingerprint
+from ..models import Network, as_network, check_input_size, on_device, weights_fingerprint
 from ..progress import ProgressArg, progress_bar
 from ..units import check_layer
 from .checkpoint import Checkpoints, State, starting_point
@@ -104,6 +104,7 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
     Hit(image=17, path='photos/cat/017.jpg', y=12, x=3, value=9.81)
     """
     net = as_network(model)
+    check_input_size(net.input_size)  # also when set on the Network after it was made
     layers = _layer_list(net, layers)
     _check_counts(k, batch_size, workers)
     if resume and out is None:
