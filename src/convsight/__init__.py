@@ -9,7 +9,7 @@ from .optimize import Synthesis, maximize
 from .atlas import Atlas, Hit
 from .mining import mine
 from . import attribute  # callable: convsight.attribute(model, images, target, method=...)
-from . import figures, pictures
+from . import faces, figures, pictures, report  # convsight.report.write_report, convsight.faces...
 from .pictures import Picture, show
 
 __version__ = "0.1.0"

@@ -36,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..errors import ConvsightError
+    from ..models import on_device
     from ..web import SynthesisSettings, serve
     from ..web.guard import allowed_names
     from ..web.server import bind
@@ -49,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConvsightError(f"port {args.port} is not valid: use 1..65535 (or 0 for a free one)")
     if args.synth_steps < 1 or args.synth_size < 16:
         raise ConvsightError("--synth-steps must be at least 1 and --synth-size at least 16")
-    allowed_names(args.allow_host)  # a bad name or a busy port is told before the model loads
+    allowed_names(args.allow_host)  # a bad name, device or busy port is told before loading
+    on_device(torch.nn.Linear(1, 1), args.device)
     bind(args.host, args.port).close()
     net = network_from_args(args) if args.model is not None else None
     settings = SynthesisSettings(preset=args.synth_preset, steps=args.synth_steps,
                                  size=args.synth_size)
     serve(args.atlas, net, host=args.host, port=args.port, cache_dir=args.cache,
-          synthesis=settings, allowed_hosts=args.allow_host)
+          synthesis=settings, allowed_hosts=args.allow_host, device=args.device)
     return 0

@@ -48,10 +48,15 @@ def _requested_device(net: Network, device: str | torch.device | None) -> torch.
     if device is None:
         return net.device
     try:
-        return torch.device(device)
+        wanted = torch.device(device)
     except (RuntimeError, TypeError):
         on_device(net, device)  # raises the ConvsightError that names valid devices
         raise
+    if wanted.type == "cuda" and not torch.cuda.is_available():  # before torchrun picks NCCL
+        raise ConvsightError(f"cannot use device {str(device)!r}: this machine has no CUDA GPU "
+                             "(leave out --device to mine on the CPU; under torchrun the "
+                             "processes then talk over gloo)")
+    return wanted
 
 
 def _placed(net: Network, device: torch.device, group: Group) -> tuple[Network, torch.device]:

@@ -38,7 +38,7 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
                synthesis: SynthesisSettings | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_upload_pixels: int = MAX_UPLOAD_PIXELS, prewarm: bool = False,
-               allowed_hosts: Iterable[str] = ()) -> Starlette:
+               allowed_hosts: Iterable[str] = (), device: Any = None) -> Starlette:
     """The explorer as an ASGI app, over an atlas (folder or ``Atlas``) and/or a model.
 
     With only ``atlas``, the network is the one the atlas was mined with (``atlas.network()``).
@@ -46,11 +46,13 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     syntheses and image views but no top patches. ``prewarm`` fills the cache with every unit's
     tile in a background thread (``app.state.prewarm_stop.set()`` ends it). Requests must name
     the server by ``localhost``, a loopback address, the address they arrived on, or one of
-    ``allowed_hosts`` (names or addresses, for a server reached by another name).
+    ``allowed_hosts`` (names or addresses, for a server reached by another name). ``device``
+    runs the network there (a copy: ``convsight.models.on_device``).
     """
     names = allowed_names(allowed_hosts)  # checked before the (slow) model is loaded
     atlas_dir = Path(atlas) if isinstance(atlas, (str, Path)) else None
     atlas, net = _atlas_and_network(atlas, model)
+    net = convsight.models.on_device(net, device)
     explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir,
                         max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels)
     templates = Jinja2Templates(directory=str(HERE / "templates"))

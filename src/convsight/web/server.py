@@ -73,7 +73,8 @@ def _network_address() -> str | None:
 
 def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
           host: str = "127.0.0.1", port: int = 8000, cache_dir: str | Path | None = None,
-          synthesis: Any | None = None, allowed_hosts: Iterable[str] = ()) -> None:
+          synthesis: Any | None = None, allowed_hosts: Iterable[str] = (),
+          device: Any = None) -> None:
     """Run the explorer with uvicorn until Ctrl-C (bound to 127.0.0.1 unless ``host`` says).
 
     The port is bound first; then the atlas and model load and the prewarm thread starts; on the
@@ -90,7 +91,7 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
         own = socket.gethostname() if host in WILDCARDS else ""
         hosts = [*allowed_hosts, *([own] if own and host_name(own) else [])]
         app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=True,
-                         allowed_hosts=hosts)
+                         allowed_hosts=hosts, device=device)
         url, warning = addresses(host, sock.getsockname()[1])
         if warning:
             print(f"convsight: warning: {warning}", file=sys.stderr)
