@@ -241,7 +241,10 @@ def test_bad_input():
     with pytest.raises(ReceptiveFieldError, match="input_size"):
         convsight.receptive_field(net, "dil", input_size=(0, 5))
     with pytest.raises(convsight.ConvsightError, match="does not run"):
-        convsight.receptive_field(nn.Sequential(nn.Conv2d(5, 2, 3)), "0")  # 3-channel input
+        # a linear layer sized for another input: the forward fails on the default 224x224 input
+        broken = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(7, 2),
+                               nn.Unflatten(1, (2, 1, 1)), nn.Conv2d(2, 2, 1))
+        convsight.receptive_field(broken, "4")
 
 
 def test_cli_rf_and_layers(capsys):
