@@ -14,6 +14,8 @@ from convsight.images import gaussian_blur
 
 from .tinynets import tiny_net
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small passes: one thread is fastest
+
 
 def _net():
     module = tiny_net().eval()  # convsight runs models in eval mode; Captum runs them as they are
@@ -34,7 +36,7 @@ SETTINGS = [(8, 4), (5, 3), (7, 7), ((4, 6), (2, 5)), ((18, 13), 1), ((18, 5), (
 
 
 @pytest.mark.parametrize("window,stride", SETTINGS)
-def test_equals_captum_for_class_scores(window, stride, one_thread):
+def test_equals_captum_for_class_scores(window, stride):
     module, net = _net()
     x = torch.randn(2, 3, 18, 13)
     for baseline in (0.0, 0.7):
@@ -44,7 +46,7 @@ def test_equals_captum_for_class_scores(window, stride, one_thread):
         assert torch.equal(ours, theirs), float((ours - theirs).abs().max())
 
 
-def test_equals_captum_for_probability_unit_and_blur(one_thread):
+def test_equals_captum_for_probability_unit_and_blur():
     module, net = _net()
     x = torch.randn(2, 3, 20, 20)
 
@@ -65,7 +67,7 @@ def test_equals_captum_for_probability_unit_and_blur(one_thread):
             assert float(theirs.abs().max()) > 0
 
 
-def test_equals_captum_on_the_default_model(lite0, photos, one_thread):
+def test_equals_captum_on_the_default_model(lite0, photos):
     x = convsight.Network(lite0.module, mean=lite0.mean, std=lite0.std,
                           input_size=(96, 96)).preprocess(photos["chelsea"])
     ours = convsight.attribute(lite0, x, 281, method="occlusion", window=48, stride=32)
@@ -109,7 +111,7 @@ def test_hand_made_quadrant_model():
     assert a[0, 0, 6:, :].abs().max() == 0 and a[0, 0, :, 6:].abs().max() == 0
 
 
-def test_batch_size_and_progress_do_not_change_the_result(one_thread):
+def test_batch_size_and_progress_do_not_change_the_result():
     _, net = _net()
     x = torch.randn(2, 3, 20, 20)
     calls = []
@@ -139,7 +141,7 @@ def test_gaussian_blur_equals_torchvision():
     ({"batch_size": 0}, "batch_size"),
     ({"samples": 3}, "takes no option samples"),
 ])
-def test_clear_errors(options, message, one_thread):
+def test_clear_errors(options, message):
     _, net = _net()
     with pytest.raises(convsight.ConvsightError, match=message):
         convsight.attribute(net, torch.randn(1, 3, 32, 32), method="occlusion", **options)

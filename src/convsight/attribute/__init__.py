@@ -49,14 +49,15 @@ _OPTIONS = {
 }
 
 
-def _as_batch(images: Any, net: Network) -> tuple[torch.Tensor, bool]:
+def image_batch(images: Any, net: Network, who: str = "attribute") -> tuple[torch.Tensor, bool]:
+    """(batch (N, C, H, W), whether one image (C, H, W) was given); clear errors otherwise."""
     if not isinstance(images, torch.Tensor):
-        raise ImageError(f"attribute needs a normalised image tensor (N, 3, H, W) or (3, H, W) as "
+        raise ImageError(f"{who} needs a normalised image tensor (N, 3, H, W) or (3, H, W) as "
                          f"made by Network.preprocess, got {type(images).__name__}")
     single = images.dim() == 3
     x = images[None] if single else images
     if x.dim() != 4 or x.shape[0] == 0 or not x.is_floating_point():
-        raise ImageError(f"attribute needs a float tensor (N, C, H, W) or (C, H, W) with N >= 1, "
+        raise ImageError(f"{who} needs a float tensor (N, C, H, W) or (C, H, W) with N >= 1, "
                          f"got {images.dtype} of shape {tuple(images.shape)}")
     if x.shape[1] != len(net.mean):
         raise ImageError(f"images have {x.shape[1]} channels but the network takes "
@@ -96,7 +97,7 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
     if unknown:
         raise ConvsightError(f"method {method} takes no option {', '.join(unknown)}; its options "
                              f"are {', '.join(sorted(_OPTIONS[method])) or 'none'}")
-    x, single = _as_batch(images, net)
+    x, single = image_batch(images, net)
     device = x.device
     x = x.to(net.device)
     targets = resolve_targets(target, x.shape[0])
@@ -134,5 +135,5 @@ class _CallablePackage(types.ModuleType):
 sys.modules[__name__].__class__ = _CallablePackage
 __signature__ = inspect.signature(attribute)
 
-__all__ = ["attribute", "METHODS", "input_gradient", "gradcam", "default_gradcam_layer", "occlusion",
+__all__ = ["attribute", "METHODS", "image_batch", "input_gradient", "gradcam", "default_gradcam_layer", "occlusion",
            "smoothgrad", "rectifier_rule"]

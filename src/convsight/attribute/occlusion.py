@@ -105,7 +105,7 @@ def occlusion(net: Network, x: torch.Tensor, target: TargetSpec = None, window: 
             targets = with_top_class(targets, out)
         windows = [(y, xx) for y in window_starts(h, wh, sh) for xx in window_starts(w, ww, sw)]
         rows = [(i, j) for i in range(n) for j in range(len(windows))]
-        total = torch.zeros(n, h, w, dtype=x.dtype, device=x.device)
+        drops = torch.empty(n * len(windows), dtype=x.dtype, device=x.device)
         with progress_bar(len(rows), "occlusion", "window", progress) as report:
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
@@ -115,12 +115,20 @@ def occlusion(net: Network, x: torch.Tensor, target: TargetSpec = None, window: 
                     y0, x0 = windows[j]
                     xs[r, :, y0:y0 + wh, x0:x0 + ww] = fill[i, :, y0:y0 + wh, x0:x0 + ww]
                 values, _ = evaluate(net, xs, [targets[i] for i in idx], detach=True)
-                drops = intact[idx] - values
-                for r, (i, j) in enumerate(chunk):
-                    y0, x0 = windows[j]
-                    total[i, y0:y0 + wh, x0:x0 + ww] += drops[r]
+                drops[start:start + len(chunk)] = intact[idx] - values
                 report(len(chunk))
-    count = torch.zeros(h, w, dtype=x.dtype, device=x.device)
-    for y0, x0 in windows:
+    per_pixel = window_mean(drops.view(n, len(windows)), windows, (wh, ww), (h, w))
+    return per_pixel.unsqueeze(1).expand_as(x).clone()
+
+
+def window_mean(values: torch.Tensor, windows: list[tuple[int, int]], window: tuple[int, int],
+                shape: tuple[int, int]) -> torch.Tensor:
+    """Per pixel, the mean of ``values`` (N, windows) over the windows (top, left) covering it ->
+    (N, H, W). Every pixel must be covered (``check_windows`` ensures it)."""
+    (wh, ww), (h, w) = window, shape
+    total = values.new_zeros(values.shape[0], h, w)
+    count = values.new_zeros(h, w)
+    for j, (y0, x0) in enumerate(windows):
+        total[:, y0:y0 + wh, x0:x0 + ww] += values[:, j, None, None]
         count[y0:y0 + wh, x0:x0 + ww] += 1
-    return (total / count).unsqueeze(1).expand_as(x).clone()
+    return total / count

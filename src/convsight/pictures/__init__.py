@@ -4,6 +4,7 @@
 - ``attribution``: attribution maps drawn as signed, saliency, RGB or heat-map pictures
 - ``patches``: boxes cut from images, square tiles, a unit's montage of top patches
 - ``maps``: a layer's activation maps as one picture
+- ``charts``: line charts (deletion and insertion curves)
 
 Pictures that need a model or an atlas (a layer's grid of top patches, the attribution figure,
 filter grids) live one floor up, in ``convsight.figures``.
@@ -13,6 +14,7 @@ filter grids) live one floor up, in ``convsight.figures``.
 """
 
 from .attribution import KINDS, render_attribution
+from .charts import line_chart
 from .canvas import (as_float, as_pil, diverging, grid, jpeg_bytes, label, minmax_scale,
                      png_bytes, save_png, symmetric_scale, to_numpy_image, to_uint8, upscale)
 from .maps import MapGrid, activation_montage
@@ -21,4 +23,4 @@ from .patches import crop, fit_square, patch_montage
 __all__ = ["KINDS", "render_attribution", "as_float", "as_pil", "diverging", "grid", "jpeg_bytes",
            "label", "minmax_scale", "png_bytes", "save_png", "symmetric_scale", "to_numpy_image",
            "to_uint8", "upscale", "MapGrid", "activation_montage", "crop", "fit_square",
-           "patch_montage"]
+           "patch_montage", "line_chart"]
