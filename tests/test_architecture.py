@@ -20,7 +20,7 @@ FLOORS = [
     {"units"},
     {"capture"},
     {"targets"},
-    {"receptive", "attribute", "optimize", "filters", "faces"},
+    {"receptive", "attribute", "optimize", "filters", "faces", "trust"},
     {"figures"},
     {"atlas"},
     {"mining"},

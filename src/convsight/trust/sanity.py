@@ -86,10 +86,11 @@ class SanityReport:
         photo = as_float(fit_square(self.photos[image], tile))
         tiles = []
         for r, method in enumerate(self.methods):
-            tiles.append(label(photo, TITLES.get(method, method)))
+            tiles.append(label(photo, TITLES.get(method, method), size=10))
             for s in cols:
                 pic = self.pictures[method][s, image].numpy()
-                tiles.append(label(as_float(fit_square(pic, tile)), names[s] if r == 0 else ""))
+                tiles.append(label(as_float(fit_square(pic, tile)), names[s] if r == 0 else "",
+                                   size=10))
         title = (f"{self.mode} randomisation" + (", from the output down" if self.mode ==
                                                   "cascading" else ", one step at a time"))
         return label(grid(tiles, ncols=len(cols) + 1, pad=3), title, height=18)

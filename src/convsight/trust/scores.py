@@ -86,13 +86,14 @@ class TrustScore:
             faith = "no better than random maps at deletion or insertion"
         top, full = float(self.top_layer_correlation[i]), float(self.randomized_correlation[i])
         if top >= SAME_AS_TRAINED:
-            rand = (f"barely changes when the {self.top_layer} weights are random: it shows the "
-                    "image more than the model")
+            rand = (f"barely changes when the {self.top_layer} weights are random (rho {top:.2f}): "
+                    "it ignores what the model learned there")
         elif full >= STILL_ALIKE:
-            rand = "still looks like itself in a fully random network: it shows the image"
+            rand = (f"a fully random network draws a similar map (rho {full:.2f}): much of it "
+                    "comes from the image or the architecture, not from learned weights")
         else:
-            rand = "changes with the weights" + (" (vanishes in a random network)"
-                                                 if math.isnan(full) else "")
+            rand = "changes when the weights are randomised" + (
+                " (it vanishes in a random network)" if math.isnan(full) else "")
         return f"{faith}; {rand}"
 
     def verdicts(self) -> list[str]:
