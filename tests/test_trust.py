@@ -238,3 +238,34 @@ def test_trust_score_fields_and_verdicts():
         assert s.top_layer == "fc" and len(s.verdicts()) == 2
         assert s.curves["deletion"].curves.shape == (2, 6)
         assert s.random_curves["insertion"].shape == (2, 6)
+
+
+def test_check_table_and_pictures():
+    net = convsight.Network(tiny_net(), input_size=(32, 32))
+    x = torch.rand(3, 32, 32)
+    result = convsight.trust.check(net, x, "class:3", methods=("gradient", "occlusion", "gradcam"),
+                                   steps=4, group="all", progress=False)
+    assert result.sanity.methods == ("gradient", "gradcam")  # occlusion is scored, not drawn
+    table = result.table()
+    for title in ("gradient", "occlusion", "Grad-CAM", "rho top", "(fc)"):
+        assert title in table
+    rows = result.rows()
+    assert [r["method"] for r in rows] == ["gradient", "occlusion", "gradcam"]
+    assert all(np.isfinite(r["deletion"]) and r["verdict"] for r in rows)
+    curves = result.curves_figure(size=(200, 150))
+    assert curves.shape[0] > 3 * 150 and curves.shape[1] > 2 * 200
+    with pytest.raises(convsight.ConvsightError, match="one image"):
+        convsight.trust.check(net, torch.rand(2, 3, 32, 32), progress=False)
+
+
+def test_smoothgrad_is_seeded_inside_the_checks():
+    """The trained and the randomised maps share their noise: row 0 of a check of the same model
+    twice gives identical maps, and a fixed seed gives the same report."""
+    net = convsight.Network(tiny_net(), input_size=(24, 24))
+    x = torch.rand(1, 3, 24, 24)
+    a = sanity_check(net, x, 1, methods=("smoothgrad",), group="all", progress=False,
+                     options={"smoothgrad": {"samples": 3}})
+    b = sanity_check(net, x, 1, methods=("smoothgrad",), group="all", progress=False,
+                     options={"smoothgrad": {"samples": 3}})
+    assert torch.equal(a.spearman_abs["smoothgrad"], b.spearman_abs["smoothgrad"])
+    assert torch.equal(a.pictures["smoothgrad"], b.pictures["smoothgrad"])

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="class:N, prob:N, LAYER:C or LAYER:C@Y,X (default: the top class)")
     p.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated attribution methods (default {DEFAULT_METHODS})")
+    p.add_argument("--figure-methods", default=None, metavar="M1,M2",
+                   help="methods drawn in the randomisation figure (default: all but occlusion, "
+                        "which costs one forward pass per window and step)")
     p.add_argument("--steps", type=int, default=50,
                    help="points on each deletion and insertion curve (default 50)")
     p.add_argument("--group", default="block", choices=["block", "layer", "all"],
@@ -39,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from ..units import did_you_mean
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods or [args.methods]:
+    drawn = None if args.figure_methods is None else \
+        [m.strip() for m in args.figure_methods.split(",") if m.strip()]
+    for m in (methods or [args.methods]) + (drawn or []):
         if m not in METHODS:
             raise ConvsightError(f"unknown method {m!r}: choose from {', '.join(METHODS)}."
                                  f"{did_you_mean(m, list(METHODS))}")
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     x = net.preprocess(args.image).to(net.device)
     options = {"occlusion": {"window": args.window, "stride": args.stride}}
     result = check(net, x, args.target, methods=methods, steps=args.steps, seed=args.seed,
-                   group=args.group, options={m: o for m, o in options.items() if m in methods})
+                   group=args.group, options={m: o for m, o in options.items() if m in methods},
+                   figure_methods=drawn)
     target = result.sanity.targets[0]
     name = f" ({net.class_name(target.class_index)})" if target.class_index is not None else ""
     print(f"{args.image}: target {target}{name}{'' if args.target else ', the top class'}\n")

@@ -90,9 +90,14 @@ class TrustCheck:
 def check(model: Any, image: torch.Tensor, target: Any = None,
           methods: Sequence[str] = CHECK_METHODS, steps: int = DEFAULT_STEPS, seed: int = 0,
           group: Group = "block", options: Mapping[str, Mapping[str, Any]] | None = None,
-          progress: ProgressArg = True) -> TrustCheck:
+          figure_methods: Sequence[str] | None = None, progress: ProgressArg = True
+          ) -> TrustCheck:
     """Scores of every method on one normalised image (3, H, W) or (1, 3, H, W), and the
-    cascading randomisation report (``group``: see ``randomize.py``)."""
+    cascading randomisation report (``group``: see ``randomize.py``) of ``figure_methods``
+    (default: every method but occlusion, which costs one forward pass per window and step; its
+    rank correlations after randomising the top layer and every layer are in the scores).
+    ``options``: per-method options for ``attribute`` (occlusion: window 32, stride 16 unless
+    given)."""
     net = as_network(model)
     x, _ = image_batch(image, net, "check")
     if x.shape[0] != 1:
@@ -108,6 +113,10 @@ def check(model: Any, image: torch.Tensor, target: Any = None,
         for m in methods:
             scores[m] = trust_score(net, x, targets, m, steps=steps, seed=seed, options=opts[m])
             report(1)
-    sanity = sanity_check(net, x, targets, methods=methods, seed=seed, group=group,
-                          options={m: o for m, o in opts.items() if o}, progress=progress)
+    if figure_methods is None:
+        figure_methods = [m for m in methods if m != "occlusion"] or methods
+    drawn = check_methods(figure_methods)
+    sanity = sanity_check(net, x, targets, methods=drawn, seed=seed, group=group,
+                          options={m: o for m, o in opts.items() if o and m in drawn},
+                          progress=progress)
     return TrustCheck(scores, sanity)

@@ -107,6 +107,15 @@ def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     return methods
 
 
+def method_options(method: str, options: Mapping[str, Any] | None, seed: int) -> dict[str, Any]:
+    """``attribute`` options of a method, with SmoothGrad's noise seeded: the same noise for the
+    trained and every randomised model, so only the weights differ between the maps."""
+    opts = dict(options or {})
+    if method == "smoothgrad":
+        opts.setdefault("seed", seed)
+    return opts
+
+
 def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
     """One target per image, the top class of the trained model where none is given."""
     targets = resolve_targets(target, x.shape[0])
@@ -141,7 +150,8 @@ def sanity_check(model: Any, images: torch.Tensor, target: Any = None,
     trained = {k: v.clone() for k, v in work.module.state_dict().items()}
 
     def explain(method: str) -> torch.Tensor:
-        return attribute(work, x, targets, method=method, **options.get(method, {}))
+        return attribute(work, x, targets, method=method,
+                         **method_options(method, options.get(method), seed))
 
     refs = {m: Reference(explain(m)) for m in methods}
     n = x.shape[0]

@@ -34,7 +34,7 @@ from ..targets import Target
 from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness
 from .randomize import parameterised_layers, randomization_steps, randomized_copy
 from .reference import random_reference
-from .sanity import check_methods, fixed_targets
+from .sanity import check_methods, fixed_targets, method_options
 from .similarity import Reference
 
 SIGNED = ("gradcam", "occlusion")  # maps ranked by value; the others by magnitude
@@ -116,7 +116,7 @@ def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: st
     x, _ = image_batch(images, net, "trust_score")
     x = x.detach().to(net.device)
     targets = fixed_targets(net, x, target)
-    opts = dict(options or {})
+    opts = method_options(method, options, seed)
     attr = attribute(net, x, targets, method=method, **opts)
     rank_by = ranking_map(method, attr)
     curves = {kind: faithfulness(net, x, rank_by, targets, kind=kind, steps=steps,
