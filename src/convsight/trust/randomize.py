@@ -97,19 +97,29 @@ def _seed_of(seed: int, name: str) -> int:
 
 
 def randomize_layers(module: nn.Module, names: list[str], seed: int = 0) -> None:
-    """Re-initialise the named submodules of ``module`` IN PLACE (use on a copy only)."""
-    device = next(module.parameters()).device
+    """Re-initialise the named submodules of ``module`` IN PLACE (use on a copy only).
+
+    Each layer is re-initialised on a CPU copy under its own seed, then loaded back: the same
+    weights on every device, and no device's global random state is touched."""
     for name in names:
         sub = module.get_submodule(name)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-                torch.no_grad():
+        fresh = copy.deepcopy(sub).cpu()
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(_seed_of(seed, name))
-            if callable(getattr(sub, "reset_parameters", None)):
-                sub.reset_parameters()
+            if callable(getattr(fresh, "reset_parameters", None)):
+                fresh.reset_parameters()
             else:
-                for p in sub.parameters(recurse=False):
+                for p in fresh.parameters(recurse=False):
                     std = float(p.std()) if p.numel() > 1 else 0.0
                     p.copy_(torch.randn_like(p) * std + float(p.mean()))
+        with torch.no_grad():
+            for (_, mine), (_, new) in zip(_own_tensors(sub), _own_tensors(fresh)):
+                mine.copy_(new)
+
+
+def _own_tensors(module: nn.Module):
+    """The module's own parameters and buffers (not its children's), in a fixed order."""
+    return list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
 
 
 def randomized_copy(model: Any, x: torch.Tensor, layers: list[str] | None = None, seed: int = 0
