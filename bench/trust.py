@@ -8,12 +8,19 @@
    ``attribute`` call of that method. The rest is re-initialising layers and the similarity
    measures (Spearman, SSIM, HOG).
 
+On Linux, much of a CPU forward pass of a batch can be system time: the activations are fresh
+memory that glibc's allocator takes from the system and gives back on every pass (page faults).
+How much depends on the order of the allocations around the pass, not only on the pass itself;
+``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment keeps
+the memory and shows the cost of the passes alone (user time).
+
     .venv/bin/python bench/trust.py [--repeats 5] [--window 32] [--stride 16] [--size 224]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -29,7 +36,16 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def occlusion_vs_captum(net, x, args) -> None:
+def _cpu(fn) -> tuple[float, float, float]:
+    """(wall, user CPU, system CPU) seconds of this process for one call."""
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    fn()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (time.perf_counter() - start, after.ru_utime - before.ru_utime,
+            after.ru_stime - before.ru_stime)
+
+
+def occlusion_vs_captum(net, x, args, batch: int) -> None:
     from captum.attr import Occlusion
 
     with torch.no_grad():
@@ -39,30 +55,36 @@ def occlusion_vs_captum(net, x, args) -> None:
 
     def ours():
         return convsight.attribute(net, x, target, method="occlusion", window=args.window,
-                                   stride=args.stride, batch_size=args.batch)
+                                   stride=args.stride, batch_size=batch)
 
     def theirs():
         with torch.no_grad():
             return captum.attribute(x, sliding_window_shapes=(c, args.window, args.window),
                                     strides=(c, args.stride, args.stride), baselines=0.0,
-                                    target=target, perturbations_per_eval=args.batch)
+                                    target=target, perturbations_per_eval=batch)
 
     a, b = ours(), theirs()  # warm-up, and the results to compare
     err, scale = float((a - b).abs().max()), float(b.abs().max())
     assert err <= 1e-5 * scale, f"occlusion differs from Captum's: {err:.3g} vs {scale:.3g}"
-    times: dict[str, list[float]] = {"convsight": [], "captum": []}
+    runs: dict[str, list[tuple[float, float, float]]] = {"convsight": [], "captum": []}
     for _ in range(args.repeats):
-        times["convsight"].append(_timed(ours))
-        times["captum"].append(_timed(theirs))
+        runs["convsight"].append(_cpu(ours))
+        runs["captum"].append(_cpu(theirs))
     windows = ((args.size - args.window + args.stride - 1) // args.stride + 1) ** 2
-    print(f"occlusion, window {args.window}, stride {args.stride}, {windows} windows, "
-          f"{args.batch} copies per forward pass, median of {args.repeats} interleaved runs")
-    for name, t in times.items():
-        print(f"  {name:10s} {statistics.median(t):7.2f} s   (runs: "
-              + ", ".join(f"{v:.2f}" for v in t) + ")")
-    ratio = statistics.median(o / c for o, c in zip(times["convsight"], times["captum"]))
-    print(f"  convsight / Captum = {ratio:.3f}   (target <= 1.0); results equal to Captum: "
-          f"max |difference| {err:.2e} (max |value| {scale:.2e})")
+    print(f"occlusion, window {args.window}, stride {args.stride}, {windows} windows, {batch} "
+          f"copies per forward pass (Captum: perturbations_per_eval), median of {args.repeats} "
+          "interleaved runs")
+    for name, t in runs.items():
+        wall, user, system = (statistics.median(v[k] for v in t) for k in range(3))
+        print(f"  {name:10s} wall {wall:7.2f} s, CPU {user + system:7.2f} s (user {user:.2f}, "
+              f"system {system:.2f})")
+    for k, what in ((0, "wall"), (None, "CPU")):
+        def get(v):
+            return v[0] if k == 0 else v[1] + v[2]
+        ratio = statistics.median(get(o) / get(c) for o, c in zip(runs["convsight"],
+                                                                  runs["captum"]))
+        print(f"  convsight / Captum, {what:4s} = {ratio:.3f}   (target <= 1.0)")
+    print(f"  results equal to Captum: max |difference| {err:.2e} (max |value| {scale:.2e})")
 
 
 def sanity_cost(net, x, args) -> None:
@@ -92,7 +114,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batches", default="8,32", help="occluded copies per forward pass, each timed")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--methods", default="gradient,guided,gradcam")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -107,7 +129,8 @@ def main() -> None:
     print(f"EfficientNet-Lite0, {args.size} px, CPU ({torch.get_num_threads()} threads)")
     skip = set(args.skip.split(","))
     if "occlusion" not in skip:
-        occlusion_vs_captum(net, x, args)
+        for batch in (int(b) for b in args.batches.split(",")):
+            occlusion_vs_captum(net, x, args, batch)
     if "sanity" not in skip:
         sanity_cost(net, x, args)
 

@@ -12,7 +12,8 @@ and the top class when no target is given); for any other target (a unit, a sum)
 target's value relative to its value on the intact image. Each curve has ``steps + 1`` points,
 from nothing changed to every pixel changed; the area is the trapezoid rule over the fraction of
 pixels changed. The curve points of all images run through the network in batches of
-``batch_size``, one forward pass per batch, without gradients.
+``batch_size`` (default 8 on the CPU, 32 elsewhere), one forward pass per batch, without
+gradients.
 
 >>> auc = faithfulness(net, x, attr, kind="deletion")              # (N,)
 >>> res = faithfulness(net, x, attr, kind="insertion", return_curves=True)
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 
 from ..attribute import image_batch
-from ..attribute.occlusion import fill_like
+from ..attribute.occlusion import default_batch_size, fill_like
 from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import as_network
@@ -37,7 +38,6 @@ from ..targets import Target, evaluate, parse_target, resolve_targets, with_top_
 
 KINDS = ("deletion", "insertion")
 DEFAULT_STEPS = 50
-DEFAULT_BATCH = 32
 DEFAULT_BASELINE = {"deletion": 0.0, "insertion": "blur"}
 
 
@@ -89,7 +89,7 @@ def _counts(pixels: int, steps: int) -> torch.Tensor:
 
 def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: Any = None,
                  kind: str = "deletion", steps: int = DEFAULT_STEPS, baseline: Any = None,
-                 batch_size: int = DEFAULT_BATCH, return_curves: bool = False,
+                 batch_size: int | None = None, return_curves: bool = False,
                  progress: ProgressArg = False) -> torch.Tensor | Faithfulness:
     """Deletion or insertion AUC (N,) of ``attributions`` for normalised ``images`` (see above).
 
@@ -103,9 +103,10 @@ def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: An
                              "insertion")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConvsightError(f"steps must be a positive integer, got {steps!r}")
+    net = as_network(model)
+    batch_size = default_batch_size(net.device) if batch_size is None else batch_size
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConvsightError(f"batch_size must be a positive integer, got {batch_size!r}")
-    net = as_network(model)
     x, _ = image_batch(images, net, "faithfulness")
     x = x.detach().to(net.device)
     scores = pixel_scores(attributions, x)

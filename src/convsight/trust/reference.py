@@ -52,7 +52,7 @@ def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str
 
 def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps: int,
                      method: str = "gradient", options: Mapping[str, Any] | None = None,
-                     maps: int = 3, seed: int = 0, batch_size: int = 32
+                     maps: int = 3, seed: int = 0, batch_size: int | None = None
                      ) -> dict[str, torch.Tensor]:
     """Deletion and insertion of ``maps`` random maps of ``method``'s kind per image: the mean
     AUC (N,) under ``"deletion"`` and ``"insertion"``, the mean curve (N, steps + 1) under

@@ -103,7 +103,7 @@ class TrustScore:
 def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: str = "gradcam",
                 steps: int = DEFAULT_STEPS, seed: int = 0,
                 options: Mapping[str, Any] | None = None, reference: Mapping | None = None,
-                batch_size: int = 32, progress: ProgressArg = False) -> TrustScore:
+                batch_size: int | None = None, progress: ProgressArg = False) -> TrustScore:
     """Deletion AUC, insertion AUC (with random maps beside them) and the rank correlation after
     randomising the top layer and the whole network, for one ``method`` on normalised ``images``.
 
