@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -237,6 +239,9 @@ def test_trust_score_fields_and_verdicts():
             assert v.shape == (2,)
         assert s.top_layer == "fc" and len(s.verdicts()) == 2
         assert s.curves["deletion"].curves.shape == (2, 6)
+        summary = json.loads(json.dumps(s.summary(1)))
+        assert summary["method"] == method and summary["target"] == "class:2"
+        assert summary["deletion"] == float(s.deletion[1]) and summary["verdict"] == s.verdict(1)
         assert s.random_curves["insertion"].shape == (2, 6)
 
 
@@ -269,3 +274,16 @@ def test_smoothgrad_is_seeded_inside_the_checks():
                      options={"smoothgrad": {"samples": 3}})
     assert torch.equal(a.spearman_abs["smoothgrad"], b.spearman_abs["smoothgrad"])
     assert torch.equal(a.pictures["smoothgrad"], b.pictures["smoothgrad"])
+
+
+def test_default_model_guided_ignores_the_classifier_weights(lite0, photos):
+    """Adebayo et al.'s finding on EfficientNet-Lite0 (the cat, 128 px): with the classifier
+    re-initialised, guided backprop's map keeps its rank order, the gradient's does not."""
+    net = convsight.Network(lite0.module, mean=lite0.mean, std=lite0.std, input_size=(128, 128))
+    x = net.preprocess(photos["chelsea"])
+    rep = sanity_check(net, x, 281, methods=("gradient", "guided"),
+                       group=lambda name: "classifier" if name == "fc" else "features",
+                       progress=False)
+    assert rep.layers == ["classifier", "features"]
+    assert float(rep.spearman_abs["guided"][1, 0]) > 0.95
+    assert float(rep.spearman_abs["gradient"][1, 0]) < 0.7

@@ -37,16 +37,7 @@ class TrustCheck:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per method: numbers and the verdict, for tables and web pages."""
-        out = []
-        for m, s in self.scores.items():
-            out.append({"method": m, "title": TITLES.get(m, m),
-                        "deletion": float(s.deletion[0]), "insertion": float(s.insertion[0]),
-                        "random_deletion": float(s.random_deletion[0]),
-                        "random_insertion": float(s.random_insertion[0]),
-                        "top_layer_correlation": float(s.top_layer_correlation[0]),
-                        "randomized_correlation": float(s.randomized_correlation[0]),
-                        "verdict": s.verdict(0)})
-        return out
+        return [dict(s.summary(0), title=TITLES.get(m, m)) for m, s in self.scores.items()]
 
     def table(self) -> str:
         """A plain-text table: method, AUCs beside random maps', rank correlations after

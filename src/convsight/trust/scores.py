@@ -96,6 +96,18 @@ class TrustScore:
                 " (it vanishes in a random network)" if math.isnan(full) else "")
         return f"{faith}; {rand}"
 
+    def summary(self, i: int = 0) -> dict[str, Any]:
+        """Image ``i``'s numbers and verdict as plain JSON-ready values (for pages and caches)."""
+        return {"method": self.method, "target": str(self.targets[i]),
+                "deletion": float(self.deletion[i]), "insertion": float(self.insertion[i]),
+                "random_deletion": float(self.random_deletion[i]),
+                "random_insertion": float(self.random_insertion[i]),
+                "top_layer": self.top_layer,
+                "top_layer_correlation": float(self.top_layer_correlation[i]),
+                "randomized_correlation": float(self.randomized_correlation[i]),
+                "beats_random": bool(self.beats_random[i]),
+                "needs_weights": bool(self.needs_weights[i]), "verdict": self.verdict(i)}
+
     def verdicts(self) -> list[str]:
         return [self.verdict(i) for i in range(len(self.deletion))]
 
