@@ -7,6 +7,7 @@
    per map (each method once per step, plus the trained model's) divided by the time of one
    ``attribute`` call of that method. The rest is re-initialising layers and the similarity
    measures (Spearman, SSIM, HOG).
+3. One ``trust_score`` call (what the explorer and ``convsight check`` compute per method).
 
 On Linux, much of a CPU forward pass of a batch can be system time: the activations are fresh
 memory that glibc's allocator takes from the system and gives back on every pass (page faults).
@@ -45,7 +46,9 @@ def _cpu(fn) -> tuple[float, float, float]:
             after.ru_stime - before.ru_stime)
 
 
-def occlusion_vs_captum(net, x, args, batch: int) -> None:
+def occlusion_vs_captum(net, x, args, batch: int | None) -> None:
+    """``batch`` copies per forward pass in both; None: each library's default (1 and 1 on the
+    CPU)."""
     from captum.attr import Occlusion
 
     with torch.no_grad():
@@ -61,7 +64,7 @@ def occlusion_vs_captum(net, x, args, batch: int) -> None:
         with torch.no_grad():
             return captum.attribute(x, sliding_window_shapes=(c, args.window, args.window),
                                     strides=(c, args.stride, args.stride), baselines=0.0,
-                                    target=target, perturbations_per_eval=batch)
+                                    target=target, perturbations_per_eval=batch or 1)
 
     a, b = ours(), theirs()  # warm-up, and the results to compare
     err, scale = float((a - b).abs().max()), float(b.abs().max())
@@ -71,9 +74,11 @@ def occlusion_vs_captum(net, x, args, batch: int) -> None:
         runs["convsight"].append(_cpu(ours))
         runs["captum"].append(_cpu(theirs))
     windows = ((args.size - args.window + args.stride - 1) // args.stride + 1) ** 2
-    print(f"occlusion, window {args.window}, stride {args.stride}, {windows} windows, {batch} "
-          f"copies per forward pass (Captum: perturbations_per_eval), median of {args.repeats} "
-          "interleaved runs")
+    per_pass = (f"{batch} copies per forward pass (Captum: perturbations_per_eval)" if batch
+                else "each library's default copies per forward pass (convsight: 1 on the CPU, "
+                     "Captum: 1)")
+    print(f"occlusion, window {args.window}, stride {args.stride}, {windows} windows, {per_pass}, "
+          f"median of {args.repeats} interleaved runs")
     for name, t in runs.items():
         wall, user, system = (statistics.median(v[k] for v in t) for k in range(3))
         print(f"  {name:10s} wall {wall:7.2f} s, CPU {user + system:7.2f} s (user {user:.2f}, "
@@ -109,16 +114,29 @@ def sanity_cost(net, x, args) -> None:
           f"(target: close to 1; the rest is randomising layers and Spearman/SSIM/HOG)")
 
 
+def score_cost(net, x, args) -> None:
+    from convsight.trust import trust_score
+
+    print(f"\ntrust_score (one image, 50 steps per curve, 3 random maps), median of "
+          f"{args.repeats} runs")
+    for method, options in (("gradient", {}), ("gradcam", {}),
+                            ("occlusion", {"window": 32, "stride": 16})):
+        times = [_timed(lambda: trust_score(net, x, None, method, options=options))
+                 for _ in range(args.repeats)]
+        print(f"  {method:9s} {statistics.median(times):7.2f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--batches", default="8,32", help="occluded copies per forward pass, each timed")
+    p.add_argument("--batches", default="1,8,32",
+                   help="occluded copies per forward pass, each timed ('default': each library's)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--methods", default="gradient,guided,gradcam")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: occlusion,sanity")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: occlusion,sanity,score")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,10 +147,12 @@ def main() -> None:
     print(f"EfficientNet-Lite0, {args.size} px, CPU ({torch.get_num_threads()} threads)")
     skip = set(args.skip.split(","))
     if "occlusion" not in skip:
-        for batch in (int(b) for b in args.batches.split(",")):
+        for batch in (None if b == "default" else int(b) for b in args.batches.split(",")):
             occlusion_vs_captum(net, x, args, batch)
     if "sanity" not in skip:
         sanity_cost(net, x, args)
+    if "score" not in skip:
+        score_cost(net, x, args)
 
 
 if __name__ == "__main__":

@@ -110,15 +110,18 @@ def summary(args: argparse.Namespace) -> None:
                                             for r in rows))
     print("\nmedian over photos (wins = photos where the method beats its random reference)")
     print(f"{'method':10s} {'del':>6s} {'rand':>6s} {'wins':>5s} {'ins':>6s} {'rand':>6s} "
-          f"{'wins':>5s} {'rho top':>7s} {'rho all':>7s}")
+          f"{'wins':>5s} {'both':>5s} {'rho top':>7s} {'rho all':>7s}")
     for m in METHODS:
         ms = [r["methods"][m] for r in rows]
         wins_d = sum(v["deletion"] < v["random_deletion"] for v in ms)
         wins_i = sum(v["insertion"] > v["random_insertion"] for v in ms)
+        both = sum(v["deletion"] < v["random_deletion"] and v["insertion"] > v["random_insertion"]
+                   for v in ms)
         print(f"{m:10s} {_median([v['deletion'] for v in ms]):>6s} "
               f"{_median([v['random_deletion'] for v in ms]):>6s} {wins_d:>2d}/{len(ms):<2d} "
               f"{_median([v['insertion'] for v in ms]):>6s} "
               f"{_median([v['random_insertion'] for v in ms]):>6s} {wins_i:>2d}/{len(ms):<2d} "
+              f"{both:>2d}/{len(ms):<2d} "
               f"{_median([v['rho_top'] for v in ms]):>7s} {_median([v['rho_all'] for v in ms]):>7s}")
     pix = [r["pixel_random"] for r in rows]
     print(f"{'pixels':10s} {_median([v['deletion'] for v in pix]):>6s} {'':>6s} {'':>5s} "

@@ -12,7 +12,7 @@ and the top class when no target is given); for any other target (a unit, a sum)
 target's value relative to its value on the intact image. Each curve has ``steps + 1`` points,
 from nothing changed to every pixel changed; the area is the trapezoid rule over the fraction of
 pixels changed. The curve points of all images run through the network in batches of
-``batch_size`` (default 8 on the CPU, 32 elsewhere), one forward pass per batch, without
+``batch_size`` (default 1 on the CPU, 32 elsewhere: ``default_batch_size``), one forward pass per batch, without
 gradients.
 
 >>> auc = faithfulness(net, x, attr, kind="deletion")              # (N,)
