@@ -18,7 +18,7 @@ from convsight.figures.atlas import _tile
 class TwoConvs(nn.Module):
     """conv 5x5 stride 2 pad 2 -> ReLU -> conv 3x3 stride 2 pad 1.
 
-    By hand (REFERENCES.md §1): conv2 sees r = 1 + 4*1 + 2*2 = 9 pixels, stride S = 4, padding
+    By hand (Araujo et al. 2019): conv2 sees r = 1 + 4*1 + 2*2 = 9 pixels, stride S = 4, padding
     P = 2 + 1*2 = 4, so unit u covers input rows/columns 4u - 4 .. 4u + 4.
     """
 

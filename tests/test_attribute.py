@@ -108,7 +108,7 @@ class MixedRectifiers(nn.Module):
 
 def hand_backward(model: MixedRectifiers, x: torch.Tensor, rule: str, classes=None,
                   neuron: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-    """The rules of REFERENCES.md section 2 applied by hand, stage by stage, from the top.
+    """The rules of Springenberg et al. 2015 (Fig. 1) applied by hand, stage by stage, from the top.
 
     The backward pass starts at the class scores ``classes`` (one per image) or at ``neuron``
     (stage, channel, y, x): one neuron of a stage's linear output ``pieces.STAGE``, before its

@@ -63,8 +63,16 @@ def test_figure_has_a_row_per_target_and_a_column_per_method():
     net = convsight.Network(tiny_net(), input_size=(32, 32))
     fig = attribution_figure(net, torch.rand(3, 32, 32), [None, "conv3:1", "class:2"],
                              methods=["gradient", "guided", "deconv", "gradcam"])
-    tile_h, tile_w, pad = 32 + 16, 32, 4
+    tile_h, tile_w, pad = 3 * 32 + 16, 3 * 32, 4  # inputs under 96 px are drawn 3x larger
     assert fig.shape == (3 * tile_h + 4 * pad, 5 * tile_w + 6 * pad, 3)
+    # the photo tile is the input, enlarged by nearest neighbour, under its caption
+    x = torch.rand(3, 32, 32)
+    fig = attribution_figure(net, x, "class:2", methods=["gradient"])
+    shown = np.asarray(fig[pad + 16:pad + tile_h, pad:pad + tile_w])
+    expected = np.repeat(np.repeat(net.denormalize(x[None])[0].clamp(0, 1).permute(1, 2, 0).numpy(),
+                                   3, axis=0), 3, axis=1)
+    assert shown.shape == expected.shape
+    assert np.abs(shown - np.round(expected * 255) / 255).max() < 1 / 255 + 1e-6
 
 
 @pytest.mark.slow

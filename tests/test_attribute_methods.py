@@ -70,7 +70,7 @@ def test_default_model_guided_follows_the_rules_at_every_relu6(cat):
 
 @pytest.mark.slow
 def test_captum_guided_backprop_misses_relu6(cat):
-    """What REFERENCES.md reports: Captum's GuidedBackprop on Lite0 returns the plain gradient."""
+    """Captum 0.9.0's GuidedBackprop hooks only nn.ReLU, so on Lite0 (ReLU6) it returns the plain gradient."""
     from captum.attr import GuidedBackprop
 
     net, x = cat

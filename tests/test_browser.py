@@ -8,11 +8,13 @@ and save screenshots (also copied to $CONVSIGHT_SCREENS, when set, for people to
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import time
 from pathlib import Path
+from urllib.request import urlopen
 
 import pytest
 
@@ -155,6 +157,97 @@ def test_upload_a_photo_and_click_a_unit(page, server, tmp_path):
     page.reload()  # the URL is stable: the same unit comes back
     page.wait_for_function(ALL_IMAGES_LOADED, arg="#unit-panel img", timeout=60_000)
     assert page.locator("#unit-title").inner_text() == f"blocks.2:{channel}"
+
+
+def test_upload_works_without_javascript(browser, server, tmp_path):
+    """The form posts itself (the browser sends a matching Origin, which the explorer accepts
+    in place of the header its script adds)."""
+    photo = tmp_path / "coffee.png"
+    convsight.sample_images()["coffee"].resize((120, 80)).save(photo)
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        pg = context.new_page()
+        pg.goto(server.url + "/images")
+        pg.set_input_files("#upload-input", str(photo))
+        pg.click("#upload-button")
+        pg.wait_for_url(re.compile(r"/image/u-[0-9a-f]{16}$"))
+        assert pg.locator("ol.classes li").count() == 5
+    finally:
+        context.close()
+
+
+def test_a_refused_upload_says_why(page, server, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture at all\n" * 20)
+    page.goto(server.url + "/images")
+    page.set_input_files("#upload-input", str(notes))
+    page.click("#upload-button")
+    page.wait_for_selector("#upload-status:has-text('not an image')", timeout=30_000)
+    assert page.url.endswith("/images") and page.locator("#upload-button").is_enabled()
+    page.errors[:] = [e for e in page.errors if "415" not in e]  # the refusal we asked for
+
+
+ATTACK = """<!doctype html><title>cat pictures</title><script>
+(async () => {
+  const target = "EXPLORER", seen = [];
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 16;
+  const png = await new Promise(done => canvas.toBlob(done, "image/png"));
+  const form = () => { const f = new FormData(); f.append("image", png, "x.png"); return f; };
+  const tries = [
+    ["synth", "/api/synth/blocks.2/5", {body: "x", headers: {"Content-Type": "text/plain"}}],
+    ["synth-header", "/api/synth/blocks.2/5", {body: "x", headers: {"X-Convsight": "1"}}],
+    ["upload", "/api/upload", {body: form()}],
+    ["form", "/images", {body: form()}],
+  ];
+  for (const [name, path, options] of tries) {
+    for (const mode of ["no-cors", "cors"]) {
+      try {
+        await fetch(target + path, {method: "POST", mode, ...options});
+        seen.push(name + " sent");
+      } catch (e) { seen.push(name + " blocked"); }
+    }
+  }
+  try { await (await fetch(target + "/api/synth/blocks.2/5")).json(); seen.push("read"); }
+  catch (e) { seen.push("read blocked"); }
+  document.title = "done " + seen.join(", ");
+})();
+</script>"""
+
+
+def test_another_site_in_the_browser_cannot_use_the_explorer(page, server, tmp_path):
+    """A page from another origin (another local server) posts to the explorer as a hostile page
+    would: simple requests, a custom header, multipart uploads; and tries to read its JSON."""
+    import http.server
+    import threading
+
+    explorer = server.server.config.app.state.explorer
+    before = sorted(explorer.uploads.glob("u-*.png"))
+    body = ATTACK.replace("EXPLORER", server.url).encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://localhost:{site.server_address[1]}/")
+        page.wait_for_function("document.title.startsWith('done')", timeout=60_000)
+        seen = page.title()
+    finally:
+        site.shutdown()
+    page.errors.clear()  # the refusals and CORS errors the page provoked
+    assert "read blocked" in seen, seen  # the browser keeps the answers from the other page
+    status = json.loads(urlopen(server.url + "/api/synth/blocks.2/5").read())
+    assert status["state"] == "none", (seen, status)  # nothing started
+    assert sorted(explorer.uploads.glob("u-*.png")) == before, seen  # nothing stored
 
 
 def test_error_page_is_readable(page, server, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -21,6 +22,25 @@ def test_layers_command(capsys):
     assert main(["layers"]) == 0
     out = capsys.readouterr().out
     assert "blocks.5" in out and "80x14x14" in out and "conv_head" in out
+
+
+def test_layers_and_rf_json(capsys):
+    assert main(["layers", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "efficientnet_lite0" and data["input_size"] == [224, 224]
+    rows = {r["name"]: r for r in data["layers"]}
+    assert rows["blocks.5"]["shape"] == [80, 14, 14] and rows["blocks.5"]["channels"] == 80
+    field = rows["blocks.5"]["receptive_field"]
+    assert (field["size"], field["stride"], field["padding"]) == ([83, 83], [16, 16], [26, 26])
+    assert rows["fc"]["receptive_field"]["global"] and rows["dropout"]["type"] == "Dropout"
+    assert main(["rf", "blocks.5", "--unit", "3@4,5", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["field"]["grid"] == [14, 14] and data["field"]["method"] == "trace"
+    # unit (4, 5): rows 4*16 - 26 .. + 82, columns 5*16 - 26 .. + 82
+    assert data["unit"] == {"unit": "blocks.5:3@4,5",
+                            "box": {"top": 38, "left": 54, "bottom": 120, "right": 136}}
+    assert main(["rf", "blocks.5", "--unit", "3@40,5", "--json"]) == 2
+    assert "out of range" in capsys.readouterr().err
 
 
 def test_filters_command(tmp_path, capsys):

@@ -48,7 +48,7 @@ def test_default_model_matches_timm_definition(lite0, photos):
 
 
 def test_preprocess_mean_std_choice(lite0, photos):
-    """REFERENCES §8: mean = std = 0.5 is more confident on the espresso than ImageNet stats."""
+    """mean = std = 0.5 (the weights' own preprocessing) is more confident on the espresso than ImageNet stats."""
     x01 = lite0.denormalize(lite0.preprocess(photos["coffee"]))
     espresso = lite0.class_names.index("espresso")
     with torch.no_grad():
@@ -125,7 +125,10 @@ def test_wrap_any_module():
     net = convsight.Network(module, mean=(0.1,), std=(0.2,), input_size=32)
     assert net.input_size == (32, 32)
     assert convsight.as_network(net) is net
-    assert convsight.as_network(module).mean == convsight.models.IMAGENET_MEAN
+    # a bare 1-channel module gets ImageNet's statistics in gray; a 3-channel one ImageNet's
+    assert convsight.as_network(module).mean == (0.459,) and convsight.as_network(module).std == (0.226,)
+    rgb = nn.Sequential(nn.Conv2d(3, 4, 3))
+    assert convsight.as_network(rgb).mean == convsight.models.IMAGENET_MEAN
     with pytest.raises(TypeError, match="nn.Module"):
         convsight.as_network("resnet18")
     x = torch.rand(2, 1, 8, 8)

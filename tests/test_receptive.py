@@ -1,4 +1,4 @@
-"""Receptive fields on tiny hand-built graphs: exact values worked out by hand (REFERENCES.md §1),
+"""Receptive fields on tiny hand-built graphs: exact values worked out by hand (Araujo et al. 2019),
 and the same boxes from the independent gradient probe in ``receptive_oracle``."""
 
 from __future__ import annotations

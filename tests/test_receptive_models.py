@@ -1,5 +1,5 @@
 """Traced receptive fields of real architectures against the gradient-support oracle and the
-published numbers (REFERENCES.md §1). torchvision models have random weights (geometry only)."""
+published numbers (Araujo, Norris & Sim, "Computing Receptive Fields of CNNs", Distill 2019). torchvision models have random weights (geometry only)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Independent receptive-field oracle (helpers only): the gradient-support probe, REFERENCES §1.
+"""Independent receptive-field oracle (helpers only): the gradient-support probe
+(positive weights, identity activations: the support of d(unit)/d(input) is the field).
 
 Written for the tests only and shares no code with ``convsight.receptive``: a float64 copy of the
 model with positive weights (1/fan-in), zero biases, neutral batch norm, activations swapped for

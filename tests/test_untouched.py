@@ -53,10 +53,31 @@ def _mine(model):
 
 
 def _mine_failing_forward(model):
-    # five-channel statistics: the model (3 input channels) fails on its first forward pass
-    convsight.mine(convsight.Network(convsight.as_network(model).module, mean=(0.5,) * 5,
-                                     std=(0.5,) * 5, input_size=(32, 32)),
+    # a 1x1 input: the model's max pool fails on its first forward pass
+    convsight.mine(convsight.Network(convsight.as_network(model).module, input_size=(1, 1)),
                    [torch.rand(40, 40, 3).numpy()] * 2, ["conv3"], progress=False)
+
+
+def _atlas_html(model):
+    import numpy as np
+
+    from convsight.figures import atlas_html
+
+    rng = np.random.default_rng(3)
+    atlas = convsight.mine(model, [rng.random((40, 48, 3)) for _ in range(3)], ["conv3"], k=2,
+                           progress=False)
+    atlas._repr_html_()
+    atlas_html(atlas, units=2, net=model)
+
+
+def _network_and_display(model):
+    net = convsight.Network(convsight.as_network(model).module, mean=(0.5,), std=(0.5,))
+    assert net.channels == 3
+    repr(net)
+    result = convsight.maximize(net, "class:1", steps=2, size=24, progress=False)
+    result._repr_png_()
+    convsight.show(net.denormalize(torch.rand(1, 3, 8, 8)))
+    convsight.receptive_field(net, "conv3", input_size=(32, 32)).draw(torch.rand(3, 32, 32), 1, 1)
 
 
 def _attribute_all(net):
@@ -148,6 +169,8 @@ def _web_unknown_layer(model):
 
 
 CALLS = {
+    "atlas_html": _atlas_html,
+    "network_and_display": _network_and_display,
     "web_explorer": _web_explorer,
     "web_report": _web_report,
     "web_unknown_layer": _web_unknown_layer,

@@ -31,6 +31,9 @@ from .test_web_support import INPUT, WIDE, atlas_patch_clipped, start_server, ti
 from .untouched import untouched
 
 
+WRITE = {"X-Convsight": "1"}  # what the explorer's own page sends with changes (see guard.py)
+
+
 def fetch(url: str, data: bytes | None = None, headers: dict | None = None,
           method: str | None = None) -> tuple[int, dict, bytes]:
     """(status, headers, body) without raising on 4xx/5xx and without following redirects.
@@ -58,7 +61,7 @@ def multipart(field: str, filename: str, payload: bytes) -> tuple[bytes, dict]:
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
             f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
             ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}", **WRITE}
 
 
 def png_of(image: Image.Image) -> bytes:
@@ -338,6 +341,7 @@ def test_upload_without_content_length_is_refused(server):
         conn.putrequest("POST", "/images")
         conn.putheader("Content-Type", headers["Content-Type"])
         conn.putheader("Transfer-Encoding", "chunked")
+        conn.putheader("X-Convsight", "1")
         conn.endheaders()
         conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
         reply = conn.getresponse()
@@ -366,7 +370,7 @@ def test_upload_without_a_file_field(server):
     ("/image/a-999", b"not in the atlas"),
     ("/img/source/999.jpg", b"not in the atlas"),
     ("/image/sample-chelsea?layer=fc", b"activation maps need"),
-    ("/image/sample-chelsea?unit=abc", b"unit must be a channel number"),
+    ("/image/sample-chelsea?unit=abc", b"unit must be a whole number"),
     (f"/api/synth/{WIDE}/500", b"valid units are 0..111"),
     ("/img/synth/blocks.2/1.png", b"no synthesis"),
 ])
@@ -461,7 +465,7 @@ def test_synthesis_on_demand_with_progress_and_cache(server):
     api = server.url + "/api/synth/blocks.2/7"
     status, _, body = fetch(api)
     assert status == 200 and b'"state":"none"' in body.replace(b" ", b"")
-    status, _, body = fetch(api, b"", method="POST")
+    status, _, body = fetch(api, b"", WRITE, method="POST")
     assert status == 202 and json.loads(body)["state"] in ("queued", "running")
     states = set()
     deadline = time.time() + 120
@@ -477,7 +481,7 @@ def test_synthesis_on_demand_with_progress_and_cache(server):
     image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert image.shape == (64, 64, 3) and image.std() > 2
     assert 'src="/img/synth/blocks.2/7.png"' in page(server, "/unit/blocks.2/7")
-    again = json.loads(fetch(api, b"", method="POST")[2])
+    again = json.loads(fetch(api, b"", WRITE, method="POST")[2])
     assert again["state"] == "done"  # cached: nothing recomputed
 
 

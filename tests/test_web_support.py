@@ -54,6 +54,16 @@ def start_server(cache_dir: Path, atlas=None, model=None, **limits):
     return BackgroundServer(app).start()
 
 
+def start_tiny_server(cache_dir: Path, **options):
+    """A server over ``tinynets.tiny_net`` at 64 px (no atlas): quick pages for tests of the
+    web layer itself."""
+    from .tinynets import tiny_net
+
+    net = convsight.as_network(tiny_net())
+    net.input_size = (64, 64)
+    return start_server(cache_dir, model=net, **options)
+
+
 def save_screen(page, folder: Path, name: str, full_page: bool = True) -> Path:
     """Screenshot into the test's folder, and a copy into $CONVSIGHT_SCREENS (if set) to look at."""
     path = folder / f"{name}.png"

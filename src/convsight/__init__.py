@@ -1,7 +1,7 @@
 """convsight: see how a convolutional network sees."""
 
-from .errors import (ConvsightError, ImageError, ModelNameError, ReceptiveFieldError, UnitError,
-                     UnknownLayerError, WeightsError)
+from .errors import (ConvsightError, ImageError, MissingExtraError, ModelNameError,
+                     ReceptiveFieldError, UnitError, UnknownLayerError, WeightsError)
 from .images import load_image, sample_images
 from .models import Network, as_network, load_model
 from .receptive import ReceptiveField, receptive_field, receptive_fields
@@ -11,6 +11,7 @@ from .mining import mine
 from . import attribute  # callable: convsight.attribute(model, images, target, method=...)
 from . import trust
 from .trust import faithfulness, sanity_check
-from . import figures, pictures
+from . import faces, figures, pictures, report  # convsight.report.write_report, convsight.faces...
+from .pictures import Picture, show
 
 __version__ = "0.1.0"

@@ -13,19 +13,17 @@ images) have image id -1 and are left out of ``top``.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConvsightError, UnitError, UnknownLayerError
-from .figures.atlas import PatchCutter, layer_grid, unit_figure
+from .atlas_store import FORMAT, VERSION, layer_arrays, npz_bytes, read_folder, save_folder, write_atomic
+from .errors import ConvsightError, ModelNameError, UnitError, UnknownLayerError
+from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
 
-FORMAT = "convsight-atlas"
-VERSION = 1
+__all__ = ["Atlas", "Hit", "FORMAT", "VERSION", "npz_bytes", "write_atomic"]
 
 
 @dataclass(frozen=True)
@@ -37,24 +35,6 @@ class Hit:
     y: int
     x: int
     value: float
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 class Atlas:
@@ -89,6 +69,10 @@ class Atlas:
     def __repr__(self) -> str:
         return (f"Atlas({self.model_name}, layers={self.layers}, k={self.k}, "
                 f"images={self.image_count}, skipped={len(self.skipped)})")
+
+    def _repr_html_(self) -> str:
+        """A notebook shows an atlas as its layers with the top patches of a few units each."""
+        return atlas_html(self)
 
     # ---- queries -------------------------------------------------------------------------------
     @property
@@ -150,14 +134,19 @@ class Atlas:
                                  "net=YOUR_NETWORK")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            net = load_model(self.model_name, weights=self.weights)
+            try:
+                net = load_model(self.model_name, weights=self.weights)
+            except ModelNameError as exc:
+                raise ConvsightError(f"cannot rebuild the model of this atlas by name ({exc}); "
+                                     "pass net=YOUR_NETWORK") from None
         net.input_size = self.input_size
         net.resize_ratio = self.resize_ratio
         self._net = net
         return net
 
     def image(self, image_id: int):
-        """Image ``image_id`` as mined: RGB, resized and centre-cropped, as a (3, H, W) tensor in [0, 1]."""
+        """Image ``image_id`` as mined: resized and centre-cropped, a (C, H, W) tensor in [0, 1]
+        (C = 3 for RGB networks, 1 for gray ones)."""
         from .images import load_image, to_tensor
 
         if not 0 <= int(image_id) < len(self.image_paths):
@@ -174,7 +163,7 @@ class Atlas:
                                      "which are not saved with it; set atlas.source = THAT_DATASET")
             if not item.is_absolute() and self.path is not None and not item.exists():
                 item = self.path / item
-        return to_tensor(load_image(item), self.input_size, self.resize_ratio)
+        return to_tensor(load_image(item), self.input_size, self.resize_ratio, len(self.mean))
 
     def receptive_field(self, layer: str, net=None):
         """The layer's receptive field at the atlas' input size (cached)."""
@@ -225,41 +214,30 @@ class Atlas:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the atlas folder (each file atomically; ``atlas.json`` last)."""
+        """Write the atlas folder as a unit: a kill at any moment leaves the old atlas or the new
+        one (see ``convsight.atlas_store``)."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         flat = {f"layer{i}_{key}": np.asarray(self._arrays[name][key])
                 for i, name in enumerate(self.layers) for key in ("value", "image", "y", "x")}
-        write_atomic(path / "top.npz", npz_bytes(flat))
-        write_atomic(path / "images.json", json.dumps(self.image_paths).encode("utf-8"))
-        write_atomic(path / "atlas.json", json.dumps(self.metadata(), indent=1).encode("utf-8"))
+        save_folder(path, self.metadata(), flat, self.image_paths)
         self.path = path
         return path
 
     @classmethod
     def open(cls, path: str | Path) -> "Atlas":
-        """Read an atlas folder written by ``mine(..., out=PATH)`` or ``Atlas.save``."""
+        """Read an atlas folder written by ``mine(..., out=PATH)`` or ``Atlas.save``.
+
+        A damaged, torn or foreign folder raises ``ConvsightError`` naming the file and the problem.
+        """
         path = Path(path)
-        meta_file = path / "atlas.json"
-        if not meta_file.is_file():
-            hint = " (a mining run was interrupted there: finish it with resume=True)" if (
-                path.is_dir() and any(path.glob("checkpoint*.npz"))) else ""
-            raise ConvsightError(f"no atlas at {path}: {meta_file} is missing{hint}")
+        meta, paths, flat = read_folder(path)
+        arrays, shapes = layer_arrays(meta, paths, flat, path)
         try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            paths = json.loads((path / "images.json").read_text(encoding="utf-8"))
-            with np.load(path / "top.npz", allow_pickle=False) as z:
-                flat = {key: z[key] for key in z.files}
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConvsightError(f"cannot read the atlas at {path}: {exc}") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ConvsightError(f"{meta_file} is not a convsight atlas of version {VERSION}")
-        arrays, shapes = {}, {}
-        for i, layer in enumerate(meta["layers"]):
-            arrays[layer["name"]] = {key: flat[f"layer{i}_{key}"] for key in ("value", "image", "y", "x")}
-            shapes[layer["name"]] = tuple(layer["shape"])
-        return cls(arrays, shapes, meta["k"], paths, [tuple(s) for s in meta["skipped"]],
-                   model_name=meta["model_name"], weights=meta["weights"],
-                   weights_source=meta.get("weights_source", ""), mean=meta["mean"],
-                   std=meta["std"], input_size=tuple(meta["input_size"]),
-                   resize_ratio=meta["resize_ratio"], path=path, info=meta.get("info"))
+            return cls(arrays, shapes, meta["k"], paths, [tuple(s) for s in meta["skipped"]],
+                       model_name=meta["model_name"], weights=meta.get("weights"),
+                       weights_source=meta.get("weights_source", ""), mean=meta["mean"],
+                       std=meta["std"], input_size=tuple(meta["input_size"]),
+                       resize_ratio=meta["resize_ratio"], path=path, info=meta.get("info"))
+        except (TypeError, ValueError) as exc:
+            raise ConvsightError(f"cannot read the atlas at {path}: atlas.json has a value of the "
+                                 f"wrong kind ({exc})") from None

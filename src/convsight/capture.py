@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import UnitError
-from .hooks import StopForward, forward_hooks
+from .hooks import LayerOutputs, StopForward, forward_hooks
 from .units import check_layer, layer_names
 
 
@@ -55,25 +55,13 @@ def capture(model: nn.Module, layers: Iterable[str], *, detach: bool = True, clo
     layers = list(dict.fromkeys(layers))
     for name in layers:
         check_layer(module, name)
-    acts: dict[str, torch.Tensor] = {}
-    remaining = set(layers)
+    def keep(out: torch.Tensor) -> torch.Tensor:
+        out = out.detach() if detach else out
+        return out.clone() if clone else out
 
-    def make_hook(name: str):
-        def hook(_mod: nn.Module, _inp, out) -> None:
-            if not isinstance(out, torch.Tensor):
-                if strict:
-                    raise TypeError(f"layer {name} returns {type(out).__name__}, not a tensor; "
-                                    "pick one of its submodules")
-                return
-            if detach:
-                out = out.detach()
-            acts[name] = out.clone() if clone else out
-            remaining.discard(name)
-            if stop and not remaining:
-                raise StopForward
-        return hook
-
-    with forward_hooks(module, {name: make_hook(name) for name in layers}), \
+    outputs = LayerOutputs(layers, keep, stop=stop, strict=strict)
+    acts = outputs.found
+    with forward_hooks(module, outputs.hooks()), \
             (eval_mode(module) if eval else nullcontext()):
         try:
             yield acts

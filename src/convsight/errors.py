@@ -35,3 +35,7 @@ class ModelNameError(ConvsightError, ValueError):
 
 class ReceptiveFieldError(ConvsightError, ValueError):
     """A receptive field that cannot be given as one box per unit (or cannot be measured)."""
+
+
+class MissingExtraError(ConvsightError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""

@@ -43,6 +43,47 @@ def forward_hooks(module: nn.Module, hooks: Mapping[str, Hook]) -> Iterator[None
             handle.remove()
 
 
+class LayerOutputs:
+    """Hooks that hand each named layer's output to ``keep`` and store what it returns in
+    ``found[name]``; with ``stop``, the pass ends (``StopForward``) once every layer has run.
+
+    ``keep`` runs inside the hook, before any later in-place op (``ReLU(inplace=True)``) can change
+    the output. Outputs that are not tensors raise ``TypeError`` (``strict``) or are skipped.
+
+    >>> outputs = LayerOutputs(["blocks.3"], lambda out: out.amax())
+    >>> with forward_hooks(module, outputs.hooks()):
+    ...     run_until_stopped(module, x)
+    >>> outputs.found["blocks.3"]
+    """
+
+    def __init__(self, names: list[str], keep: Callable[[torch.Tensor], Any], *,
+                 stop: bool = False, strict: bool = True) -> None:
+        self.names, self.keep, self.stop, self.strict = list(names), keep, stop, strict
+        self.found: dict[str, Any] = {}
+        self.missing: set[str] = set(self.names)
+
+    def reset(self) -> None:
+        """Forget what an earlier forward pass found."""
+        self.found.clear()
+        self.missing = set(self.names)
+
+    def hooks(self) -> dict[str, Hook]:
+        return {name: self._hook(name) for name in self.names}
+
+    def _hook(self, name: str) -> Hook:
+        def hook(_module: nn.Module, _inputs: Any, out: Any) -> None:
+            if not isinstance(out, torch.Tensor):
+                if self.strict:
+                    raise TypeError(f"layer {name} returns {type(out).__name__}, not a tensor; "
+                                    "pick one of its submodules")
+                return
+            self.found[name] = self.keep(out)
+            self.missing.discard(name)
+            if self.stop and not self.missing:
+                raise StopForward
+        return hook
+
+
 def run_until_stopped(module: nn.Module, x: torch.Tensor) -> Any:
     """``module(x)``, treating a hook's ``StopForward`` as a normal end (the output is then None)."""
     try:

@@ -17,8 +17,12 @@ from PIL import Image, ImageFile, ImageOps
 
 from .errors import ImageError
 
-# Pillow's own decompression-bomb limit (about 179 megapixels) is kept; beyond it we refuse.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+# Limits that bound the memory one image can take, whatever its file size: the pixel count and
+# the bytes Pillow needs to decode it (16-bit and float images take 2-4 times the bytes of 8-bit).
+MAX_PIXELS = 64_000_000
+MAX_DECODED_BYTES = 256 * 2**20
+MAX_SIDE = 32_768
+_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm", ".jfif"}
 
@@ -35,7 +39,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if a.dtype == np.uint8:
         pass
     elif a.dtype == np.uint16:
-        a = (a.astype(np.float64) / 257.0).round().astype(np.uint8)
+        a = _sixteen_to_eight(a)
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255
     elif np.issubdtype(a.dtype, np.floating):
@@ -51,13 +55,48 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(a)
 
 
+def _sixteen_to_eight(a: np.ndarray) -> np.ndarray:
+    """16-bit values -> 8-bit, rounded (v / 257), a block of rows at a time so that the 32-bit
+    temporaries stay small whatever the image size."""
+    out = np.empty(a.shape, dtype=np.uint8)
+    rows = max(1, 2**20 // max(1, a[0].size))
+    for start in range(0, a.shape[0], rows):
+        block = a[start:start + rows].astype(np.uint32)
+        out[start:start + rows] = (block + 128) // 257
+    return out
+
+
+def decoded_bytes(width: int, height: int, mode: str) -> int:
+    """Bytes Pillow holds for a decoded image of this size and mode."""
+    try:
+        bands = Image.getmodebands(mode)
+    except (KeyError, ValueError):
+        bands = 4
+    bits = _BITS.get(mode, 8)
+    return width * height * max(1, bands * bits // 8)
+
+
+def check_size(width: int, height: int, mode: str, name: str) -> None:
+    """Raise ``ImageError`` if an image of this size and mode would take too much memory."""
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ImageError(f"{name}: {width}x{height} pixels has a side over the {MAX_SIDE:,} "
+                         "allowed")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{name}: {width}x{height} pixels is more than the {MAX_PIXELS:,} "
+                         "allowed")
+    need = decoded_bytes(width, height, mode)
+    if need > MAX_DECODED_BYTES:
+        raise ImageError(f"{name}: a {width}x{height} {mode} image takes {need / 2**20:,.0f} MiB "
+                         f"to decode; the limit is {MAX_DECODED_BYTES / 2**20:,.0f} MiB")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        if im.mode.startswith("I;16"):
-            a = a / 257.0
-        elif a.max() > 255 or a.min() < 0:
+    if im.mode.startswith("I;16"):
+        im = Image.fromarray(_sixteen_to_eight(np.asarray(im)), "L")
+    if im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float32)
+        if a.max() > 255 or a.min() < 0:
             hi = 65535.0 if a.max() <= 65535 and a.min() >= 0 else float(a.max() - a.min()) or 1.0
             a = (a - (a.min() if hi != 65535.0 else 0)) / hi * 255.0
         elif im.mode == "F" and a.max() <= 1.0:
@@ -95,9 +134,7 @@ def load_image(source: Any) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise ImageError(f"{path}: {im.width}x{im.height} pixels is more than the "
-                                     f"{MAX_PIXELS:,} allowed")
+                check_size(im.width, im.height, im.mode, str(path))
                 previous = ImageFile.LOAD_TRUNCATED_IMAGES
                 ImageFile.LOAD_TRUNCATED_IMAGES = False
                 try:
@@ -119,30 +156,48 @@ def load_image(source: Any) -> Image.Image:
 
 
 def resize_center_crop(im: Image.Image, size: tuple[int, int], ratio: float = 256 / 224) -> Image.Image:
-    """Scale so the crop of ``size`` takes 1/ratio of the shorter side, then crop the centre."""
+    """Scale so the crop of ``size`` takes 1/ratio of the shorter side, then crop the centre.
+
+    Only the crop is computed (Pillow resamples the source box under it), so a very thin image
+    never materialises its scaled-up long side; the result equals resizing the whole image and
+    cropping, up to rounding.
+    """
     h, w = size
     scale = max(h, w) * ratio / min(im.width, im.height)
     new_w, new_h = max(w, round(im.width * scale)), max(h, round(im.height * scale))
-    im = im.resize((new_w, new_h), Image.BICUBIC)
     left, top = (new_w - w) // 2, (new_h - h) // 2
-    return im.crop((left, top, left + w, top + h))
+    sx, sy = im.width / new_w, im.height / new_h
+    box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+    return im.resize((w, h), Image.BICUBIC, box=box)
 
 
 def to_tensor(im: Image.Image, size: tuple[int, int] | None = None,
-              ratio: float = 256 / 224) -> torch.Tensor:
-    """RGB PIL image -> float tensor (3, H, W) in [0, 1], resized and centre-cropped to ``size``."""
+              ratio: float = 256 / 224, channels: int = 3) -> torch.Tensor:
+    """RGB PIL image -> float tensor (C, H, W) in [0, 1], resized and centre-cropped to ``size``.
+
+    ``channels``: 3 for RGB, 1 for gray (ITU-R BT.601 luma, as PIL's ``convert("L")``). Photos
+    have no other channel counts: networks that take them need tensors made by hand.
+    """
+    if channels not in (1, 3):
+        raise ImageError(f"the network takes {channels} input channels, but image files give "
+                         "1 (gray) or 3 (RGB); pass it normalised tensors (N, "
+                         f"{channels}, H, W) instead of images")
     if size is not None:
         im = resize_center_crop(im, size, ratio)
+    if channels == 1:
+        im = im.convert("L")
     a = np.asarray(im, dtype=np.float32) / 255.0
+    if a.ndim == 2:
+        return torch.from_numpy(a.copy())[None].contiguous()
     return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
-    """Tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> PIL image (clipped)."""
+    """Tensor (C, H, W) or (1, C, H, W) in [0, 1], C = 1 or 3 -> PIL image ("L" or "RGB"), clipped."""
     if x.dim() == 4:
         x = x[0]
     a = (x.detach().float().clamp(0, 1).cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return Image.fromarray(a)
+    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
 
 
 SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")

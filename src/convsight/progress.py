@@ -33,8 +33,19 @@ def _interactive(stream: Any) -> bool:
         return False
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel: IPython runs with a kernel attached (ipykernel merely being
+    imported, as by a test runner, is not enough)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules and not _interactive(sys.stderr)
+    return in_notebook() and not _interactive(sys.stderr)
 
 
 class _LogLines:
@@ -73,6 +84,19 @@ class _LogLines:
             self._line()
 
 
+def _notebook_bar(**kwargs: Any) -> Any:
+    """tqdm's widget bar when ipywidgets is there, else its text bar (a notebook redraws it in
+    place), instead of ``tqdm.auto``'s warning about missing widgets."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.notebook import tqdm
+    except ImportError:
+        from tqdm import tqdm
+
+        kwargs.update(file=sys.stderr, mininterval=1.0)  # each redraw is a message to the page
+    return tqdm(**kwargs)
+
+
 @contextmanager
 def progress_bar(total: int | None, desc: str, unit: str = "it", progress: ProgressArg = True,
                  initial: int = 0, leave: bool = True) -> Iterator[Callable[..., None]]:
@@ -81,9 +105,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", progress: Progr
     bar: Any = None
     if progress is True:
         if _in_notebook():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave)
+            bar = _notebook_bar(total=total, initial=initial, desc=desc, unit=unit, leave=leave)
         elif _interactive(sys.stderr) or os.environ.get("CONVSIGHT_PROGRESS") == "bar":
             from tqdm import tqdm
 

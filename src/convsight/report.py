@@ -14,7 +14,9 @@ PosixPath('report.html')
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +27,7 @@ from .atlas import Atlas
 from .models import Network
 from .figures import PatchCutter
 from .pictures import jpeg_bytes, patch_montage, png_bytes
+from .progress import ProgressArg, progress_bar
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2230;
@@ -53,15 +56,14 @@ nav.toc a { margin-right: 14px; }
 def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
                  layers: Sequence[str] | None = None, max_units: int | None = 128,
                  detail_units: int = 3, method: str = "guided", net: Network | None = None,
-                 inline: bool = True, tile: int = 40, progress: bool = True) -> Path:
+                 inline: bool = True, tile: int = 40, progress: ProgressArg = True) -> Path:
     """Write the report of an atlas (an ``Atlas`` or its folder) to ``out_path``; return the path.
 
     ``layers`` (default: all mined layers), ``max_units`` per layer (``None``: all units),
     ``detail_units``: how many units per layer also get the full-size patches beside their
     ``method`` projections (0: none, so no model is needed). ``net`` overrides ``atlas.network()``.
+    ``progress``: True, False or ``fn(done, total)`` (see ``convsight.progress``).
     """
-    from tqdm.auto import tqdm
-
     atlas = atlas_or_dir if isinstance(atlas_or_dir, Atlas) else Atlas.open(atlas_or_dir)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,17 +75,16 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
         net = atlas.network(allow_random=True)
     start = time.time()
     sections = []
-    bar = tqdm(total=sum(_unit_count(atlas, name, max_units) for name in layers),
-               desc="report", unit="unit", disable=not progress)
     cutter = PatchCutter(atlas, net)  # keeps the images for all layers
-    for layer in layers:
-        sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net, assets,
-                                       tile, bar, cutter))
-    bar.close()
+    with progress_bar(sum(_unit_count(atlas, name, max_units) for name in layers), "report",
+                      "unit", progress) as bar:
+        for layer in layers:
+            sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net,
+                                           assets, tile, bar, cutter))
     rows = "".join(
-        f"<tr><td><a href='#{_anchor(name)}'>{html.escape(name)}</a></td>"
-        f"<td>{'x'.join(map(str, atlas.shapes.get(name, ())))}</td>"
-        f"<td>{atlas.channels(name)}</td><td>{_rf_text(atlas, name, net)}</td></tr>"
+        f"<tr><td><a href='#{_anchor(name)}'>{_e(name)}</a></td>"
+        f"<td>{_e('x'.join(map(str, atlas.shapes.get(name, ()))))}</td>"
+        f"<td>{atlas.channels(name)}</td><td>{_e(_rf_text(atlas, name, net))}</td></tr>"
         for name in layers)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -125,9 +126,19 @@ def _unit_count(atlas: Atlas, layer: str, max_units: int | None) -> int:
     return n if max_units is None else min(n, max_units)
 
 
+def _e(value: Any) -> str:
+    """Any value from an atlas file as HTML text or attribute value (quotes escaped too)."""
+    return html.escape(str(value), quote=True)
+
+
 def _anchor(layer: str, channel: int | None = None) -> str:
+    """``layer-blocks-5`` for ``blocks.5``. A shared atlas may name layers anything: names with
+    other characters than letters, digits, '.', '_' and '-' get a safe id with a short hash."""
     base = "layer-" + layer.replace(".", "-")
-    return base if channel is None else f"{base}-{channel}"
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", base):
+        readable = re.sub(r"[^A-Za-z0-9_-]+", "-", base)[:40]
+        base = f"{readable}-{hashlib.sha256(layer.encode('utf-8')).hexdigest()[:8]}"
+    return base if channel is None else f"{base}-{int(channel)}"
 
 
 def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
@@ -153,18 +164,18 @@ def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units
         href = f" href='#{_anchor(layer, c)}'" if c < details else ""
         cells.append(f"<{tag} class='unit'{href}><img src='{assets.url(picture, 'jpeg')}' "
                      f"alt='unit {c}'><b>{c}</b> <span>{value}</span></{tag}>")
-        bar.update(1)
+        bar(1)
     shown = f"units 0-{n - 1} of {total}" if n < total else f"all {total} units"
-    parts = [f"<h2 id='{_anchor(layer)}'>{html.escape(layer)}</h2>",
-             f"<p class='sub'>{shown}; each cell holds a unit's top {atlas.k} patches, strongest "
+    parts = [f"<h2 id='{_anchor(layer)}'>{_e(layer)}</h2>",
+             f"<p class='sub'>{shown}; each cell holds a unit's top {_e(atlas.k)} patches, strongest "
              "first. Click one of the first units for its patches at full size.</p>",
              f"<div class='units'>{''.join(cells)}</div>"]
     for c in range(details):
         figure = np.asarray(atlas.unit_figure(layer, c, net=net, method=method), dtype=np.float32)
         if figure.max() > 1.5:
             figure = figure / 255.0
-        parts.append(f"<div class='detail' id='{_anchor(layer, c)}'><h3>{html.escape(layer)}:{c}"
-                     f"</h3><p class='sub'>top patches with their {html.escape(method)} "
+        parts.append(f"<div class='detail' id='{_anchor(layer, c)}'><h3>{_e(layer)}:{c}"
+                     f"</h3><p class='sub'>top patches with their {_e(method)} "
                      f"projections</p><img src='{assets.url(png_bytes(figure), 'png')}' "
-                     f"alt='{html.escape(layer)}:{c}'></div>")
+                     f"alt='{_e(layer)}:{c}'></div>")
     return "\n".join(parts)

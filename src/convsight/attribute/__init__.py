@@ -52,16 +52,16 @@ _OPTIONS = {
 def image_batch(images: Any, net: Network, who: str = "attribute") -> tuple[torch.Tensor, bool]:
     """(batch (N, C, H, W), whether one image (C, H, W) was given); clear errors otherwise."""
     if not isinstance(images, torch.Tensor):
-        raise ImageError(f"{who} needs a normalised image tensor (N, 3, H, W) or (3, H, W) as "
+        raise ImageError(f"{who} needs a normalised image tensor (N, C, H, W) or (C, H, W) as "
                          f"made by Network.preprocess, got {type(images).__name__}")
     single = images.dim() == 3
     x = images[None] if single else images
     if x.dim() != 4 or x.shape[0] == 0 or not x.is_floating_point():
         raise ImageError(f"{who} needs a float tensor (N, C, H, W) or (C, H, W) with N >= 1, "
                          f"got {images.dtype} of shape {tuple(images.shape)}")
-    if x.shape[1] != len(net.mean):
+    if x.shape[1] != net.channels:
         raise ImageError(f"images have {x.shape[1]} channels but the network takes "
-                         f"{len(net.mean)}; shape {tuple(images.shape)}")
+                         f"{net.channels}; shape {tuple(images.shape)}")
     return x, single
 
 

@@ -7,6 +7,9 @@ not: modules call ``F.relu``), ``F.relu``, ``torch.relu``, ``Tensor.relu``/``rel
 through :class:`~convsight.attribute.rules.Rectify`. No module is swapped and no hook is added, so
 nothing can be left behind, even when the forward pass fails.
 
+Which functions are rectifiers and which are other activations is said once, in
+``convsight.activations``; this module knows how to read their arguments and finds every function
+object of those names (``torch.nn.functional``, ``torch``, ``torch.Tensor``, ``torch._C._nn``).
 Other activations (SiLU, GELU, Hardswish, LeakyReLU, ELU, ...) are counted by name. With
 ``others="gate"`` (default) their output gets the sign gate ``[R > 0]`` of guided backprop and
 deconvnet on top of their own derivative; with ``others="gradient"`` they backpropagate as usual.
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .. import activations
 from ..errors import ConvsightError
 from .rules import RULES, PositiveSignal, Rectify
 
@@ -57,16 +61,19 @@ def _upper(v: Any) -> tuple[bool, float | None]:
     return False, None
 
 
-def _relu(inplace: bool | None) -> Callable[[tuple, dict], Parsed]:
-    """relu-like call: ``inplace`` fixed (True/False) or read from an ``inplace`` argument (None)."""
+def _flag(inplace: bool | None, args: tuple, kwargs: dict, pos: int) -> bool:
+    """In place: fixed by the function (True/False), or read from its ``inplace`` argument (None)."""
+    return bool(_arg(args, kwargs, pos, "inplace", False)) if inplace is None else inplace
+
+
+def _relu(inplace: bool | None, upper: float | None = None) -> Callable[[tuple, dict], Parsed]:
     def parse(args: tuple, kwargs: dict):
-        flag = bool(_arg(args, kwargs, 1, "inplace", False)) if inplace is None else inplace
-        return args[0], None, flag
+        return args[0], upper, _flag(inplace, args, kwargs, 1)
     return parse
 
 
-def _relu6(args: tuple, kwargs: dict):
-    return args[0], 6.0, bool(_arg(args, kwargs, 1, "inplace", False))
+def _relu6(inplace: bool | None) -> Callable[[tuple, dict], Parsed]:
+    return _relu(inplace, 6.0)
 
 
 def _hardtanh(inplace: bool | None) -> Callable[[tuple, dict], Parsed]:
@@ -75,21 +82,21 @@ def _hardtanh(inplace: bool | None) -> Callable[[tuple, dict], Parsed]:
         ok, high = _upper(_arg(args, kwargs, 2, "max_val", 1.0))
         if not (_is_zero(low) and ok and high is not None):
             return None
-        flag = bool(_arg(args, kwargs, 3, "inplace", False)) if inplace is None else inplace
-        return args[0], high, flag
+        return args[0], high, _flag(inplace, args, kwargs, 3)
     return parse
 
 
-def _clamp(inplace: bool) -> Callable[[tuple, dict], Parsed]:
+def _clamp(inplace: bool | None) -> Callable[[tuple, dict], Parsed]:
     def parse(args: tuple, kwargs: dict):
         ok, high = _upper(_arg(args, kwargs, 2, "max", None))
-        return (args[0], high, inplace) if _is_zero(_arg(args, kwargs, 1, "min", None)) and ok else None
+        return (args[0], high, bool(inplace)) if _is_zero(_arg(args, kwargs, 1, "min", None)) and ok \
+            else None
     return parse
 
 
-def _clamp_min(inplace: bool) -> Callable[[tuple, dict], Parsed]:
+def _clamp_min(inplace: bool | None) -> Callable[[tuple, dict], Parsed]:
     def parse(args: tuple, kwargs: dict):
-        return (args[0], None, inplace) if _is_zero(_arg(args, kwargs, 1, "min", None)) else None
+        return (args[0], None, bool(inplace)) if _is_zero(_arg(args, kwargs, 1, "min", None)) else None
     return parse
 
 
@@ -98,50 +105,44 @@ def _threshold(inplace: bool | None) -> Callable[[tuple, dict], Parsed]:
         if not (_is_zero(_arg(args, kwargs, 1, "threshold", None))
                 and _is_zero(_arg(args, kwargs, 2, "value", None))):
             return None
-        flag = bool(_arg(args, kwargs, 3, "inplace", False)) if inplace is None else inplace
-        return args[0], None, flag
+        return args[0], None, _flag(inplace, args, kwargs, 3)
     return parse
 
 
-def _table(entries: list[tuple[object, str, Any]]) -> dict[Any, Any]:
-    """{function object: value} for the (namespace, attribute name, value) entries that exist."""
-    out = {}
-    for space, name, value in entries:
-        func = getattr(space, name, None)
-        if func is not None:
-            out[func] = value
-    return out
+# How to read the arguments of each rectifier and clamp of convsight.activations (None: never one).
+PARSERS: dict[str, Callable[[bool | None], Callable[[tuple, dict], Parsed]] | None] = {
+    "relu": _relu, "relu6": _relu6, "hardtanh": _hardtanh, "threshold": _threshold,
+    "clamp": _clamp, "clip": _clamp, "clamp_min": _clamp_min, "clamp_max": None}
+
+# Where the functions live, and whether a function there without "_" works in place: False, or
+# None when it has an ``inplace`` argument (torch.nn.functional). Names ending in "_" always do.
+SPACES = ((F, None), (torch, False), (torch.Tensor, False), (torch._C._nn, False))
 
 
-T, TB, NN = torch, torch.Tensor, torch._C._nn
-RECTIFIERS: dict[Any, Callable[[tuple, dict], Parsed]] = _table([
-    (F, "relu", _relu(None)), (T, "relu", _relu(False)), (T, "relu_", _relu(True)),
-    (TB, "relu", _relu(False)), (TB, "relu_", _relu(True)),
-    (F, "relu6", _relu6),
-    (F, "hardtanh", _hardtanh(None)), (F, "hardtanh_", _hardtanh(True)),
-    (NN, "hardtanh", _hardtanh(False)),
-    (T, "clamp", _clamp(False)), (T, "clamp_", _clamp(True)), (T, "clip", _clamp(False)),
-    (T, "clip_", _clamp(True)), (TB, "clamp", _clamp(False)), (TB, "clamp_", _clamp(True)),
-    (TB, "clip", _clamp(False)), (TB, "clip_", _clamp(True)),
-    (T, "clamp_min", _clamp_min(False)), (T, "clamp_min_", _clamp_min(True)),
-    (TB, "clamp_min", _clamp_min(False)), (TB, "clamp_min_", _clamp_min(True)),
-    (F, "threshold", _threshold(None)), (T, "threshold", _threshold(False)),
-    (T, "threshold_", _threshold(True)), (F, "threshold_", _threshold(True)),
-])
-# NN.relu6 is torch's own relu6 kernel: clamp(0, 6), same as F.relu6.
-RECTIFIERS[getattr(NN, "relu6", None)] = lambda a, k: (a[0], 6.0, False)
-RECTIFIERS.pop(None, None)
+def _functions(name: str) -> Iterator[tuple[Any, bool | None]]:
+    """Every function object called ``name`` or ``name_`` in SPACES, with its in-place flag."""
+    for space, flag in SPACES:
+        for variant, inplace in ((name, flag), (name + "_", True)):
+            func = getattr(space, variant, None)
+            if func is not None:
+                yield func, inplace
 
-# Activations that are not rectifiers, by the name the warning uses.
-OTHERS: dict[Any, str] = _table([
-    (F, "silu", "SiLU"), (F, "gelu", "GELU"), (F, "hardswish", "Hardswish"),
-    (F, "leaky_relu", "LeakyReLU"), (F, "leaky_relu_", "LeakyReLU"), (F, "elu", "ELU"),
-    (F, "elu_", "ELU"), (F, "selu", "SELU"), (T, "selu", "SELU"), (T, "selu_", "SELU"),
-    (F, "celu", "CELU"), (T, "celu", "CELU"), (F, "mish", "Mish"), (F, "softplus", "Softplus"),
-    (F, "prelu", "PReLU"), (F, "rrelu", "RReLU"), (F, "rrelu_", "RReLU"), (T, "rrelu", "RReLU"),
-    (F, "hardtanh", "Hardtanh"), (F, "hardtanh_", "Hardtanh"), (F, "threshold", "Threshold"),
-    (T, "threshold", "Threshold"),
-])
+
+def _rectifier_table() -> dict[Any, Callable[[tuple, dict], Parsed]]:
+    table: dict[Any, Callable[[tuple, dict], Parsed]] = {}
+    for name in (*activations.RECTIFIERS, *activations.CLAMPS):
+        make = PARSERS[name]  # a KeyError: a new rectifier in convsight.activations needs a parser
+        for func, inplace in _functions(name) if make is not None else ():
+            table.setdefault(func, make(inplace))
+    return table
+
+
+RECTIFIERS = _rectifier_table()
+# Activations counted (and gated) when they do not rectify, by the name the warning uses; a
+# rectifier called with arguments that do not rectify (hardtanh(x, -1, 1)) counts as one of them.
+OTHERS: dict[Any, str] = {func: module
+                          for name, module in {**activations.RECTIFIERS, **activations.OTHERS}.items()
+                          for func, _ in _functions(name)}
 OTHER_RULES = ("gate", "gradient")
 
 

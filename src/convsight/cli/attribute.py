@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("image", help="image file (any format Pillow reads)")
     p.add_argument("--target", action="append", default=None, metavar="T",
-                   help="class:N, prob:N, LAYER:C or LAYER:C@Y,X; repeat for one row per target "
+                   help="class:N, prob:N, LAYER:C, LAYER:C@Y,X or a sum such as "
+                        "'class:281 - class:282' or 'class:281 + 0.5*blocks.5:3'; repeat for one "
+                        "row per target "
                         "(default: the top class)")
     p.add_argument("--methods", default="gradient,guided,deconv",
                    help=f"comma-separated, from {METHOD_NAMES} (default gradient,guided,deconv)")

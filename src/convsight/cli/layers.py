@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, network_from_args
+from .common import add_model_args, field_json, network_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("layers", help="list layers with output shapes and channels")
     add_model_args(p)
+    p.add_argument("--json", action="store_true",
+                   help="print JSON instead of a table: model, input size, channels and per layer "
+                        "name, type, output shape, channels and receptive field (null where none)")
     p.set_defaults(func=run)
 
 
@@ -20,6 +23,17 @@ def run(args: argparse.Namespace) -> int:
     net = network_from_args(args)
     rows = layer_table(net)
     fields = receptive_fields(net)  # layers without a receptive field are left out: "-"
+    if args.json:
+        import json
+
+        print(json.dumps({"model": net.name, "input_size": list(net.input_size),
+                          "input_channels": net.channels,
+                          "layers": [{"name": r.name, "type": r.type,
+                                      "shape": list(r.shape) if r.shape else None,
+                                      "channels": r.channels,
+                                      "receptive_field": field_json(fields.get(r.name))}
+                                     for r in rows]}, indent=1))
+        return 0
     header = ["layer", "type", "output shape", "channels", "rf size", "rf stride"]
     table = []
     for r in rows:

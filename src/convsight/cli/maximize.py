@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, network_from_args
+from .common import add_model_args, add_quiet_arg, network_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="save the optimised pixels as they are (default: each image contrast-stretched "
                         "to its own min..max, as Yosinski's toolbox shows them)")
     p.add_argument("-o", "--out", default="maximize.png", help="output PNG (default maximize.png)")
+    add_quiet_arg(p)
     p.set_defaults(func=run)
 
 
@@ -70,18 +71,17 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .. import maximize
-    from ..pictures import grid, label, minmax_scale, save_png, to_numpy_image, to_uint8
+    from ..pictures import image_grid, save_png, to_uint8
 
     net = network_from_args(args)
     result = maximize(net, args.target, preset=args.preset, steps=args.steps, size=args.size,
-                      seed=args.seed, progress=True, every=args.every, **_parse_knobs(args.set))
+                      seed=args.seed, progress=not args.quiet, every=args.every,
+                      **_parse_knobs(args.set))
     out = Path(args.out)
+    labels = [str(t) for t in result.targets] if len(result.targets) > 1 else None
 
     def picture(images) -> "object":
-        tiles = [to_numpy_image(im) if args.raw else minmax_scale(to_numpy_image(im)) for im in images]
-        if len(tiles) == 1:
-            return tiles[0]
-        return grid([label(t, str(tg)) for t, tg in zip(tiles, result.targets)], ncols=min(len(tiles), 5))
+        return image_grid(images, labels, stretch=not args.raw)
 
     save_png(picture(result.images), out)
     last = result.trace[-1]

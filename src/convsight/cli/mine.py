@@ -1,6 +1,7 @@
 """``convsight mine``: the top-k images of every channel of some layers over a folder of images.
 
     convsight mine photos/ --layers blocks.3,blocks.10 -o atlas
+    torchrun --nproc_per_node=2 -m convsight.cli mine photos/ --layers blocks.3 -o atlas   # CPU, gloo
     torchrun --nproc_per_node=4 -m convsight.cli mine photos/ --layers blocks.3 -o atlas --device cuda
 """
 
@@ -34,25 +35,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import copy
+    import os
+    import sys
     from pathlib import Path
 
     from ..errors import ConvsightError
     from ..mining import mine
+    from ..models import MAX_INPUT_SIDE, check_input_size
     from ..pictures import save_png
 
-    if args.input_size is not None and args.input_size < 8:
-        raise ConvsightError(f"--input-size must be at least 8 pixels, got {args.input_size}")
-    on_cpu = copy.copy(args)
-    on_cpu.device = "cpu"  # mine() places a copy on --device (one GPU per torchrun process)
-    net = network_from_args(on_cpu)
+    if args.input_size is not None and not 8 <= args.input_size <= MAX_INPUT_SIDE:
+        raise ConvsightError(f"--input-size must be 8 to {MAX_INPUT_SIDE} pixels, got "
+                             f"{args.input_size}")
+    # the model stays where it was loaded: mine() runs a copy on --device (under torchrun, a bare
+    # cuda is each process' own GPU)
+    net = network_from_args(argparse.Namespace(**{**vars(args), "device": None}))
     if args.input_size:
-        net.input_size = (args.input_size, args.input_size)
-    atlas = mine(net, args.images, args.layers, k=args.k, batch_size=args.batch_size,
-                 workers=args.workers, device=args.device, out=args.out, resume=args.resume,
-                 progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    import os
-
+        net.input_size = check_input_size(args.input_size)
+    try:
+        atlas = mine(net, args.images, args.layers, k=args.k, batch_size=args.batch_size,
+                     workers=args.workers, device=args.device, out=args.out, resume=args.resume,
+                     progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+    except KeyboardInterrupt:
+        saved = any(Path(args.out).glob("checkpoint*.npz"))
+        print("convsight: interrupted; " + (
+            f"the images mined so far are saved in {args.out}: run the same command with "
+            "--resume to continue" if saved else "nothing was mined yet"), file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"atlas written: {Path(args.out).resolve()} ({atlas.image_count} images, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_quiet_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML page of an atlas")
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="projection of the detailed units (default guided)")
     p.add_argument("--files", action="store_true",
                    help="write pictures to a folder beside the page instead of inlining them")
+    add_quiet_arg(p)
     p.set_defaults(func=run)
 
 
@@ -29,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConvsightError("--max-units and --details must be 0 or more")
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
     path = write_report(args.atlas, args.out, layers=layers, max_units=args.max_units or None,
-                        detail_units=args.details, method=args.method, inline=not args.files)
+                        detail_units=args.details, method=args.method, inline=not args.files,
+                        progress=not args.quiet)
     print(f"report written: {path.resolve()}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, network_from_args
+from .common import add_model_args, field_json, network_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,17 +17,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input height and width in pixels (default: the model's)")
     p.add_argument("--allow-misaligned", action="store_true",
                    help="for layers where paths with different centres meet, give the box covering all")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: model, the field (size, stride, padding, global, input size, "
+                        "grid, method) and, with --unit, the unit and its box")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..receptive import receptive_field
-    from ..capture import layer_shape
-    from ..units import check_unit, parse_unit
 
     net = network_from_args(args)
     size = tuple(args.input_size) if args.input_size else None
     rf = receptive_field(net, args.layer, size, allow_misaligned=args.allow_misaligned)
+    unit_box = _unit_box(net, rf, args.unit, size) if args.unit else None
+    if args.json:
+        import json
+
+        data = {"model": net.name, "field": field_json(rf)}
+        if unit_box:
+            unit, (top, left, bottom, right) = unit_box
+            data["unit"] = {"unit": str(unit), "box": {"top": top, "left": left, "bottom": bottom,
+                                                      "right": right}}
+        print(json.dumps(data, indent=1))
+        return 0
     h, w = rf.input_size
     print(f"{net.name}, input {h}x{w}, layer {rf.layer}")
     if rf.is_global:
@@ -37,20 +49,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"stride   {rf.stride[0]} x {rf.stride[1]}")
         print(f"padding  {rf.padding[0]} x {rf.padding[1]}")
     print(f"method   {rf.method}")
-    if args.unit:
-        from ..errors import UnitError
-
-        unit = parse_unit(f"{rf.layer}:{args.unit}")
-        if size is None:
-            check_unit(unit, tuple(layer_shape(net, rf.layer)))
-        rows, cols = rf.grid or (1, 1)
-        if unit.y is None and (rows, cols) != (1, 1):
-            raise UnitError(f"--unit {args.unit}: give a position too, as C@Y,X")
-        y, x = (unit.y or 0, unit.x or 0)
-        if not (0 <= y < rows and 0 <= x < cols):
-            raise UnitError(f"position ({y}, {x}) is out of range for layer {rf.layer}: "
-                            f"y must be in 0..{rows - 1} and x in 0..{cols - 1}")
-        top, left, bottom, right = rf.box(y, x)
+    if unit_box:
+        unit, (top, left, bottom, right) = unit_box
         print(f"unit {unit}: rows {top}..{bottom}, columns {left}..{right} "
               "(inclusive; may extend past the image)")
     return 0
+
+
+def _unit_box(net, rf, text: str, size) -> tuple:
+    """The unit named by ``--unit C@Y,X`` (checked against the layer) and its box."""
+    from ..capture import layer_shape
+    from ..errors import UnitError
+    from ..units import check_unit, parse_unit
+
+    unit = parse_unit(f"{rf.layer}:{text}")
+    if size is None:
+        check_unit(unit, tuple(layer_shape(net, rf.layer)))
+    rows, cols = rf.grid or (1, 1)
+    if unit.y is None and (rows, cols) != (1, 1):
+        raise UnitError(f"--unit {text}: give a position too, as C@Y,X")
+    y, x = (unit.y or 0, unit.x or 0)
+    if not (0 <= y < rows and 0 <= x < cols):
+        raise UnitError(f"position ({y}, {x}) is out of range for layer {rf.layer}: "
+                        f"y must be in 0..{rows - 1} and x in 0..{cols - 1}")
+    return unit, rf.box(y, x)

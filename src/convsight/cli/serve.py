@@ -16,9 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="atlas folder written by `convsight mine` (optional with --model)")
     add_model_args(p)
     p.set_defaults(model=None)  # no --model: the atlas's own model
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this computer only)")
+                   help="address to bind (default 127.0.0.1: this computer only; 0.0.0.0 lets "
+                        "other machines in, and the explorer has no authentication)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests that name the server NAME (a name it is reached "
+                        "by through a proxy or DNS; repeatable). Others are refused, so that "
+                        "web pages cannot reach it through DNS rebinding")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="folder for cached pictures (default ~/.cache/convsight/web/...)")
     p.add_argument("--synth-steps", type=int, default=64,
@@ -31,20 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..errors import ConvsightError
+    from ..models import on_device
     from ..web import SynthesisSettings, serve
+    from ..web.guard import allowed_names
+    from ..web.server import bind
     from .common import network_from_args
 
     if args.atlas is None and args.model is None:
         raise ConvsightError("give an atlas folder (convsight serve ATLAS_DIR) or a model "
                              "(convsight serve --model efficientnet_lite0)")
-    if not 0 < args.port < 65536:
-        raise ConvsightError(f"port {args.port} is not valid: use 1..65535")
+    if not 0 <= args.port < 65536:
+        raise ConvsightError(f"port {args.port} is not valid: use 1..65535 (or 0 for a free one)")
     if args.synth_steps < 1 or args.synth_size < 16:
         raise ConvsightError("--synth-steps must be at least 1 and --synth-size at least 16")
+    allowed_names(args.allow_host)  # a bad name, device or busy port is told before loading
+    on_device(torch.nn.Linear(1, 1), args.device)
+    bind(args.host, args.port).close()
     net = network_from_args(args) if args.model is not None else None
     settings = SynthesisSettings(preset=args.synth_preset, steps=args.synth_steps,
                                  size=args.synth_size)
     serve(args.atlas, net, host=args.host, port=args.port, cache_dir=args.cache,
-          synthesis=settings)
+          synthesis=settings, allowed_hosts=args.allow_host, device=args.device)
     return 0

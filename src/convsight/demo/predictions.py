@@ -21,7 +21,7 @@ def section(net: Network, out: Path, quick: bool) -> str:
     cards = []
     for (name, _), xi, p in zip(photos.items(), x, probs):
         save_png(net.denormalize(xi[None])[0].permute(1, 2, 0).cpu().numpy(), out / f"photo_{name}.png")
-        values, idx = p.topk(5)
+        values, idx = p.topk(min(5, p.shape[-1]))  # networks with fewer classes too
         rows = "".join(f"<tr><td>{html.escape(net.class_name(int(i)))}</td><td>{float(v):.3f}</td></tr>"
                        for v, i in zip(values, idx))
         cards.append(f'<div class="card"><img src="photo_{name}.png" alt="{name}">'

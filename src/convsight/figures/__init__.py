@@ -8,9 +8,9 @@
 >>> img = convsight.figures.attribution_figure(net, "cat.jpg", ["class:281", "blocks.10:5"])
 """
 
-from .atlas import PatchCutter, default_tile, layer_grid, unit_figure
+from .atlas import PatchCutter, atlas_html, default_tile, layer_grid, unit_figure
 from .attribution import attribution_figure
 from .filters import filter_grid
 
-__all__ = ["PatchCutter", "attribution_figure", "default_tile", "filter_grid", "layer_grid",
-           "unit_figure"]
+__all__ = ["PatchCutter", "atlas_html", "attribution_figure", "default_tile", "filter_grid",
+           "layer_grid", "unit_figure"]

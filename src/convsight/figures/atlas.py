@@ -130,3 +130,36 @@ def unit_figure(atlas: Any, layer: str, channel: int, net: Any = None, method: s
     if not tiles:
         raise ConvsightError(f"{layer}:{channel} has no hits in this atlas")
     return label(grid(tiles, ncols=3, pad=4), f"{layer}:{channel}   patch | {method} projection")
+
+
+def atlas_html(atlas: Any, units: int = 4, net: Any = None, max_layers: int = 12) -> str:
+    """An atlas in a few lines of HTML (a notebook shows it): what was mined, then per layer its
+    shape, receptive field and the top patches of its first ``units`` units.
+
+    Pictures that cannot be drawn (a custom model that cannot be rebuilt by name, images gone)
+    are replaced by the reason, so the summary always shows.
+    """
+    import base64
+    import html
+
+    from ..pictures import png_bytes
+
+    head = (f"<b>Atlas</b> of {html.escape(atlas.model_name)}: top {atlas.k} of "
+            f"{atlas.image_count} images, input {atlas.input_size[0]}x{atlas.input_size[1]}"
+            f"{f', {len(atlas.skipped)} skipped' if atlas.skipped else ''}")
+    rows = []
+    for layer in atlas.layers[:max_layers]:
+        shape = "x".join(map(str, atlas.shapes.get(layer, ())))
+        try:
+            rf = atlas.receptive_field(layer, net)
+            picture = layer_grid(atlas, layer, max_units=units, net=net, tile=40)
+            data = base64.b64encode(png_bytes(picture)).decode("ascii")
+            body = (f"receptive field {rf.caption()}; units 0-{min(units, atlas.channels(layer)) - 1}"
+                    f"<br><img src='data:image/png;base64,{data}' alt='top patches of {html.escape(layer)}'>")
+        except ConvsightError as exc:
+            body = f"<i>no pictures: {html.escape(str(exc))}</i>"
+        rows.append(f"<div style='margin:.5em 0'><code>{html.escape(layer)}</code> {shape}, "
+                    f"{atlas.channels(layer)} units; {body}</div>")
+    more = len(atlas.layers) - max_layers
+    tail = f"<div>... and {more} more layers</div>" if more > 0 else ""
+    return f"<div>{head}{''.join(rows)}{tail}</div>"

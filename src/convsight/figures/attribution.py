@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from ..attribute import attribute
 from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import as_network
-from ..pictures import grid, label, render_attribution
+from ..pictures import Picture, grid, label, render_attribution, to_numpy_image, upscale
 from ..targets import Target, parse_target, with_top_class
 
+MIN_SIDE = 96  # pictures of smaller inputs are enlarged by a whole factor (nearest neighbour)
 TITLES = {"gradient": "gradient", "guided": "guided backprop", "deconv": "deconvnet",
           "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "guided-gradcam": "guided Grad-CAM"}
 
@@ -32,11 +32,12 @@ def _target_text(net, given: Target | None, resolved: Target) -> str:
 
 def attribution_figure(net: Any, image: Any, targets: Any = None,
                        methods: Sequence[str] = ("gradient", "guided", "deconv"),
-                       kind: str = "rgb", layer: str | None = None) -> np.ndarray:
-    """Rows of (image, one attribution per method) for each target -> float (H, W, 3) picture.
+                       kind: str = "rgb", layer: str | None = None) -> Picture:
+    """Rows of (image, one attribution per method) for each target -> float (H, W, 3) picture
+    (a ``Picture``: a notebook displays it). Inputs under 96 px are drawn enlarged.
 
     ``image``: a path, PIL image or array (preprocessed for the network), or a normalised tensor
-    (3, H, W). ``targets``: one target or a list (None: the top class). Gradient-like methods are
+    (C, H, W). ``targets``: one target or a list (None: the top class). Gradient-like methods are
     drawn with ``kind`` (see ``render_attribution``); Grad-CAM as a heatmap over the image.
     """
     net = as_network(net)
@@ -60,17 +61,19 @@ def attribution_figure(net: Any, image: Any, targets: Any = None,
         with torch.no_grad(), eval_mode(net.module):
             top = with_top_class([None], net.module(x))[0]
         resolved = [top if t is None else t for t in targets]
-    photo = np.clip(net.denormalize(x)[0].permute(1, 2, 0).detach().cpu().numpy(), 0, 1)
+    photo = to_numpy_image(net.denormalize(x)[0].clamp(0, 1))  # (H, W, 3), or (H, W) if gray
+    # small inputs (an MNIST-sized network) are enlarged so that pictures and captions can be read
+    factor = -(-MIN_SIDE // min(photo.shape[:2]))
     columns = {}
     for m in methods:
         kw = {"layer": layer} if m in ("gradcam", "guided-gradcam") and layer else {}
         columns[m] = attribute(net, batch, targets, method=m, **kw)
     tiles = []
     for i, t in enumerate(targets):
-        tiles.append(label(photo, _target_text(net, t, resolved[i])))
+        tiles.append(label(upscale(photo, factor), _target_text(net, t, resolved[i])))
         for m in methods:
             a = columns[m][i]
             pic = (render_attribution(a, "heatmap", image=photo) if m == "gradcam"
                    else render_attribution(a, kind))
-            tiles.append(label(pic, TITLES.get(m, m)))
+            tiles.append(label(upscale(pic, factor), TITLES.get(m, m)))
     return grid(tiles, ncols=1 + len(methods), pad=4)

@@ -38,7 +38,7 @@ class ImageSource(Dataset):
             item = self.items[i]
             if isinstance(item, (tuple, list)) and len(item) >= 1 and not isinstance(item[0], (int, float)):
                 item = item[0]  # (image, label) pairs
-            x = to_tensor(load_image(item), self.size, self.ratio)
+            x = to_tensor(load_image(item), self.size, self.ratio, self.mean.shape[0])
             return i, (x - self.mean) / self.std, None
         except ImageError as exc:
             return i, None, str(exc)

@@ -2,7 +2,7 @@
 
 The reduction runs inside the forward hook, before any later in-place operation
 (``ReLU(inplace=True)``) can overwrite the layer's output, and without copying it. The forward
-pass ends as soon as the deepest listed layer has run (``capture``'s ``StopForward``).
+pass ends as soon as the deepest listed layer has run (``hooks.StopForward``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from ..hooks import StopForward, forward_hooks, run_until_stopped
+from ..hooks import LayerOutputs, forward_hooks, run_until_stopped
 from ..units import check_layer
 from .topk import channel_maxima
 
@@ -29,28 +29,15 @@ def layer_maxima(module: nn.Module, layers: list[str], stop: bool = True
     """
     for name in layers:
         check_layer(module, name)
-    found: Maxima = {}
-    remaining: set[str] = set()
-
-    def make_hook(name: str):
-        def hook(_mod: nn.Module, _inp, out) -> None:
-            if not isinstance(out, torch.Tensor):
-                raise TypeError(f"layer {name} returns {type(out).__name__}, not a tensor; "
-                                "pick one of its submodules")
-            found[name] = channel_maxima(out)
-            remaining.discard(name)
-            if stop and not remaining:
-                raise StopForward
-        return hook
+    outputs = LayerOutputs(layers, channel_maxima, stop=stop)
 
     def run(x: torch.Tensor) -> Maxima:
-        found.clear()
-        remaining.update(layers)
+        outputs.reset()
         run_until_stopped(module, x)
-        if remaining:
-            raise RuntimeError(f"layers {', '.join(sorted(remaining))} did not run during the "
-                               "forward pass")
-        return dict(found)
+        if outputs.missing:
+            raise RuntimeError(f"layers {', '.join(sorted(outputs.missing))} did not run during "
+                               "the forward pass")
+        return dict(outputs.found)
 
-    with forward_hooks(module, {name: make_hook(name) for name in layers}):
+    with forward_hooks(module, outputs.hooks()):
         yield run

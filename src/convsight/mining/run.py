@@ -1,9 +1,12 @@
-"""``mine``: the top-k images of every channel of some layers over a dataset, in one streaming pass."""
+"""``mine``: the top-k images of every channel of some layers over a dataset, in one streaming pass.
+
+``mine`` checks its arguments and joins the pieces: the process group and device (``distributed``,
+``models.on_device``), where to start (``checkpoint.starting_point``), the pass over this process'
+shard (``stream.mine_batches``) and the merge into an Atlas (``merge.merged_atlas``).
+"""
 
 from __future__ import annotations
 
-import copy
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,21 +15,15 @@ import torch
 from ..atlas import Atlas
 from ..capture import capture, eval_mode
 from ..errors import ConvsightError
-from ..models import Network, as_network, weights_fingerprint
+from ..models import Network, as_network, check_input_size, on_device, weights_fingerprint
+from ..progress import ProgressArg, progress_bar
 from ..units import check_layer
-from .checkpoint import checkpoint_path, config_mismatch, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoints, State, starting_point
 from .data import ImageSource, fingerprint, make_loader, resolve_images
-from .distributed import gather_objects, join, merge_across
-from .reduce import layer_maxima
-from .topk import EMPTY, TopK
-
-ATLAS_FILES = ("atlas.json", "top.npz", "images.json")
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
+from .distributed import Group, join
+from .merge import dataset_of, merged_atlas
+from .stream import mine_batches
+from .topk import TopK
 
 
 def _layer_list(net: Network, layers: str | Sequence[str]) -> list[str]:
@@ -47,6 +44,30 @@ def _check_counts(k: int, batch_size: int, workers: int) -> None:
             raise ConvsightError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def _requested_device(net: Network, device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return net.device
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, TypeError):
+        on_device(net, device)  # raises the ConvsightError that names valid devices
+        raise
+    if wanted.type == "cuda" and not torch.cuda.is_available():  # before torchrun picks NCCL
+        raise ConvsightError(f"cannot use device {str(device)!r}: this machine has no CUDA GPU "
+                             "(leave out --device to mine on the CPU; under torchrun the "
+                             "processes then talk over gloo)")
+    return wanted
+
+
+def _placed(net: Network, device: torch.device, group: Group) -> tuple[Network, torch.device]:
+    """The network on the device this process mines on, and that device: a bare ``cuda`` means
+    this process' own GPU under torchrun (``LOCAL_RANK``), else the current one. The user's model
+    never moves (``on_device`` copies it)."""
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", group.local_rank if group.active else torch.cuda.current_device())
+    return on_device(net, device), device
+
+
 def _layer_shapes(module: torch.nn.Module, layers: list[str], size: tuple[int, int],
                   channels: int, device: torch.device) -> dict[str, tuple[int, ...]]:
     with capture(module, layers, clone=False, stop=True) as acts, torch.no_grad():
@@ -58,9 +79,18 @@ def _layer_shapes(module: torch.nn.Module, layers: list[str], size: tuple[int, i
     return {name: tuple(acts[name].shape[1:]) for name in layers}
 
 
+def _config(net: Network, layers: list[str], k: int, paths: list[str], world: int) -> dict[str, Any]:
+    """What makes a run this run: a checkpoint or atlas with another config is not resumed."""
+    return {"layers": layers, "k": k, "images": fingerprint(paths), "image_count": len(paths),
+            "model": net.name, "weights": str(net.info.get("weights", "")),
+            "checksum": weights_fingerprint(net.module), "input_size": list(net.input_size),
+            "resize_ratio": net.resize_ratio, "mean": list(net.mean), "std": list(net.std),
+            "processes": world}
+
+
 def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[str], k: int = 9,
          batch_size: int = 32, workers: int = 0, device: str | torch.device | None = None,
-         out: str | Path | None = None, resume: bool = False, progress: bool = True,
+         out: str | Path | None = None, resume: bool = False, progress: ProgressArg = True,
          checkpoint_every: float = 60.0) -> Atlas:
     """Find the top-k images of every channel of ``layers`` over ``images``; return an ``Atlas``.
 
@@ -70,132 +100,49 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
     resume points or process count. With ``out`` the atlas is saved there and a checkpoint is
     written atomically every ``checkpoint_every`` seconds (0: after every batch) and on Ctrl-C;
     ``resume=True`` continues from it. Under ``torchrun`` the images are sharded across processes.
+    ``device`` runs a copy of the model there (yours never moves; under torchrun a bare ``cuda`` is
+    each process' own GPU). ``progress``: True draws a bar (on process 0 only), False nothing, and
+    a callable ``fn(done, total)`` is called with the images of this process' shard done so far.
 
     >>> atlas = mine(convsight.load_model(), "photos/", ["blocks.3", "blocks.10"], out="atlas")
     >>> atlas.top("blocks.3", 5)[0]
     Hit(image=17, path='photos/cat/017.jpg', y=12, x=3, value=9.81)
     """
     net = as_network(model)
+    check_input_size(net.input_size)  # also when set on the Network after it was made
     layers = _layer_list(net, layers)
     _check_counts(k, batch_size, workers)
     if resume and out is None:
         raise ConvsightError("resume=True needs out=FOLDER, where the checkpoint was written")
     items, paths = resolve_images(images)
-
-    device = torch.device(device) if device is not None else net.device
-    group = join(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", group.local_rank if group.active else torch.cuda.current_device())
-    module = net.module
-    if device != net.device:  # never move the user's model: mine with a copy on that device
-        try:
-            module = copy.deepcopy(net.module).to(device)
-        except (RuntimeError, AssertionError) as exc:
-            raise ConvsightError(f"cannot use device {device}: {exc}") from None
-
-    weights_source = str(net.info.get("weights", ""))
-    weights_file = str(Path(weights_source).resolve()) if weights_source and Path(weights_source).is_file() else None
-    config = {"layers": layers, "k": k, "images": fingerprint(paths), "image_count": len(paths),
-              "model": net.name, "weights": weights_source, "checksum": weights_fingerprint(net.module),
-              "input_size": list(net.input_size), "resize_ratio": net.resize_ratio,
-              "mean": list(net.mean), "std": list(net.std), "processes": group.world}
     out = Path(out) if out is not None else None
-    ckpt = checkpoint_path(out, group.rank, group.world) if out is not None else None
-
-    def make_atlas(tops: dict[str, TopK], skipped: list[tuple[int, str]], shapes) -> Atlas:
-        arrays = {}
-        for name, top in tops.items():
-            image = top.image.clone()
-            image[image == EMPTY] = -1
-            arrays[name] = {"value": top.value.numpy(), "image": image.numpy(),
-                            "y": top.y.to(torch.int32).numpy(), "x": top.x.to(torch.int32).numpy()}
-        return Atlas(arrays, shapes, k, paths, [(paths[i], reason) for i, reason in sorted(skipped)],
-                     model_name=net.name, weights=weights_file, weights_source=weights_source,
-                     mean=net.mean, std=net.std, input_size=net.input_size,
-                     resize_ratio=net.resize_ratio,
-                     source=None if isinstance(images, (str, Path)) else images,
-                     info={"convsight_version": _version(),
-                           "source": str(images) if isinstance(images, (str, Path)) else type(images).__name__})
-
+    wanted = _requested_device(net, device)
+    group = join(wanted)
     try:
-        with eval_mode(module):  # batch norm in train mode would rewrite its running statistics
-            shapes = _layer_shapes(module, layers, net.input_size, len(net.mean), device)
-            tops = {name: TopK(shapes[name][0], k) for name in layers}
-            done, skipped = 0, []
-            if resume and ckpt is not None and ckpt.is_file():
-                tops, meta = load_checkpoint(ckpt, layers)
-                problem = config_mismatch(meta["config"], config)
-                if problem:
-                    raise ConvsightError(f"the checkpoint in {out} is from a different run ({problem}); "
-                                         "run without resume to start again")
-                done, skipped = int(meta["done"]), [tuple(s) for s in meta["skipped"]]
-            elif resume and out is not None and (out / "atlas.json").is_file():
-                finished = Atlas.open(out)
-                problem = config_mismatch(finished.info.get("config", {}), config)
-                if problem:
-                    raise ConvsightError(f"the atlas in {out} is from a different run ({problem}); "
-                                         "run without resume to start again")
-                finished.source = None if isinstance(images, (str, Path)) else images
-                return finished
-            elif out is not None and group.rank == 0:
-                out.mkdir(parents=True, exist_ok=True)
-                for name in ATLAS_FILES:  # a stale atlas must not pass for this run's result
-                    (out / name).unlink(missing_ok=True)
-            if out is not None:
-                out.mkdir(parents=True, exist_ok=True)
-
+        runner, device = _placed(net, wanted, group)
+        config = _config(net, layers, k, paths, group.world)
+        checkpoints = Checkpoints(out, group.rank, group.world, config, checkpoint_every)
+        with eval_mode(runner.module):  # batch norm in train mode would rewrite its running statistics
+            shapes = _layer_shapes(runner.module, layers, net.input_size, len(net.mean), device)
+            state = starting_point(out, resume, checkpoints,
+                                   State({name: TopK(shapes[name][0], k) for name in layers}), group.rank)
+            if isinstance(state, Atlas):  # resuming a run that had finished: its atlas
+                state.source = dataset_of(images)
+                return state
             shard = list(range(group.rank, len(paths), group.world))
             source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
-            loader = make_loader(source, shard[done:], batch_size, workers,
+            loader = make_loader(source, shard[state.done:], batch_size, workers,
                                  pin_memory=device.type == "cuda")
-
-            def checkpoint() -> None:
-                if ckpt is not None:
-                    save_checkpoint(ckpt, tops, {"config": config, "done": done,
-                                                 "skipped": [list(s) for s in skipped]})
-
-            from tqdm.auto import tqdm
-
             desc = "mining" + (f" (process {group.rank} of {group.world})" if group.active else "")
-            bar = tqdm(total=len(shard), initial=done, unit="img", desc=desc, smoothing=0.1,
-                       disable=not progress or group.rank != 0)
-            last = time.monotonic()
-            consistent = True  # False while a batch is half added: no checkpoint may be taken then
-            try:
-                with layer_maxima(module, layers, stop=True) as run, torch.no_grad():
-                    for ids, batch, bad in loader:
-                        found = run(batch.to(device, non_blocking=True)) if batch is not None else {}
-                        consistent = False
-                        for name in found:
-                            tops[name].update(ids, *found[name])
-                        skipped.extend(bad)
-                        done += len(ids) + len(bad)
-                        consistent = True
-                        bar.update(len(ids) + len(bad))
-                        if bad:
-                            bar.set_postfix(skipped=len(skipped))
-                        if ckpt is not None and time.monotonic() - last >= checkpoint_every:
-                            checkpoint()
-                            last = time.monotonic()
-            except KeyboardInterrupt:
-                if consistent:  # else the last periodic checkpoint stands
-                    checkpoint()  # the batches finished so far are kept; resume=True continues
-                raise
-            finally:
-                bar.close()
-
-            merge_across(group, tops, device)
-            skipped = sorted(tuple(s) for part in gather_objects(group, skipped) for s in part)
-            if len(skipped) == len(paths):
-                raise ConvsightError(f"none of the {len(paths)} images could be read; the first: "
-                                     f"{paths[skipped[0][0]]}: {skipped[0][1]}")
-            atlas = make_atlas(tops, skipped, shapes)
-            atlas.info["config"] = config
+            with progress_bar(len(shard), desc, "img", progress if group.rank == 0 else False,
+                              initial=state.done) as report:
+                mine_batches(runner.module, layers, loader, device, state, checkpoints, report)
+            atlas = merged_atlas(group, state, device, net, images, paths, shapes, k, config)
             if out is not None:
                 if group.rank == 0:
                     atlas.save(out)
                 group.barrier()
-                ckpt.unlink(missing_ok=True)
+                checkpoints.remove()
             return atlas
     finally:
         group.close()

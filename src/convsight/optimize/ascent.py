@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import ConvsightError, UnitError
 from ..models import Network, as_network, on_device
+from ..pictures import Picture, image_grid, png_bytes
 from ..progress import ProgressArg, progress_bar
 from ..targets import Target, evaluate, parse_target
 from . import regularizers as reg
@@ -33,7 +34,7 @@ from .transforms import no_transforms, standard_transforms
 class Synthesis:
     """What ``maximize`` returns.
 
-    ``images`` (N, 3, H, W) in [0, 1], one per target; ``trace`` (steps, N) the target value at
+    ``images`` (N, C, H, W) in [0, 1], one per target; ``trace`` (steps, N) the target value at
     each step (under that step's random transform, if any); ``targets`` the parsed targets;
     ``frames`` the images at steps 0, every, 2*every ... and the last step (the result), when
     ``every`` was given (``frame_steps`` says which).
@@ -54,6 +55,16 @@ class Synthesis:
         steps = self.trace.shape[0]
         at = list(range(0, steps, self.every))
         return at + ([steps - 1] if (steps - 1) % self.every else [])
+
+    def picture(self, stretch: bool = True, labels: bool = True) -> Picture:
+        """The images side by side, each captioned with its target and final value, and (by
+        default) contrast-stretched to its own min..max, as Yosinski's toolbox shows them.
+        Images under 128 px are enlarged (nearest neighbour) so that they can be seen."""
+        text = [f"{t}: {float(v):.3g}" for t, v in zip(self.targets, self.trace[-1])] if labels else None
+        return image_grid(self.images, text, stretch=stretch, min_side=128)
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.picture())
 
 
 def _parse_targets(targets: object) -> list[Target]:
@@ -101,9 +112,6 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     if every is not None and (not isinstance(every, int) or every < 1):
         raise ConvsightError(f"every={every!r} is not valid: use a whole number of steps >= 1")
     parsed = _parse_targets(targets)
-    if len(net.mean) != 3:
-        raise ConvsightError(f"maximize makes RGB images; the network expects {len(net.mean)} "
-                             "channels (its mean has that many values)")
     generator = torch.Generator().manual_seed(int(seed))
     with progress_bar(s.steps, f"maximize ({preset})", "step", progress, leave=False) as report:
         return _ascend(net, parsed, s, generator, every, report)
@@ -121,7 +129,8 @@ def _ascend(net: Network, targets: list[Target], s: Settings, generator: torch.G
             n, h, w, net.mean, init=s.init, sd=s.init_sd, generator=generator, device=dev)
     else:
         param = FourierImage(n, h, w, sd=s.init_sd, decay_power=s.fourier_decay,
-                             decorrelate=s.decorrelate, generator=generator, device=dev)
+                             decorrelate=s.decorrelate, generator=generator, device=dev,
+                             channels=net.channels)
     transform = standard_transforms() if s.transforms == "standard" else no_transforms()
     x = param.tensor.detach().clone()
     adam = torch.optim.Adam([x], lr=s.lr) if s.optimizer == "adam" else None

@@ -5,6 +5,11 @@
 - ``FourierImage``: a scaled spectrum per channel -> inverse FFT -> optional colour decorrelation ->
   sigmoid (Olah et al. 2017). Low frequencies get larger steps, so images come out smoother.
 
+Any channel count works. Colour decorrelation is about RGB only (the square root of ImageNet's
+colour correlation), so other channel counts skip it: a gray image is its own luminance, and the
+luminance column of the normalised matrix has norm 1, so gray images keep the scale that the
+luminance of RGB ones gets.
+
 >>> p = FourierImage(2, 64, 64, generator=torch.Generator().manual_seed(0))
 >>> p.image().shape
 torch.Size([2, 3, 64, 64])
@@ -58,16 +63,17 @@ class FourierImage:
 
     def __init__(self, n: int, h: int, w: int, *, sd: float = 0.01, decay_power: float = 1.0,
                  decorrelate: bool = True, generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", channels: int = 3) -> None:
         self.h, self.w = h, w
         fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
         fx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :]
         freqs = torch.sqrt(fx * fx + fy * fy)
         scale = 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay_power
         self.scale = scale.to(torch.float32).to(device)[None, None, :, :, None]
-        spectrum = torch.randn((n, 3) + tuple(freqs.shape) + (2,), generator=generator) * sd
+        spectrum = torch.randn((n, channels) + tuple(freqs.shape) + (2,), generator=generator) * sd
         self.x = spectrum.to(device)
-        self.matrix = decorrelation_matrix().to(torch.float32).to(device) if decorrelate else None
+        rgb = decorrelate and channels == 3  # the matrix is RGB's (module docstring)
+        self.matrix = decorrelation_matrix().to(torch.float32).to(device) if rgb else None
 
     @property
     def tensor(self) -> torch.Tensor:

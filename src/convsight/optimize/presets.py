@@ -5,7 +5,8 @@ A preset is a complete ``Settings``; any knob can be overridden on its own:
 >>> settings_for("yosinski-3", steps=200, blur_radius=0.5).blur_every
 4
 
-Presets (REFERENCES.md §5, §6 and Simonyan et al. 2013):
+Presets (Yosinski et al. 2015, "Understanding Neural Networks Through Deep Visualization",
+Table 1; Olah et al. 2017, "Feature Visualization"; Simonyan et al. 2013):
 
 - ``yosinski-1`` .. ``yosinski-4``: the four settings of Yosinski et al. 2015, Table 1, on an image
   in [0, 255] around the mean, started from N(0, 10) noise, plain gradient steps.

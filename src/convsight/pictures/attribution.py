@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConvsightError
-from .canvas import diverging, to_numpy_image
+from .canvas import Picture, diverging, to_numpy_image
 
 KINDS = ("signed", "saliency", "rgb", "heatmap")
 
@@ -71,13 +71,18 @@ def _image_like(image: Any, h: int, w: int) -> np.ndarray:
 
 
 def render_attribution(attr: Any, kind: str = "signed", image: Any = None,
-                       percentile: float = 99.5, alpha: float = 0.5) -> np.ndarray:
-    """One attribution (3, H, W) or (1, H, W) -> float (H, W, 3) picture in [0, 1].
+                       percentile: float = 99.5, alpha: float = 0.5) -> Picture:
+    """One attribution (C, H, W) or (H, W) -> float (H, W, 3) ``Picture`` in [0, 1].
 
+    A gray network's attribution (1, H, W) shows in ``"rgb"`` as gray (zero is mid-grey).
     ``image`` (for ``"heatmap"``): the photo in [0, 1] as (H, W, 3) array, (3, H, W) tensor or
     PIL image (use ``net.denormalize`` on a model input first); the map is blended over it with
     weight ``alpha``.
     """
+    return Picture(_render(attr, kind, image, percentile, alpha))
+
+
+def _render(attr: Any, kind: str, image: Any, percentile: float, alpha: float) -> np.ndarray:
     if kind not in KINDS:
         raise ConvsightError(f"unknown attribution display {kind!r}: valid kinds are {', '.join(KINDS)}")
     if not 0 < percentile <= 100:

@@ -1,7 +1,8 @@
 """The canvas: scaling values to [0, 1], grids of tiles, captions, colour maps, PNG/JPEG bytes.
 
 Images are float arrays in [0, 1] shaped (H, W, 3) or (H, W) unless said otherwise; PIL images
-are accepted wherever a picture is written or encoded.
+are accepted wherever a picture is written or encoded. Finished pictures are ``Picture`` arrays:
+NumPy arrays that a notebook (IPython, Jupyter) displays as PNG.
 """
 
 from __future__ import annotations
@@ -13,6 +14,27 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+
+class Picture(np.ndarray):
+    """A float image (H, W) or (H, W, 3) in [0, 1] that displays itself in a notebook.
+
+    Otherwise an ordinary ``np.ndarray`` (a view, no copy): every caller that took arrays still
+    works. ``Picture(array)`` wraps any array; ``save(path)`` writes a PNG.
+    """
+
+    def __new__(cls, array: np.ndarray) -> "Picture":
+        return np.asarray(array).view(cls)
+
+    def _repr_png_(self) -> bytes | None:
+        a = np.asarray(self)
+        if a.size == 0 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+            return None  # not an image (a slice, a reduction): shown as text
+        return png_bytes(a)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the picture as a PNG file (folders are created); return the path."""
+        return save_png(np.asarray(self), path)
 
 
 def to_numpy_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -54,6 +76,8 @@ def grid(tiles: Sequence[np.ndarray], ncols: int | None = None, pad: int = 2,
     if not tiles:
         raise ValueError("grid needs at least one tile")
     tiles = [np.asarray(t, dtype=np.float32) for t in tiles]
+    if any(t.ndim == 3 and t.shape[-1] == 1 for t in tiles):
+        tiles = [t[..., 0] if t.ndim == 3 and t.shape[-1] == 1 else t for t in tiles]
     rgb = any(t.ndim == 3 for t in tiles)
     tiles = [np.repeat(t[..., None], 3, axis=2) if rgb and t.ndim == 2 else t for t in tiles]
     h = max(t.shape[0] for t in tiles)
@@ -67,7 +91,7 @@ def grid(tiles: Sequence[np.ndarray], ncols: int | None = None, pad: int = 2,
         r, c = divmod(i, ncols)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y:y + t.shape[0], x:x + t.shape[1]] = t
-    return out
+    return Picture(out)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -81,6 +105,8 @@ def as_pil(img: Image.Image | np.ndarray | torch.Tensor) -> Image.Image:
     if isinstance(img, torch.Tensor):
         img = to_numpy_image(img)
     a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] == 1:  # a gray image with its channel axis kept
+        a = a[..., 0]
     return Image.fromarray(a if a.dtype == np.uint8 else to_uint8(a))
 
 
@@ -121,12 +147,14 @@ def font(size: int = 12) -> ImageFont.ImageFont:
 
 
 def label(img: np.ndarray, text: str, height: int = 16, size: int = 12) -> np.ndarray:
-    """Add a caption strip above an image."""
+    """Add a caption strip above an image (float (H, W[, 1 or 3]) in [0, 1])."""
+    img = np.asarray(img)
+    img = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
     pil = Image.fromarray(to_uint8(img if img.ndim == 3 else np.repeat(img[..., None], 3, 2)))
     out = Image.new("RGB", (pil.width, pil.height + height), "white")
     out.paste(pil, (0, height))
     ImageDraw.Draw(out).text((2, 1), text, fill="black", font=font(size))
-    return np.asarray(out, dtype=np.float32) / 255.0
+    return Picture(np.asarray(out, dtype=np.float32) / 255.0)
 
 
 def diverging(x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .canvas import font
+from .canvas import Picture, font
 
 # distinguishable colours (Okabe & Ito's palette), then grey for the reference curve
 COLOURS = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0),
@@ -32,7 +32,7 @@ def _ticks(lo: float, hi: float) -> list[float]:
 
 def line_chart(series: Sequence[tuple], title: str = "", xlabel: str = "", ylabel: str = "",
                size: tuple[int, int] = (420, 300), ylim: tuple[float, float] | None = None,
-               reference: str | None = None) -> np.ndarray:
+               reference: str | None = None) -> Picture:
     """Curves ``(name, xs, ys)`` -> float (H, W, 3) picture in [0, 1]. The series named
     ``reference`` is drawn dashed in grey; NaN points are skipped."""
     w, h = size
@@ -79,4 +79,4 @@ def line_chart(series: Sequence[tuple], title: str = "", xlabel: str = "", ylabe
         d.line([w - right - 110, legend_y + 6, w - right - 92, legend_y + 6], fill=colour, width=2)
         d.text((w - right - 88, legend_y), str(name)[:16], fill="black", font=f)
         legend_y += 14
-    return np.asarray(im, dtype=np.float32) / 255.0
+    return Picture(np.asarray(im, dtype=np.float32) / 255.0)

@@ -19,12 +19,12 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..errors import ReceptiveFieldError
 from ..hooks import forward_hooks
 from ..models import Network, as_network
 from ..units import check_layer, layer_names
 from .field import ReceptiveField
 from .geometry import Broken, State, Tracked
-from ..errors import ReceptiveFieldError
 from .probe import probe_fields
 from .trace import Tracer
 

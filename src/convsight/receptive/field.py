@@ -8,6 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..errors import ImageError
+
 
 @dataclass(frozen=True)
 class ReceptiveField:
@@ -62,6 +64,17 @@ class ReceptiveField:
         top, left, bottom, right = self.box(y, x)
         return ((top + bottom) / 2, (left + right) / 2)
 
+    def draw(self, image: Any, y: int, x: int) -> Any:
+        """``image`` (at the input resolution) with unit (y, x)'s box outlined and captioned: a
+        ``convsight.pictures.Picture``, which a notebook displays. The canvas grows to show the
+        part of the box outside the image; a global field outlines the whole image.
+
+        >>> rf.draw(net.denormalize(x)[0], 3, 4)
+        """
+        from ..pictures import draw_box
+
+        return draw_box(image, self.box(y, x), f"{self.layer} ({y}, {x}): {self.caption()}")
+
     def crop(self, image: Any, y: int, x: int, fill: float | Sequence[float] | None = None) -> Any:
         """The part of ``image`` that unit (y, x) sees, padded where the box leaves the image.
 
@@ -81,12 +94,8 @@ class ReceptiveField:
             return Image.fromarray(out[0] if array.ndim == 2 else out.transpose(1, 2, 0), image.mode)
         if isinstance(image, torch.Tensor):
             if image.dim() != 3:
-                from ..errors import ImageError
-
                 raise ImageError(f"crop needs an image tensor (C, H, W), got shape {tuple(image.shape)}")
             return _crop_tensor(image, top, left, bottom, right, fill)
-        from ..errors import ImageError
-
         raise ImageError(f"crop needs a tensor (C, H, W) or a PIL image, got {type(image).__name__}")
 
 
@@ -97,41 +106,31 @@ def _fill_values(channels: int, mean: Sequence[float], fill: Any) -> list[float]
         return [float(fill)] * channels
     values = [float(f) for f in fill]
     if len(values) != channels:
-        from ..errors import ImageError
-
         raise ImageError(f"fill has {len(values)} values but the image has {channels} channels")
     return values
 
 
-def _overlap(top: int, left: int, bottom: int, right: int, h: int, w: int):
-    """Slices of the image and of the crop where the box and the image overlap (or None)."""
+def _paste(out: Any, image: Any, top: int, left: int, bottom: int, right: int) -> Any:
+    """Copy the part of ``image`` (C, H, W) inside the box into the crop ``out`` (array or tensor)."""
+    h, w = image.shape[-2:]
     y0, y1 = max(top, 0), min(bottom, h - 1)
     x0, x1 = max(left, 0), min(right, w - 1)
-    if y0 > y1 or x0 > x1:
-        return None
-    return ((slice(y0, y1 + 1), slice(x0, x1 + 1)),
-            (slice(y0 - top, y1 - top + 1), slice(x0 - left, x1 - left + 1)))
+    if y0 <= y1 and x0 <= x1:
+        out[:, y0 - top:y1 - top + 1, x0 - left:x1 - left + 1] = image[:, y0:y1 + 1, x0:x1 + 1]
+    return out
 
 
 def _crop_array(chw: np.ndarray, top: int, left: int, bottom: int, right: int, fill) -> np.ndarray:
-    c, h, w = chw.shape
+    c = chw.shape[0]
     values = _fill_values(c, chw.reshape(c, -1).mean(axis=1), fill)
     out = np.empty((c, bottom - top + 1, right - left + 1), dtype=np.float64)
     out[:] = np.asarray(values).reshape(c, 1, 1)
-    parts = _overlap(top, left, bottom, right, h, w)
-    if parts:
-        (sy, sx), (dy, dx) = parts
-        out[:, dy, dx] = chw[:, sy, sx]
-    return out
+    return _paste(out, chw, top, left, bottom, right)
 
 
 def _crop_tensor(image: torch.Tensor, top: int, left: int, bottom: int, right: int, fill) -> torch.Tensor:
-    c, h, w = image.shape
+    c = image.shape[0]
     values = _fill_values(c, image.detach().reshape(c, -1).double().mean(dim=1).tolist(), fill)
     out = torch.tensor(values, dtype=image.dtype, device=image.device).view(c, 1, 1)
     out = out.expand(c, bottom - top + 1, right - left + 1).clone()
-    parts = _overlap(top, left, bottom, right, h, w)
-    if parts:
-        (sy, sx), (dy, dx) = parts
-        out[:, dy, dx] = image[:, sy, sx]
-    return out
+    return _paste(out, image, top, left, bottom, right)

@@ -17,14 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .. import activations
+from ..activations import with_inplace
 from ..errors import ReceptiveFieldError
 from ..hooks import forward_hooks
 from .field import ReceptiveField
+from .rules import ntuple
 
-IDENTITIES = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "clamp", "clamp_", "clip", "clip_",
-              "clamp_min", "clamp_min_", "clamp_max", "clamp_max_", "threshold", "threshold_",
-              "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "leaky_relu", "leaky_relu_",
-              "elu", "elu_", "celu", "selu", "gelu", "silu", "mish", "softplus", "rrelu"}
+# Functions that become identities: every activation and clamp of convsight.activations except
+# the smooth SQUASHING ones, which are left as they are.
+IDENTITIES = with_inplace(activations.RECTIFIERS, activations.CLAMPS, activations.OTHERS,
+                          activations.HARD_SQUASHING)
 
 
 class Linearised(TorchFunctionMode):
@@ -54,8 +57,7 @@ def _sum_pool(func, args, kwargs) -> Any:
     n = x.dim() - 2 if len(shape) == x.dim() and x.dim() >= 3 else 1
 
     def nt(v, default):
-        v = default if v is None or v == [] or v == () else v
-        return [int(v)] * n if isinstance(v, int) else [int(i) for i in v] * (n if len(v) == 1 else 1)
+        return ntuple(default if v is None or v == [] or v == () else v, n)
     kernel = nt(a["kernel_size"], 1)
     stride, padding, dilation = nt(a.get("stride"), kernel), nt(a.get("padding"), 0), nt(a.get("dilation"), 1)
     pads = []

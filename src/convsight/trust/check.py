@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from ..attribute import image_batch
 from ..errors import ConvsightError
 from ..models import as_network
-from ..pictures import grid, line_chart
+from ..pictures import Picture, grid, line_chart
 from ..progress import ProgressArg, progress_bar
 from .faithfulness import DEFAULT_STEPS
 from .randomize import Group
@@ -60,7 +59,7 @@ class TrustCheck:
                   f"re-initialising the top layer ({first.top_layer}) / every layer"]
         return "\n".join(lines)
 
-    def curves_figure(self, size: tuple[int, int] = (330, 220)) -> np.ndarray:
+    def curves_figure(self, size: tuple[int, int] = (330, 220)) -> Picture:
         """A row per method: its deletion and insertion curves, with random maps' (dashed)."""
         charts = []
         for m, s in self.scores.items():

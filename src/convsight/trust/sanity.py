@@ -23,14 +23,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from ..attribute import METHODS, attribute, image_batch
 from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import as_network
-from ..pictures import as_float, fit_square, grid, label
+from ..pictures import Picture, as_float, fit_square, grid, label, png_bytes
 from ..progress import ProgressArg, progress_bar
 from ..targets import Target, resolve_targets, with_top_class
 from ..units import did_you_mean
@@ -71,7 +70,7 @@ class SanityReport:
         return getattr(self, name)
 
     def figure(self, image: int = 0, tile: int = 96, steps: Sequence[int] | None = None
-               ) -> np.ndarray:
+               ) -> Picture:
         """Adebayo et al.'s Figure 2 for one image: a row per method (the photo, then the
         explanation of the trained model and after each randomisation step), grey-scale pictures
         of the absolute maps. ``steps`` picks columns (0 = trained); default all."""
@@ -94,6 +93,9 @@ class SanityReport:
         title = (f"{self.mode} randomisation" + (", from the output down" if self.mode ==
                                                   "cascading" else ", one step at a time"))
         return label(grid(tiles, ncols=len(cols) + 1, pad=3), title, height=18)
+
+    def _repr_png_(self) -> bytes:  # a notebook shows the figure of the first image
+        return png_bytes(self.figure())
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:

@@ -1,7 +1,13 @@
 """The convsight explorer: a local web app to browse what every unit of a network sees.
 
 ``convsight serve ATLAS_DIR`` (or ``--model M``) runs it; ``create_app`` gives the ASGI app for
-other servers. It uses only convsight's public API and serves its own assets (no CDN).
+other servers. It serves its own assets (no CDN) and uses no private name of convsight: the
+calls of ``convsight`` itself (``Atlas``, ``as_network``, ``attribute``, ``maximize``,
+``receptive_fields``, ``load_image``, ...), the drawing of ``convsight.pictures`` and
+``convsight.figures``, and public helpers of lower modules: ``capture.capture``,
+``capture.eval_mode`` and ``capture.layer_table`` (activations, the layer table),
+``filters.weight_images`` and ``filters.weight_kind`` (weights as pictures),
+``units.did_you_mean`` and ``models.weights_fingerprint`` (the cache's key).
 
 >>> from convsight.web import serve
 >>> serve("atlas/", port=8000)                  # doctest: +SKIP
@@ -15,10 +21,14 @@ __all__ = ["create_app", "serve", "SynthesisSettings"]
 
 
 def __getattr__(name: str) -> Any:  # import the server stack only when it is used
-    if name in ("create_app", "serve"):
-        from . import app
+    if name == "create_app":
+        from .app import create_app
 
-        return getattr(app, name)
+        return create_app
+    if name == "serve":
+        from .server import serve
+
+        return serve
     if name == "SynthesisSettings":
         from .jobs import SynthesisSettings
 

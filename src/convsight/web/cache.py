@@ -5,6 +5,10 @@ the first one instead of computing it again, and the bytes land under their fina
 ``os.replace`` from a temporary file in the same folder, so a reader never sees half a file (also
 when two processes share the folder).
 
+Memory stays bounded however many keys are asked for (a server sees any URL anyone sends): a
+key's lock lives only while some request holds it or waits for it, and the in-memory copy of
+recent entries is a least-recently-used table capped in items and in bytes.
+
 >>> cache = DiskCache("/tmp/cs-cache")
 >>> cache.get_or_make("unit/blocks.5/3.jpg", lambda: b"...")
 b'...'
@@ -17,8 +21,10 @@ import os
 import re
 import tempfile
 import threading
+from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -42,13 +48,16 @@ def atomic_write(path: Path, data: bytes) -> None:
 class DiskCache:
     """Bytes by key in a folder; keys are free text, mapped to safe file names."""
 
-    def __init__(self, root: str | Path, memory_items: int = 512) -> None:
+    def __init__(self, root: str | Path, memory_items: int = 512,
+                 memory_bytes: int = 64 * 2**20) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, list] = {}  # key -> [lock, requests holding or waiting]
         self._locks_guard = threading.Lock()
-        self._memory: dict[str, bytes] = {}
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._memory_items = memory_items
+        self._memory_bytes = memory_bytes
+        self._memory_held = 0
         self.computed = 0  # how many entries this process computed (tests read it)
 
     def path(self, key: str) -> Path:
@@ -57,13 +66,38 @@ class DiskCache:
         stem = _SAFE.sub("_", key)[-80:].strip("._") or "entry"
         return self.root / digest[:2] / f"{stem}.{digest}"
 
-    def _lock(self, key: str) -> threading.Lock:
+    @property
+    def locks_in_use(self) -> int:
+        """Keys whose lock some request holds or waits for (0 when the server is idle)."""
         with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+            return len(self._locks)
+
+    @property
+    def memory_held(self) -> tuple[int, int]:
+        """(entries, bytes) kept in memory."""
+        with self._locks_guard:
+            return len(self._memory), self._memory_held
+
+    @contextmanager
+    def _holding(self, key: str) -> Iterator[None]:
+        """Hold ``key``'s lock; the lock is dropped from the table when nobody needs it."""
+        with self._locks_guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._locks_guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]
 
     def get(self, key: str) -> bytes | None:
         with self._locks_guard:
             data = self._memory.get(key)
+            if data is not None:
+                self._memory.move_to_end(key)
         if data is not None:
             return data
         try:
@@ -82,7 +116,7 @@ class DiskCache:
         data = self.get(key)
         if data is not None:
             return data
-        with self._lock(key):
+        with self._holding(key):
             data = self.get(key)  # another request may have made it while we waited
             if data is None:
                 data = make()
@@ -92,7 +126,15 @@ class DiskCache:
         return data
 
     def _remember(self, key: str, data: bytes) -> None:
+        """Keep ``data`` in memory, dropping the least recently used entries over the caps (an
+        entry larger than an eighth of the byte cap stays on disk only)."""
+        if self._memory_items <= 0 or len(data) > self._memory_bytes // 8:
+            return
         with self._locks_guard:
-            while len(self._memory) >= self._memory_items:
-                self._memory.pop(next(iter(self._memory)))
+            old = self._memory.pop(key, None)
+            self._memory_held -= len(old) if old is not None else 0
+            while self._memory and (len(self._memory) >= self._memory_items
+                                    or self._memory_held + len(data) > self._memory_bytes):
+                self._memory_held -= len(self._memory.popitem(last=False)[1])
             self._memory[key] = data
+            self._memory_held += len(data)

@@ -1,7 +1,8 @@
 """Syntheses on demand: one background worker, a queue, progress the page can poll.
 
 A synthesis (``convsight.maximize``) takes seconds to minutes on a CPU, far too long for a request.
-The unit page asks for one (POST), then polls its status until the picture is in the disk cache.
+The unit page asks for one (POST), then polls its status until the picture is in the disk cache;
+the status counts the steps ``maximize`` has finished (its ``progress`` callback).
 The worker runs on its own deep copy of the network, so the interactive pages never wait for it
 and the user's model is never touched by a background thread. Asking twice for the same synthesis
 joins the job already queued.
@@ -10,7 +11,6 @@ joins the job already queued.
 from __future__ import annotations
 
 import copy
-import inspect
 import queue
 import threading
 import time
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 import convsight
+from convsight.pictures import png_bytes
 
 from .cache import DiskCache
-from ..pictures import png_bytes
 
 MAX_QUEUED = 16
 
@@ -74,9 +74,6 @@ class SynthesisQueue:
         self._worker: threading.Thread | None = None
         # The worker's own network, copied now, while no request can have hooks on the shared one.
         self._copy = copy.deepcopy(net)
-        self._live_steps = any(name in inspect.signature(convsight.maximize).parameters
-                               for name in ("callback", "on_step"))
-        self._seconds_per_step: float | None = None
 
     def key(self, layer: str, channel: int) -> str:
         s = self.settings
@@ -97,11 +94,6 @@ class SynthesisQueue:
             return {"state": "none", "step": 0, "steps": self.settings.steps, "elapsed": 0.0,
                     "error": ""}
         status = job.status()
-        if job.state == "running" and not self._live_steps:
-            # maximize reports no steps: estimate them from the speed of earlier syntheses
-            sps = self._seconds_per_step
-            status["step"] = min(job.steps - 1, int(status["elapsed"] / sps)) if sps else None
-            status["estimated"] = True
         if job.state == "queued":
             status["ahead"] = sum(1 for j in list(self._jobs.values())
                                   if j.state in ("queued", "running") and j.created < job.created)
@@ -136,23 +128,20 @@ class SynthesisQueue:
             try:
                 self.cache.put(job.key, self._synthesise(job))
                 job.state = "done"
-                self._seconds_per_step = (time.time() - job.started) / max(job.steps, 1)
             except Exception as exc:  # shown on the page; the server keeps going
                 job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
             job.finished = time.time()
 
     def _synthesise(self, job: Job) -> bytes:
+        """Run ``maximize`` for the job's unit; ``job.step`` follows its steps as they finish."""
         s = self.settings
-        kwargs: dict[str, Any] = {"preset": s.preset, "steps": s.steps, "size": s.size,
-                                  "seed": s.seed, "progress": False}
-        params = inspect.signature(convsight.maximize).parameters
-        for name in ("callback", "on_step"):
-            if name in params:
-                kwargs[name] = lambda *a, **k: setattr(job, "step", job.step + 1)
-                break
-        result = convsight.maximize(self._copy, [f"{job.layer}:{job.channel}"], **kwargs)
+
+        def finished(done: int, total: int) -> None:
+            job.step = done
+
+        result = convsight.maximize(self._copy, [f"{job.layer}:{job.channel}"], preset=s.preset,
+                                    steps=s.steps, size=s.size, seed=s.seed, progress=finished)
         image = result.images[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-        job.step = s.steps
         return png_bytes(np.asarray(image))
 
 

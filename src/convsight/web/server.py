@@ -1,4 +1,8 @@
-"""Run the explorer in a background thread on a free local port (tests, notebooks).
+"""Run the explorer: ``serve`` until Ctrl-C (``convsight serve``), or ``BackgroundServer`` in a
+background thread on a free local port (tests, notebooks).
+
+``serve`` binds its port before anything else starts, so a port in use is one line
+(``ConvsightError``) instead of a crash with the prewarm thread half-way through a picture.
 
 >>> from convsight.web import create_app
 >>> from convsight.web.server import BackgroundServer
@@ -9,9 +13,99 @@ http://127.0.0.1:53817
 
 from __future__ import annotations
 
+import errno
+import socket
+import sys
 import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import ConvsightError
+from .guard import host_name
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or ``ConvsightError`` saying why not."""
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise ConvsightError(f"cannot listen on host {host!r}: {exc.strerror}; use an address "
+                             "of this computer such as 127.0.0.1") from None
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConvsightError(f"port {port} is in use (another server, or another convsight "
+                                 "serve); choose another with --port") from None
+        if exc.errno == errno.EACCES:
+            raise ConvsightError(f"port {port} needs administrator rights; use a port above "
+                                 "1023 with --port") from None
+        raise ConvsightError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def addresses(host: str, port: int) -> tuple[str, str | None]:
+    """(the URL to open, a warning or None): a wildcard host is shown as this machine's address
+    on the network, since http://0.0.0.0/ is not an address to give anyone."""
+    if host in WILDCARDS:
+        shown = _network_address() or socket.gethostname()
+    else:
+        shown = host
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return url, None
+    return url, (f"--host {host} makes the explorer reachable by other machines, and it has no "
+                 "authentication: anyone who can reach this port can browse the atlas and its "
+                 "images, upload pictures and start syntheses. Use it on trusted networks only.")
+
+
+def _network_address() -> str | None:
+    """This machine's address on its network (a UDP connect sends nothing), or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed, only picks the interface
+            return s.getsockname()[0]
+    except OSError:
+        return None
+
+
+def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
+          host: str = "127.0.0.1", port: int = 8000, cache_dir: str | Path | None = None,
+          synthesis: Any | None = None, allowed_hosts: Iterable[str] = (),
+          device: Any = None) -> None:
+    """Run the explorer with uvicorn until Ctrl-C (bound to 127.0.0.1 unless ``host`` says).
+
+    The port is bound first; then the atlas and model load and the prewarm thread starts; on the
+    way out the prewarm thread is stopped and waited for. With a wildcard ``host`` (0.0.0.0),
+    this machine's host name is also accepted in the ``Host`` header.
+    """
+    import uvicorn
+
+    from .app import create_app
+
+    sock = bind(host, port)
+    app = None
+    try:
+        own = socket.gethostname() if host in WILDCARDS else ""
+        hosts = [*allowed_hosts, *([own] if own and host_name(own) else [])]
+        app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=True,
+                         allowed_hosts=hosts, device=device)
+        url, warning = addresses(host, sock.getsockname()[1])
+        if warning:
+            print(f"convsight: warning: {warning}", file=sys.stderr)
+        print(f"convsight explorer: {url}  (Ctrl-C to stop)", flush=True)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C is how one stops it
+        pass
+    finally:
+        if app is not None:
+            app.state.prewarm_stop.set()
+            if app.state.prewarm_thread is not None:
+                app.state.prewarm_thread.join(timeout=60)
+        sock.close()
 
 
 class BackgroundServer:

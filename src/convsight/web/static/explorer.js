@@ -1,7 +1,37 @@
 // convsight explorer: small progressive enhancements; every page also works without them.
+// Changes (a synthesis, an upload) carry the header X-Convsight: 1, which the server requires:
+// other web sites cannot add it to their requests without the server's permission.
 "use strict";
 
 function $(id) { return document.getElementById(id); }
+const WRITE = { "X-Convsight": "1" };
+
+// Upload: send the picture with fetch and go to its page; say what was wrong if it is refused.
+(function upload() {
+  const form = document.querySelector("form.upload");
+  if (!form) return;
+  const status = $("upload-status"), button = $("upload-button");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    button.disabled = true;
+    status.textContent = "uploading…";
+    try {
+      const r = await fetch("/api/upload", { method: "POST", body: new FormData(form), headers: WRITE });
+      const json = (r.headers.get("content-type") || "").includes("json");
+      const reply = json ? await r.json() : { error: (await r.text()).trim() };
+      if (r.ok) { location.href = reply.url; return; }
+      status.textContent = reply.error || `refused (HTTP ${r.status})`;
+    } catch (e) {
+      status.textContent = "the upload failed: " + e;
+    }
+    button.disabled = false;
+  });
+})();
+
+// Image view: the top classes' bars, from their percentages (no inline styles: see the CSP).
+for (const bar of document.querySelectorAll("[data-percent]")) {
+  bar.style.width = `${bar.dataset.percent}%`;
+}
 
 // Layer list: filter rows as you type.
 (function layerFilter() {
@@ -15,7 +45,7 @@ function $(id) { return document.getElementById(id); }
   });
 })();
 
-// Unit view: start a synthesis and poll its progress until the picture is ready.
+// Unit view: start a synthesis and poll its progress (the steps done) until the picture is ready.
 (function synthesis() {
   const box = $("synth");
   if (!box) return;
@@ -39,13 +69,10 @@ function $(id) { return document.getElementById(id); }
     if (s.state === "queued" || s.state === "running") {
       progress.hidden = false;
       button.disabled = true;
-      const known = s.step !== null && s.step !== undefined;
-      progress.classList.toggle("busy", s.state === "running" && !known);
-      bar.style.width = known && s.steps ? `${Math.round(100 * s.step / s.steps)}%` : "";
+      bar.style.width = s.steps ? `${Math.round(100 * s.step / s.steps)}%` : "";
       status.textContent = s.state === "queued"
         ? `waiting${s.ahead ? ` (${s.ahead} ahead)` : ""}…`
-        : known ? `${s.estimated ? "about " : ""}step ${s.step} of ${s.steps} · ${s.elapsed.toFixed(0)} s`
-                : `running · ${s.elapsed.toFixed(0)} s`;
+        : `step ${s.step} of ${s.steps} · ${s.elapsed.toFixed(0)} s`;
     }
     return false;
   }
@@ -57,7 +84,7 @@ function $(id) { return document.getElementById(id); }
   }
   button.addEventListener("click", async () => {
     button.disabled = true;
-    const r = await fetch(api, { method: "POST" });
+    const r = await fetch(api, { method: "POST", headers: WRITE });
     const s = await r.json();
     if (!r.ok) { status.textContent = s.error || "cannot start"; button.disabled = false; return; }
     if (!show(s)) setTimeout(poll, 500);

@@ -1,0 +1,213 @@
+"""An atlas folder on disk: saved as a unit, checked when read, every problem one line.
+
+The folder holds ``atlas.json`` (metadata, the manifest), ``images.json`` (the path of every image
+id) and ``top.npz`` (per layer the (channels, k) arrays ``value``, ``image``, ``y``, ``x``).
+
+Saving is a small journal, so that a kill at any moment leaves the old atlas or the new one:
+
+1. each new file is written under a temporary name, flushed, then renamed to ``NAME.new``;
+2. ``atlas.json.new``, holding the sha256 of the new data files, is renamed into place last: from
+   then on the new atlas is committed;
+3. the ``.new`` files are renamed over the old ones, ``atlas.json`` last.
+
+Reading first finishes a committed save that was cut short (step 3), drops uncommitted ``.new``
+files and stale temporary files, then checks the data files against the checksums in
+``atlas.json``: an atlas torn any other way (files copied from two runs, edited by hand) is
+refused with a message instead of opening with mismatched arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConvsightError
+
+FORMAT = "convsight-atlas"
+VERSION = 1
+DATA_FILES = ("top.npz", "images.json")
+META = "atlas.json"
+KEYS = ("value", "image", "y", "x")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, flush it, rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_folder(folder: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                image_paths: list[str]) -> None:
+    """Write an atlas folder as a unit (see the module docstring)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recover(folder)
+    data = {"top.npz": npz_bytes(arrays),
+            "images.json": json.dumps(image_paths).encode("utf-8")}
+    meta = dict(meta, checksums={name: _sha256(blob) for name, blob in data.items()})
+    for name, blob in data.items():
+        write_atomic(folder / f"{name}.new", blob)
+    write_atomic(folder / f"{META}.new", json.dumps(meta, indent=1).encode("utf-8"))  # commit
+    _sync_folder(folder)
+    _roll_forward(folder)
+
+
+def _roll_forward(folder: Path) -> None:
+    for name in DATA_FILES + (META,):
+        pending = folder / f"{name}.new"
+        if pending.exists():
+            os.replace(pending, folder / name)
+    _sync_folder(folder)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def recover(folder: Path) -> None:
+    """Finish a committed save cut short; drop uncommitted ``.new`` files and dead writers' temps."""
+    try:
+        if (folder / f"{META}.new").exists():
+            _roll_forward(folder)
+        else:
+            for name in DATA_FILES:
+                (folder / f"{name}.new").unlink(missing_ok=True)
+        for tmp in folder.glob(".*.tmp"):
+            parts = tmp.name.rsplit(".", 2)
+            if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                tmp.unlink(missing_ok=True)
+    except OSError:  # a read-only folder: read what is there, the checks below still apply
+        pass
+
+
+def _fail(folder: Path, problem: str) -> ConvsightError:
+    return ConvsightError(f"cannot read the atlas at {folder}: {problem}")
+
+
+def read_folder(folder: Path) -> tuple[dict[str, Any], list[str], dict[str, np.ndarray]]:
+    """(metadata, image paths, flat arrays) of an atlas folder, after recovery and checks."""
+    meta_file = folder / META
+    if not folder.is_dir():
+        raise ConvsightError(f"no atlas at {folder}: not a folder")
+    recover(folder)
+    if not meta_file.is_file():
+        hint = " (a mining run was interrupted there: finish it with resume=True)" if any(
+            folder.glob("checkpoint*.npz")) else ""
+        raise ConvsightError(f"no atlas at {folder}: {meta_file.name} is missing{hint}")
+    blobs = {}
+    for name in (META,) + DATA_FILES:
+        try:
+            blobs[name] = (folder / name).read_bytes()
+        except OSError as exc:
+            raise _fail(folder, f"{name}: {exc.strerror or exc}") from None
+    try:
+        meta = json.loads(blobs[META].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _fail(folder, f"{META} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _fail(folder, f"{META} is not a convsight atlas description")
+    if meta.get("version") != VERSION:
+        raise _fail(folder, f"{META} has version {meta.get('version')!r}; this convsight reads "
+                            f"version {VERSION}")
+    sums = meta.get("checksums")
+    if isinstance(sums, dict):
+        for name in DATA_FILES:
+            if sums.get(name) != _sha256(blobs[name]):
+                raise _fail(folder, f"{name} does not match {META} (the atlas was torn, e.g. by "
+                                    "a save that was cut short or files copied from two runs); "
+                                    "mine it again")
+    try:
+        paths = json.loads(blobs["images.json"].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _fail(folder, f"images.json is not valid JSON ({exc})") from None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise _fail(folder, "images.json must be a list of image paths")
+    try:
+        with np.load(io.BytesIO(blobs["top.npz"]), allow_pickle=False) as z:
+            flat = {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise _fail(folder, f"top.npz is damaged or empty ({type(exc).__name__}: {exc})") from None
+    return meta, paths, flat
+
+
+def _need(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], folder: Path) -> Any:
+    value = meta.get(key)
+    if not isinstance(value, kind):
+        raise _fail(folder, f"{META} has no valid {key!r}")
+    return value
+
+
+def layer_arrays(meta: dict[str, Any], paths: list[str], flat: dict[str, np.ndarray],
+                 folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple]]:
+    """Per layer its (channels, k) arrays and output shape, checked against each other."""
+    k = _need(meta, "k", int, folder)
+    layers = _need(meta, "layers", list, folder)
+    for key, kind in (("model_name", str), ("mean", list), ("std", list), ("input_size", list),
+                      ("resize_ratio", (int, float)), ("skipped", list)):
+        _need(meta, key, kind, folder)
+    arrays, shapes = {}, {}
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or not isinstance(layer.get("name"), str) or \
+                not isinstance(layer.get("shape"), list):
+            raise _fail(folder, f"{META}: layer entry {i} needs a name and a shape")
+        name, shape = layer["name"], tuple(layer["shape"])
+        if not shape or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape):
+            raise _fail(folder, f"{META}: layer {name!r} has shape {list(shape)!r}; a shape is a "
+                                "list of whole numbers")
+        try:
+            a = {key: flat[f"layer{i}_{key}"] for key in KEYS}
+        except KeyError as exc:
+            raise _fail(folder, f"top.npz has no array {exc.args[0]} for layer {name}") from None
+        channels = shape[0]
+        if any(v.shape != (channels, k) for v in a.values()):
+            raise _fail(folder, f"layer {name}: arrays of shape "
+                                f"{sorted({v.shape for v in a.values()})} do not match "
+                                f"{channels} channels x k={k}")
+        ids = a["image"]
+        if ids.size and (ids.min() < -1 or ids.max() >= len(paths)):
+            raise _fail(folder, f"layer {name} refers to image ids outside 0..{len(paths) - 1}")
+        arrays[name], shapes[name] = a, shape
+    return arrays, shapes

@@ -1,0 +1,127 @@
+"""What a network does with one image: activation maps, each unit's strongest place, attributions.
+
+``Attributions`` answers the image page: a layer's activation maps as one picture (and where
+each channel's tile lies in it), where a unit responds most on the image and the part of the
+input its neuron there sees, and attribution pictures for a unit or a class.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import torch
+from PIL import Image
+
+import convsight
+from convsight.capture import capture
+from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, png_bytes,
+                                render_attribution)
+
+from .inputs import InputImages
+from .layers import Layers
+from .workbench import CLASS_METHODS, UNIT_METHODS, NotFound, Workbench, check_method
+
+
+class Attributions:
+    """Activations (memoised per image and layer) and attribution pictures of one image."""
+
+    def __init__(self, bench: Workbench, layers: Layers, inputs: InputImages) -> None:
+        self.bench, self.layers, self.inputs = bench, layers, inputs
+        self.net, self.cache = bench.net, bench.cache
+        self._memo: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._guard = threading.Lock()
+
+    def activations(self, image_id: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """(C, H, W) activations of ``layer`` and each channel's strongest (y, x)."""
+        row = self.layers.layer(layer)
+        if not row.spatial:
+            raise NotFound(f"layer {layer} has output shape {row.shape_text}: activation maps "
+                           "need a layer with channels x height x width")
+        key = (image_id, layer)
+        with self._guard:
+            memo = self._memo.get(key)
+        if memo is not None:
+            return memo
+        x = self.inputs.input_tensor(image_id)
+        with self.bench.model_lock, torch.no_grad(), \
+                capture(self.net.module, [layer], stop=True) as acts:
+            self.net.module(x)
+        a = acts[layer][0].float().cpu().numpy()
+        flat = a.reshape(a.shape[0], -1).argmax(axis=1)
+        where = np.stack(np.unravel_index(flat, a.shape[1:]), axis=1)
+        with self._guard:
+            if len(self._memo) > 32:
+                self._memo.clear()
+            self._memo[key] = (a, where)
+        return a, where
+
+    def activation_maps(self, image_id: str, layer: str) -> tuple[bytes, MapGrid]:
+        acts, _ = self.activations(image_id, layer)
+        scale = max(1, 12 // acts.shape[1])
+        picture, layout = activation_montage(acts, scale=scale)
+        data = self.cache.get_or_make(f"acts/{image_id}/{layer}.png", lambda: png_bytes(picture))
+        return data, layout
+
+    def map_layout(self, image_id: str, layer: str) -> MapGrid:
+        return self.activation_maps(image_id, layer)[1]
+
+    def strongest(self, image_id: str, layer: str, channel: int) -> tuple[int, int, float]:
+        self.layers.channel(layer, channel)
+        acts, where = self.activations(image_id, layer)
+        y, x = (int(v) for v in where[channel])
+        return y, x, float(acts[channel, y, x])
+
+    def unit_box(self, image_id: str, layer: str, channel: int) -> tuple[int, int, int, int] | None:
+        """The input box seen by the channel's strongest neuron on this image, clipped to the
+        input (None when the layer sees the whole image or its receptive field is unknown)."""
+        y, x, _ = self.strongest(image_id, layer, channel)
+        rf = self.layers.receptive_field(layer)
+        if rf is None or rf.is_global:
+            return None
+        return rf.clipped_box(y, x)
+
+    def unit_patch(self, image_id: str, layer: str, channel: int, side: int = 160) -> bytes:
+        """The part of the input that the channel's strongest neuron sees, enlarged."""
+        box = self.unit_box(image_id, layer, channel)
+
+        def make() -> bytes:
+            image = Image.open(io.BytesIO(self.inputs.input_png(image_id)))
+            return png_bytes(fit_square(crop(image, box), side))
+        return self.cache.get_or_make(f"upatch/{image_id}/{layer}/{channel}/{side}.png", make)
+
+    def unit_attribution(self, image_id: str, layer: str, channel: int, method: str,
+                         side: int = 160) -> bytes:
+        """What in this image drives ``layer:channel`` at its strongest position, shown over the
+        neuron's receptive field (it is zero outside it)."""
+        check_method(method, UNIT_METHODS)
+        y, x, _ = self.strongest(image_id, layer, channel)
+        box = self.unit_box(image_id, layer, channel)
+
+        def make() -> bytes:
+            attr = self._attribute(image_id, f"{layer}:{channel}@{y},{x}", method)
+            return png_bytes(fit_square(crop(render_attribution(attr, "rgb"), box), side))
+        return self.cache.get_or_make(f"uattr/{image_id}/{layer}/{channel}/{method}/{side}.png",
+                                      make)
+
+    def class_attribution(self, image_id: str, cls: int, method: str) -> bytes:
+        check_method(method, CLASS_METHODS)
+        n = len(self.net.class_names or []) or None
+        if cls < 0 or (n is not None and cls >= n):
+            raise NotFound(f"class {cls} does not exist: valid classes are 0..{(n or 1) - 1}")
+
+        def make() -> bytes:
+            attr = self._attribute(image_id, f"class:{cls}", method)
+            if method == "gradcam":
+                image = self.net.denormalize(self.inputs.input_tensor(image_id))[0].clamp(0, 1)
+                return png_bytes(render_attribution(attr, "heatmap", image=image))
+            return png_bytes(render_attribution(attr, "saliency" if method == "gradient"
+                                                else "rgb"))
+        return self.cache.get_or_make(f"cattr/{image_id}/{cls}/{method}.png", make)
+
+    def _attribute(self, image_id: str, target: str, method: str) -> torch.Tensor:
+        """The attribution of ``target`` on the image (one picture's worth, batch removed)."""
+        inp = self.inputs.input_tensor(image_id)
+        with self.bench.model_lock:
+            return convsight.attribute(self.net, inp, target=target, method=method)[0]

@@ -1,0 +1,83 @@
+"""The HTML pages: the layer list, a layer's units, a unit, the image picker and an image view.
+
+Every view has a stable URL (``/layer/blocks.5?page=2``, ``/unit/blocks.5/12``,
+``/image/sample-chelsea?layer=blocks.5&unit=12``); uploads are in ``uploads.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from ..workbench import UNIT_METHODS, NotFound, check_method
+from .api import unit_info
+from .respond import explorer, int_param, jobs, page
+
+PAGE_SIZE = 128  # units per page of the layer view
+
+
+def layers_page(request: Request) -> HTMLResponse:
+    ex = explorer(request)
+    return page(request, "layers.html", rows=ex.layers(), atlas_info=ex.atlas_summary(),
+                net=ex.net)
+
+
+def layer_page(request: Request) -> HTMLResponse:
+    ex, name = explorer(request), request.path_params["layer"]
+    row = ex.layer(name)
+    if not row.channels:
+        raise NotFound(f"layer {name} has output shape {row.shape_text}: it has no units to show")
+    pages = max(1, math.ceil(row.channels / PAGE_SIZE))
+    number = int_param(request, "page", 1)
+    if not 1 <= number <= pages:
+        raise NotFound(f"layer {name} has {pages} page(s) of units; page {number} does not exist")
+    first = (number - 1) * PAGE_SIZE
+    units = [(c, ex.hits(name, c)[:1]) for c in range(first, min(first + PAGE_SIZE, row.channels))]
+    return page(request, "layer.html", row=row, units=units, page=number, pages=pages,
+                rf=ex.receptive_field(name))
+
+
+def unit_page(request: Request) -> HTMLResponse:
+    ex, p = explorer(request), request.path_params
+    name, channel = p["layer"], p["channel"]
+    row = ex.channel(name, channel)
+    method = request.query_params.get("method", "guided")
+    check_method(method, UNIT_METHODS)
+    return page(request, "unit.html", row=row, channel=channel, hits=ex.named_hits(name, channel),
+                method=method, has_weights=ex.weights(name, channel) is not None,
+                synth=jobs(request).status(name, channel), settings=jobs(request).settings,
+                rf=ex.receptive_field(name))
+
+
+def images_page(request: Request) -> HTMLResponse:
+    ex = explorer(request)
+    return page(request, "images.html", choices=ex.image_choices(),
+                max_mb=round(ex.max_upload_bytes / 2**20, 1))
+
+
+def image_page(request: Request) -> HTMLResponse:
+    ex, image_id = explorer(request), request.path_params["image_id"]
+    ex.image(image_id)
+    layer = request.query_params.get("layer") or ex.default_image_layer()
+    ex.layer(layer)
+    layout = ex.map_layout(image_id, layer)
+    predictions = ex.predictions(image_id)
+    cls = int_param(request, "cls", predictions[0][0] if predictions else 0,
+                    ex.class_count(image_id))
+    unit = int_param(request, "unit", None, layout.channels)
+    chosen = unit_info(ex, image_id, layer, unit) if unit is not None else None
+    return page(request, "image.html", image_id=image_id, layer=layer,
+                layers=[r for r in ex.layers() if r.spatial], layout=layout,
+                predictions=predictions, cls=cls, cls_name=ex.net.class_name(cls), chosen=chosen)
+
+
+ROUTES = [
+    Route("/", layers_page),
+    Route("/layer/{layer}", layer_page),
+    Route("/unit/{layer}/{channel:number}", unit_page),
+    Route("/images", images_page, methods=["GET"]),
+    Route("/image/{image_id}", image_page),
+]

@@ -1,0 +1,97 @@
+"""``/img/``: every picture of the explorer, each a few lines over one ``Explorer`` call."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..explorer import NotFound
+from .respond import explorer, jobs, picture
+
+
+def tile(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).unit_tile(p["layer"], p["channel"]), "jpeg")
+
+
+def patch(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).patch(p["layer"], p["channel"], p["rank"]), "jpeg")
+
+
+def projection(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).projection(p["layer"], p["channel"], p["rank"], p["method"]),
+                   "png")
+
+
+def weights(request: Request) -> Response:
+    p = request.path_params
+    data = explorer(request).weights(p["layer"], p["channel"])
+    if data is None:
+        raise NotFound(f"layer {p['layer']} has no filter picture (it is not a Conv2d or "
+                       "Linear layer, or its kernels are 1x1)")
+    return picture(data, "png")
+
+
+def synthesis(request: Request) -> Response:
+    p = request.path_params
+    explorer(request).channel(p["layer"], p["channel"])
+    data = jobs(request).picture(p["layer"], p["channel"])
+    if data is None:
+        raise NotFound(f"no synthesis of {p['layer']}:{p['channel']} yet: POST "
+                       f"/api/synth/{p['layer']}/{p['channel']} to start one")
+    return picture(data, "png")
+
+
+def network_input(request: Request) -> Response:
+    return picture(explorer(request).input_png(request.path_params["image_id"]), "png")
+
+
+def thumbnail(request: Request) -> Response:
+    return picture(explorer(request).thumbnail(request.path_params["image_id"]), "jpeg")
+
+
+def source(request: Request) -> Response:
+    image_id = f"a-{request.path_params['index']}"
+    return picture(explorer(request).thumbnail(image_id, side=512), "jpeg")
+
+
+def activation_maps(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).activation_maps(p["image_id"], p["layer"])[0], "png")
+
+
+def unit_attribution(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).unit_attribution(p["image_id"], p["layer"], p["channel"],
+                                                      p["method"]), "png")
+
+
+def unit_patch(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).unit_patch(p["image_id"], p["layer"], p["channel"]), "png")
+
+
+def class_attribution(request: Request) -> Response:
+    p = request.path_params
+    explorer(request).image(p["image_id"])
+    return picture(explorer(request).class_attribution(p["image_id"], p["cls"], p["method"]),
+                   "png")
+
+
+ROUTES = [
+    Route("/img/tile/{layer}/{channel:number}.jpg", tile),
+    Route("/img/patch/{layer}/{channel:number}/{rank:number}.jpg", patch),
+    Route("/img/proj/{layer}/{channel:number}/{rank:number}/{method}.png", projection),
+    Route("/img/weights/{layer}/{channel:number}.png", weights),
+    Route("/img/synth/{layer}/{channel:number}.png", synthesis),
+    Route("/img/input/{image_id}.png", network_input),
+    Route("/img/thumb/{image_id}.jpg", thumbnail),
+    Route("/img/source/{index:number}.jpg", source),
+    Route("/img/acts/{image_id}/{layer}.png", activation_maps),
+    Route("/img/uattr/{image_id}/{layer}/{channel:number}/{method}.png", unit_attribution),
+    Route("/img/upatch/{image_id}/{layer}/{channel:number}.png", unit_patch),
+    Route("/img/cattr/{image_id}/{cls:number}/{method}.png", class_attribution),
+]
