@@ -21,7 +21,7 @@ FLOORS = [
     {"units"},
     {"capture"},
     {"targets"},
-    {"receptive", "attribute", "optimize", "filters", "faces"},
+    {"receptive", "attribute", "optimize", "filters", "faces", "trust"},
     {"figures"},
     {"atlas", "atlas_store"},
     {"mining"},

@@ -167,16 +167,18 @@ def test_smoothgrad_averages_gradients_at_noisy_copies():
     model = _small()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     sg = attribute(model, x, [1, 2], method="smoothgrad", samples=5, noise=0.2, seed=7, batch_size=3)
-    # the same noise, drawn as the docs say: per image sigma = noise * (max - min), copies in order
-    gen = torch.Generator().manual_seed(7)
+    # the same noise, drawn as the docs say: per image sigma = noise * (max - min); image i draws
+    # its 5 copies at once from its own generator seeded from (seed, i)
+    from convsight.attribute.smoothgrad import _image_generator
+
     sigma = 0.2 * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
-    eps = torch.randn((10, 3, 8, 8), generator=gen, dtype=torch.float64)
     expected = torch.zeros_like(x)
-    for k in range(10):
-        s, i = divmod(k, 2)
-        xi = (x[i] + eps[k] * sigma[i]).clone()[None].requires_grad_(True)
-        (g,) = torch.autograd.grad(model(xi)[0, [1, 2][i]], xi)
-        expected[i] += g[0] / 5
+    for i in range(2):
+        eps = torch.randn((5, 3, 8, 8), generator=_image_generator(7, i)).double()
+        for s in range(5):
+            xi = (x[i] + eps[s] * sigma[i]).clone()[None].requires_grad_(True)
+            (g,) = torch.autograd.grad(model(xi)[0, [1, 2][i]], xi)
+            expected[i] += g[0] / 5
     assert_rel_close(sg, expected, 1e-10)
     assert not torch.allclose(sg, attribute(model, x, [1, 2]))
     again = attribute(model, x, [1, 2], method="smoothgrad", samples=5, noise=0.2, seed=7)

@@ -6,6 +6,8 @@ expected to fail list the exception type in ``FAILING``.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -92,6 +94,25 @@ def _attribution_figure(net):
                        methods=["gradient", "guided", "deconv", "gradcam"])
 
 
+def _trust(net):
+    from convsight.trust import randomized_copy, trust_score
+
+    x = torch.rand(2, 3, 32, 32)
+    convsight.attribute(net, x, [None, "conv3:1@1,1"], method="occlusion", window=8, stride=6,
+                        baseline="blur", batch_size=5)
+    with warnings.catch_warnings():  # conv3:1 may be negative: a warning, NaN curves
+        warnings.simplefilter("ignore")
+        convsight.faithfulness(net, x, torch.rand(2, 1, 32, 32), [2, "conv3:1"], steps=3)
+    convsight.faithfulness(net, x, torch.rand(2, 3, 32, 32), kind="insertion", steps=3)
+    for mode in ("cascading", "independent"):
+        convsight.sanity_check(net, x, None, methods=("gradient", "guided", "gradcam"), mode=mode,
+                               group="block", progress=False).figure()
+    trust_score(net, x[:1], "class:1", "gradcam", steps=3)
+    randomized_copy(net, x)
+    convsight.trust.check(net, x[0], methods=("gradient", "occlusion"), steps=3, progress=False,
+                          options={"occlusion": {"window": 16, "stride": 16}})
+
+
 def _web_explorer(model):
     import io
     import tempfile
@@ -154,6 +175,15 @@ CALLS = {
     "web_report": _web_report,
     "web_unknown_layer": _web_unknown_layer,
     "attribute": _attribute_all,
+    "trust": _trust,
+    "occlusion_bad_window": lambda net: convsight.attribute(net, torch.rand(1, 3, 32, 32),
+                                                            method="occlusion", window=40),
+    "faithfulness_bad_shape": lambda net: convsight.faithfulness(net, torch.rand(2, 3, 32, 32),
+                                                                 torch.rand(2, 3, 16, 16)),
+    "sanity_check_failing_forward": lambda net: convsight.sanity_check(
+        net, torch.rand(1, 3, 1, 1), methods=("gradient",), progress=False),
+    "sanity_check_unknown_method": lambda net: convsight.sanity_check(
+        net, torch.rand(1, 3, 32, 32), methods=("guidded",), progress=False),
     "attribution_figure": _attribution_figure,
     "attribute_failing_forward": lambda net: convsight.attribute(net, torch.rand(1, 3, 1, 1), 0,
                                                                  method="guided"),
@@ -184,6 +214,10 @@ CALLS = {
 FAILING = {
     "web_unknown_layer": convsight.ConvsightError,
     "attribute_failing_forward": RuntimeError,
+    "occlusion_bad_window": convsight.ConvsightError,
+    "faithfulness_bad_shape": convsight.ConvsightError,
+    "sanity_check_failing_forward": RuntimeError,
+    "sanity_check_unknown_method": convsight.ConvsightError,
     "attribute_bad_gradcam_layer": convsight.UnitError,
     "mine_unknown_layer": convsight.UnknownLayerError,
     "mine_failing_forward": RuntimeError,

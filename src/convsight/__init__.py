@@ -9,6 +9,8 @@ from .optimize import Synthesis, maximize
 from .atlas import Atlas, Hit
 from .mining import mine
 from . import attribute  # callable: convsight.attribute(model, images, target, method=...)
+from . import trust
+from .trust import faithfulness, sanity_check
 from . import faces, figures, pictures, report  # convsight.report.write_report, convsight.faces...
 from .pictures import Picture, show
 

@@ -1,10 +1,12 @@
-"""Explain one image: gradient, guided backprop, deconvnet, SmoothGrad, Grad-CAM, guided Grad-CAM.
+"""Explain one image: gradient, guided backprop, deconvnet, SmoothGrad, Grad-CAM, guided Grad-CAM,
+occlusion.
 
 >>> import convsight
 >>> net = convsight.load_model()
 >>> x = net.preprocess(convsight.sample_images()["chelsea"])      # normalised (1, 3, 224, 224)
 >>> g = convsight.attribute(net, x, "class:281", method="guided")  # (1, 3, 224, 224)
 >>> cam = convsight.attribute(net, x, method="gradcam")            # (1, 1, 224, 224), top class
+>>> occ = convsight.attribute(net, x, method="occlusion", window=16, stride=8)
 >>> from convsight.pictures import render_attribution
 >>> picture = render_attribution(g[0], kind="rgb")                  # (224, 224, 3) in [0, 1]
 
@@ -32,9 +34,10 @@ from .gradcam import default_gradcam_layer, gradcam
 from ..targets import resolve_targets
 from .gradients import input_gradient, warn_other_activations
 from .rectifiers import check_rule, rectifier_rule
+from .occlusion import occlusion
 from .smoothgrad import smoothgrad
 
-METHODS = ("gradient", "guided", "deconv", "smoothgrad", "gradcam", "guided-gradcam")
+METHODS = ("gradient", "guided", "deconv", "smoothgrad", "gradcam", "guided-gradcam", "occlusion")
 _OPTIONS = {
     "gradient": {"batch_size"},
     "guided": {"batch_size", "others"},
@@ -42,17 +45,19 @@ _OPTIONS = {
     "smoothgrad": {"samples", "noise", "base", "seed", "batch_size", "others"},
     "gradcam": {"layer"},
     "guided-gradcam": {"layer", "batch_size", "others"},
+    "occlusion": {"window", "stride", "baseline", "batch_size", "progress"},
 }
 
 
-def _as_batch(images: Any, net: Network) -> tuple[torch.Tensor, bool]:
+def image_batch(images: Any, net: Network, who: str = "attribute") -> tuple[torch.Tensor, bool]:
+    """(batch (N, C, H, W), whether one image (C, H, W) was given); clear errors otherwise."""
     if not isinstance(images, torch.Tensor):
-        raise ImageError(f"attribute needs a normalised image tensor (N, C, H, W) or (C, H, W) as "
+        raise ImageError(f"{who} needs a normalised image tensor (N, C, H, W) or (C, H, W) as "
                          f"made by Network.preprocess, got {type(images).__name__}")
     single = images.dim() == 3
     x = images[None] if single else images
     if x.dim() != 4 or x.shape[0] == 0 or not x.is_floating_point():
-        raise ImageError(f"attribute needs a float tensor (N, C, H, W) or (C, H, W) with N >= 1, "
+        raise ImageError(f"{who} needs a float tensor (N, C, H, W) or (C, H, W) with N >= 1, "
                          f"got {images.dtype} of shape {tuple(images.shape)}")
     if x.shape[1] != net.channels:
         raise ImageError(f"images have {x.shape[1]} channels but the network takes "
@@ -75,8 +80,10 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
     ``target``: None (each image's top class score), ``"class:281"``, ``"prob:281"``,
     ``"LAYER:C"``, ``"LAYER:C@Y,X"``, an int class, a ``Target``, or a list with one per image.
     ``method``: gradient, guided, deconv, smoothgrad (``samples=25, noise=0.15, base="gradient",
-    seed=None``), gradcam (``layer=``; returns (N, 1, H, W)), guided-gradcam (``layer=``).
-    ``batch_size`` bounds the images per backward pass; ``others="gate"|"gradient"`` sets the rule
+    seed=None``), gradcam (``layer=``; returns (N, 1, H, W)), guided-gradcam (``layer=``),
+    occlusion (``window=16, stride=8, baseline=0.0`` (a value of the normalised input, 0 = the mean
+    colour, or "blur"), ``progress=False``; see ``occlusion.py``).
+    ``batch_size`` bounds the images per backward pass (occlusion: occluded copies per forward); ``others="gate"|"gradient"`` sets the rule
     for non-rectifying activations in guided/deconv (see docs/attribution.md).
 
     >>> convsight.attribute(net, x, "blocks.5:12@3,4", method="deconv").shape
@@ -90,7 +97,7 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
     if unknown:
         raise ConvsightError(f"method {method} takes no option {', '.join(unknown)}; its options "
                              f"are {', '.join(sorted(_OPTIONS[method])) or 'none'}")
-    x, single = _as_batch(images, net)
+    x, single = image_batch(images, net)
     device = x.device
     x = x.to(net.device)
     targets = resolve_targets(target, x.shape[0])
@@ -105,6 +112,8 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
         out = smoothgrad(net, x, targets, seen=seen, **kw)
     elif method == "gradcam":
         out = gradcam(net, x, targets, layer=kw.get("layer"))
+    elif method == "occlusion":
+        out = occlusion(net, x, targets, **kw)
     else:  # guided-gradcam
         guided = _chunked(lambda xs, ts: input_gradient(net, xs, ts, "guided", others, seen),
                           x, targets, batch_size)
@@ -126,5 +135,5 @@ class _CallablePackage(types.ModuleType):
 sys.modules[__name__].__class__ = _CallablePackage
 __signature__ = inspect.signature(attribute)
 
-__all__ = ["attribute", "METHODS", "input_gradient",
-           "gradcam", "default_gradcam_layer", "smoothgrad", "rectifier_rule"]
+__all__ = ["attribute", "METHODS", "image_batch", "input_gradient", "gradcam", "default_gradcam_layer", "occlusion",
+           "smoothgrad", "rectifier_rule"]

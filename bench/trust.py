@@ -1,0 +1,159 @@
+"""Occlusion against Captum's Occlusion, and what a sanity check costs per randomisation step.
+
+1. Occlusion time, convsight vs Captum 0.9 ``Occlusion`` at equal settings (window, stride,
+   baseline 0, the same number of occluded copies per forward pass), on the default
+   EfficientNet-Lite0, one photo, interleaved runs, medians; the results are checked equal.
+2. ``sanity_check`` (cascading, block by block) against computing the same maps alone: the time
+   per map (each method once per step, plus the trained model's) divided by the time of one
+   ``attribute`` call of that method. The rest is re-initialising layers and the similarity
+   measures (Spearman, SSIM, HOG).
+3. One ``trust_score`` call (what the explorer and ``convsight check`` compute per method).
+
+On Linux, much of a CPU forward pass of a batch can be system time: the activations are fresh
+memory that glibc's allocator takes from the system and gives back on every pass (page faults).
+How much depends on the order of the allocations around the pass, not only on the pass itself;
+``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment keeps
+the memory and shows the cost of the passes alone (user time).
+
+    .venv/bin/python bench/trust.py [--repeats 5] [--window 32] [--stride 16] [--size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+
+import convsight
+from convsight.trust import randomization_steps, sanity_check
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _cpu(fn) -> tuple[float, float, float]:
+    """(wall, user CPU, system CPU) seconds of this process for one call."""
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    fn()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (time.perf_counter() - start, after.ru_utime - before.ru_utime,
+            after.ru_stime - before.ru_stime)
+
+
+def occlusion_vs_captum(net, x, args, batch: int | None) -> None:
+    """``batch`` copies per forward pass in both; None: each library's default (1 and 1 on the
+    CPU)."""
+    from captum.attr import Occlusion
+
+    with torch.no_grad():
+        target = int(net.module(x).argmax())
+    captum = Occlusion(net.module)
+    c = x.shape[1]
+
+    def ours():
+        return convsight.attribute(net, x, target, method="occlusion", window=args.window,
+                                   stride=args.stride, batch_size=batch)
+
+    def theirs():
+        with torch.no_grad():
+            return captum.attribute(x, sliding_window_shapes=(c, args.window, args.window),
+                                    strides=(c, args.stride, args.stride), baselines=0.0,
+                                    target=target, perturbations_per_eval=batch or 1)
+
+    a, b = ours(), theirs()  # warm-up, and the results to compare
+    err, scale = float((a - b).abs().max()), float(b.abs().max())
+    assert err <= 1e-5 * scale, f"occlusion differs from Captum's: {err:.3g} vs {scale:.3g}"
+    runs: dict[str, list[tuple[float, float, float]]] = {"convsight": [], "captum": []}
+    for _ in range(args.repeats):
+        runs["convsight"].append(_cpu(ours))
+        runs["captum"].append(_cpu(theirs))
+    windows = ((args.size - args.window + args.stride - 1) // args.stride + 1) ** 2
+    per_pass = (f"{batch} copies per forward pass (Captum: perturbations_per_eval)" if batch
+                else "each library's default copies per forward pass (convsight: 1 on the CPU, "
+                     "Captum: 1)")
+    print(f"occlusion, window {args.window}, stride {args.stride}, {windows} windows, {per_pass}, "
+          f"median of {args.repeats} interleaved runs")
+    for name, t in runs.items():
+        wall, user, system = (statistics.median(v[k] for v in t) for k in range(3))
+        print(f"  {name:10s} wall {wall:7.2f} s, CPU {user + system:7.2f} s (user {user:.2f}, "
+              f"system {system:.2f})")
+    for k, what in ((0, "wall"), (None, "CPU")):
+        def get(v):
+            return v[0] if k == 0 else v[1] + v[2]
+        ratio = statistics.median(get(o) / get(c) for o, c in zip(runs["convsight"],
+                                                                  runs["captum"]))
+        print(f"  convsight / Captum, {what:4s} = {ratio:.3f}   (target <= 1.0)")
+    print(f"  results equal to Captum: max |difference| {err:.2e} (max |value| {scale:.2e})")
+
+
+def sanity_cost(net, x, args) -> None:
+    methods = tuple(args.methods.split(","))
+    steps = len(randomization_steps(net, x, "block"))
+    alone: dict[str, list[float]] = {m: [] for m in methods}
+    runs: list[float] = []
+    for _ in range(args.repeats):
+        for m in methods:
+            alone[m].append(_timed(lambda: convsight.attribute(net, x, method=m)))
+        runs.append(_timed(lambda: sanity_check(net, x, methods=methods, group="block",
+                                                progress=False)))
+    one = {m: statistics.median(t) for m, t in alone.items()}
+    total = statistics.median(runs)
+    maps = (steps + 1) * sum(one.values())
+    print(f"\nsanity_check, cascading block by block: {steps} steps x {len(methods)} methods "
+          f"({', '.join(methods)}), median of {args.repeats} runs")
+    for m in methods:
+        print(f"  one attribution, {m:9s} {one[m] * 1000:8.0f} ms")
+    print(f"  sanity_check          {total:8.2f} s  = {total / steps:.2f} s per step")
+    print(f"  per map, relative to computing the map alone: {total / maps:.2f}x "
+          f"(target: close to 1; the rest is randomising layers and Spearman/SSIM/HOG)")
+
+
+def score_cost(net, x, args) -> None:
+    from convsight.trust import trust_score
+
+    print(f"\ntrust_score (one image, 50 steps per curve, 3 random maps), median of "
+          f"{args.repeats} runs")
+    for method, options in (("gradient", {}), ("gradcam", {}),
+                            ("occlusion", {"window": 32, "stride": 16})):
+        times = [_timed(lambda: trust_score(net, x, None, method, options=options))
+                 for _ in range(args.repeats)]
+        print(f"  {method:9s} {statistics.median(times):7.2f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--batches", default="1,8,32",
+                   help="occluded copies per forward pass, each timed ('default': each library's)")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--methods", default="gradient,guided,gradcam")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: occlusion,sanity,score")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lite0 = convsight.load_model()
+    net = convsight.Network(lite0.module, mean=lite0.mean, std=lite0.std,
+                            input_size=(args.size, args.size), class_names=lite0.class_names)
+    x = net.preprocess(convsight.sample_images()["chelsea"])
+    print(f"EfficientNet-Lite0, {args.size} px, CPU ({torch.get_num_threads()} threads)")
+    skip = set(args.skip.split(","))
+    if "occlusion" not in skip:
+        for batch in (None if b == "default" else int(b) for b in args.batches.split(",")):
+            occlusion_vs_captum(net, x, args, batch)
+    if "sanity" not in skip:
+        sanity_cost(net, x, args)
+    if "score" not in skip:
+        score_cost(net, x, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""``convsight check``: which explanation to believe, for one image (faithfulness, randomisation)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_model_args, network_from_args
+
+DEFAULT_METHODS = "gradient,guided,deconv,gradcam,occlusion"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="score each explanation of an image: deletion and insertion "
+                                     "AUC, and whether it survives randomising the network")
+    add_model_args(p)
+    p.add_argument("image", help="image file (any format Pillow reads)")
+    p.add_argument("--target", default=None, metavar="T",
+                   help="class:N, prob:N, LAYER:C or LAYER:C@Y,X (default: the top class)")
+    p.add_argument("--methods", default=DEFAULT_METHODS,
+                   help=f"comma-separated attribution methods (default {DEFAULT_METHODS})")
+    p.add_argument("--figure-methods", default=None, metavar="M1,M2",
+                   help="methods drawn in the randomisation figure (default: all but occlusion, "
+                        "which costs one forward pass per window and step)")
+    p.add_argument("--steps", type=int, default=50,
+                   help="points on each deletion and insertion curve (default 50)")
+    p.add_argument("--group", default="block", choices=["block", "layer", "all"],
+                   help="randomise block by block (default), layer by layer, or all at once")
+    p.add_argument("--window", type=int, default=32, help="occlusion window (default 32)")
+    p.add_argument("--stride", type=int, default=16, help="occlusion stride (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and maps")
+    p.add_argument("-o", "--out", default="check.png",
+                   help="randomisation figure (PNG); the curves go beside it as NAME_curves.png")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..attribute import METHODS
+    from ..errors import ConvsightError
+    from ..pictures import save_png
+    from ..trust import check
+    from ..units import did_you_mean
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    drawn = None if args.figure_methods is None else \
+        [m.strip() for m in args.figure_methods.split(",") if m.strip()]
+    for m in (methods or [args.methods]) + (drawn or []):
+        if m not in METHODS:
+            raise ConvsightError(f"unknown method {m!r}: choose from {', '.join(METHODS)}."
+                                 f"{did_you_mean(m, list(METHODS))}")
+    net = network_from_args(args)
+    x = net.preprocess(args.image).to(net.device)
+    options = {"occlusion": {"window": args.window, "stride": args.stride}}
+    result = check(net, x, args.target, methods=methods, steps=args.steps, seed=args.seed,
+                   group=args.group, options={m: o for m, o in options.items() if m in methods},
+                   figure_methods=drawn)
+    target = result.sanity.targets[0]
+    name = f" ({net.class_name(target.class_index)})" if target.class_index is not None else ""
+    print(f"{args.image}: target {target}{name}{'' if args.target else ', the top class'}\n")
+    print(result.table())
+    out = Path(args.out)
+    figure = save_png(result.sanity.figure(), out)
+    curves = save_png(result.curves_figure(), out.with_name(f"{out.stem}_curves.png"))
+    print(f"\nwrote {figure} (randomisation, one column per step) and {curves} (curves)")
+    return 0

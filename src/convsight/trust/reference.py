@@ -1,0 +1,68 @@
+"""Random maps to hold an explanation against: made like the method's maps, from random numbers.
+
+Deletion and insertion depend on *how* pixels are changed as much as on *which*: replacing
+scattered single pixels (a pixel-wise random order) ruins the texture the network reads far faster
+than replacing one region of the same area. So a map is compared with random maps of its own
+kind, and only *where* differs:
+
+- gradient-like methods (pixel maps): an independent uniform number per pixel;
+- Grad-CAM: uniform numbers on the Grad-CAM layer's grid, upsampled bilinearly like Grad-CAM;
+- occlusion: a uniform number per window, averaged over the windows covering each pixel like
+  occlusion's drops.
+
+>>> maps = random_maps(net, x, "gradcam", {}, torch.Generator().manual_seed(0))   # (N, 1, H, W)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from ..attribute.gradcam import default_gradcam_layer
+from ..attribute.occlusion import check_windows, window_mean, window_starts
+from ..capture import capture
+from ..models import Network
+from ..targets import Target
+from .faithfulness import faithfulness
+
+KIND = {"gradcam": "Grad-CAM grid", "occlusion": "occlusion windows"}
+
+
+def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str, Any],
+                generator: torch.Generator) -> torch.Tensor:
+    """One random map (N, 1, H, W) of the kind ``method`` draws (see the module docstring)."""
+    n, _, h, w = x.shape
+    if method == "gradcam":
+        layer = options.get("layer") or default_gradcam_layer(net, x)
+        with capture(net.module, [layer], stop=True) as acts, torch.no_grad():
+            net.module(x[:1])
+        gh, gw = acts[layer].shape[-2:]
+        low = torch.rand((n, 1, gh, gw), generator=generator).to(x.device)
+        return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    if method == "occlusion":
+        (wh, ww), (sh, sw) = check_windows((h, w), options.get("window", 16),
+                                           options.get("stride", 8))
+        windows = [(y, xx) for y in window_starts(h, wh, sh) for xx in window_starts(w, ww, sw)]
+        values = torch.rand((n, len(windows)), generator=generator).to(x.device)
+        return window_mean(values, windows, (wh, ww), (h, w)).unsqueeze(1)
+    return torch.rand((n, 1, h, w), generator=generator).to(x.device)
+
+
+def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps: int,
+                     method: str = "gradient", options: Mapping[str, Any] | None = None,
+                     maps: int = 3, seed: int = 0, batch_size: int | None = None
+                     ) -> dict[str, torch.Tensor]:
+    """Deletion and insertion of ``maps`` random maps of ``method``'s kind per image: the mean
+    AUC (N,) under ``"deletion"`` and ``"insertion"``, the mean curve (N, steps + 1) under
+    ``"deletion_curve"`` and ``"insertion_curve"``."""
+    gen = torch.Generator().manual_seed(seed)
+    draws = [random_maps(net, x, method, options or {}, gen) for _ in range(maps)]
+    out = {}
+    for kind in ("deletion", "insertion"):
+        runs = [faithfulness(net, x, d, targets, kind=kind, steps=steps, batch_size=batch_size,
+                             return_curves=True) for d in draws]
+        out[kind] = torch.stack([r.auc for r in runs]).mean(0)
+        out[f"{kind}_curve"] = torch.stack([r.curves for r in runs]).mean(0)
+    return out
