@@ -15,15 +15,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "convsight"
 
 # Floors, ground first: a room may import rooms on its own floor or below (docs/architecture.md).
 FLOORS = [
-    {"errors", "hooks", "progress", "efficientnet_lite"},
+    {"errors", "hooks", "progress", "efficientnet_lite", "files"},
     {"models", "images", "pictures"},
     {"units"},
     {"capture"},
     {"targets"},
     {"receptive", "attribute", "optimize", "filters", "faces"},
     {"figures"},
-    {"atlas"},
-    {"mining"},
+    {"atlas", "syntheses"},
+    {"mining", "microscope"},
     {"report"},
     {"demo", "web"},
     {"cli", "__main__"},

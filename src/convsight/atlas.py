@@ -14,7 +14,6 @@ images) have image id -1 and are left out of ``top``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,7 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ConvsightError, UnitError, UnknownLayerError
+from .files import npz_bytes, write_atomic  # noqa: F401  (also imported from here)
 from .figures.atlas import PatchCutter, layer_grid, unit_figure
+from .syntheses import SynthesisStore, stored_value
 
 FORMAT = "convsight-atlas"
 VERSION = 1
@@ -37,24 +38,6 @@ class Hit:
     y: int
     x: int
     value: float
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 class Atlas:
@@ -200,17 +183,42 @@ class Atlas:
         return PatchCutter(self, net, keep=1).cut(layer, self.hit(layer, channel, rank), clip)
 
     def layer_grid(self, layer: str, channels: Sequence[int] | None = None, max_units: int = 64,
-                   net=None, tile: int | None = None, clip: bool = True) -> np.ndarray:
+                   net=None, tile: int | None = None, clip: bool = True,
+                   syntheses: bool = True) -> np.ndarray:
         """One cell per unit holding its k patches (the Zeiler & Fergus figure), as an RGB array.
 
         Patches are clipped to the image (``clip=True``) so that deep layers, whose receptive
-        fields outgrow the image, show what they see rather than padding.
+        fields outgrow the image, show what they see rather than padding. Units with a stored
+        synthesis (``syntheses``) show it left of their patches.
         """
-        return layer_grid(self, layer, channels, max_units, net, tile, clip=clip)
+        return layer_grid(self, layer, channels, max_units, net, tile, clip=clip,
+                          syntheses=syntheses)
 
     def unit_figure(self, layer: str, channel: int, net=None, method: str = "guided") -> np.ndarray:
         """Each hit's patch beside the projection (guided backprop/deconvnet) of its activation."""
         return unit_figure(self, layer, channel, net, method)
+
+    # ---- syntheses (stored by convsight.visualize_layer(..., atlas=...)) ----------------------
+    def synthesis(self, layer: str, channel: int, copy: int = 0):
+        """The image synthesised for a unit, as a PIL image, or None when it has none.
+
+        ``copy``: which of the unit's facets (``visualize_layer(..., copies=K)``); the unit's
+        value on the image is in ``.info["convsight:value"]``.
+        """
+        return SynthesisStore(self.path).read(layer, channel, copy) if self.path else None
+
+    def synthesis_value(self, layer: str, channel: int, copy: int = 0) -> float | None:
+        """The unit's value (mean activation) on its stored synthesis, or None."""
+        image = self.synthesis(layer, channel, copy)
+        return stored_value(image) if image is not None else None
+
+    def synthesis_info(self, layer: str) -> dict | None:
+        """How a layer's syntheses were made (model, preset, settings, seed, copies), or None."""
+        return SynthesisStore(self.path).info(layer) if self.path else None
+
+    def synthesized_layers(self) -> list[str]:
+        """Layers with stored syntheses (any layer of the model, mined or not)."""
+        return SynthesisStore(self.path).layers() if self.path else []
 
     # ---- files ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
