@@ -75,7 +75,7 @@ def _store(atlas: Any, net: Network) -> SynthesisStore | None:
     if atlas.path is None:
         raise ConvsightError("this atlas has no folder yet: save it (atlas.save(PATH)) or pass "
                              "its folder, so the syntheses have somewhere to go")
-    if atlas.model_name != "custom" and atlas.model_name != net.name:
+    if atlas.model_name != net.name:
         raise ConvsightError(f"the atlas at {atlas.path} was mined from {atlas.model_name}, not "
                              f"{net.name}: store syntheses with the atlas of the same model")
     return SynthesisStore(atlas.path)
