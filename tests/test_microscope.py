@@ -192,3 +192,13 @@ def test_cli_layer_into_an_atlas_and_bad_units(lite0, tmp_path, capsys):
     assert rc == 2 and "valid channels of blocks.1 are 0..23" in err and "Traceback" not in err
     rc = main(["maximize", "--layer", "blocks.1", "--units", "3-x", "-o", str(tmp_path / "x.png")])
     assert rc == 2 and "cannot read --units '3-x'" in capsys.readouterr().err
+
+
+def test_demo_section_quick_shows_syntheses_beside_patches(lite0, tmp_path):
+    from convsight.demo.microscope import LAYER, section
+
+    html = section(lite0, tmp_path, quick=True)
+    assert "microscope.png" in html and (tmp_path / "microscope.png").is_file()
+    atlas = convsight.Atlas.open(tmp_path / "microscope_atlas")
+    assert all(atlas.synthesis(LAYER, c) is not None for c in range(4))
+    assert atlas.synthesis(LAYER, 4) is None
