@@ -137,6 +137,23 @@ def test_an_atlas_of_another_model_is_refused(tmp_path):
 
 
 RUN = dict(batch_size=2, preset="lucid", steps=8, size=32, upsample=False)
+def test_syntheses_of_other_weights_are_refused_and_of_another_model_not_shown(tmp_path):
+    import json
+
+    net = _net()
+    _atlas(net, tmp_path / "atlas")
+    convsight.visualize_layer(net, "conv3", [0], atlas=tmp_path / "atlas", **FAST)
+    retrained = convsight.Network(tiny_net(seed=1), input_size=(32, 32))
+    with pytest.raises(convsight.ConvsightError, match="model fingerprint was"):
+        convsight.visualize_layer(retrained, "conv3", [0], atlas=tmp_path / "atlas", **FAST)
+    info_file = tmp_path / "atlas" / "syntheses" / "conv3" / "synthesis.json"
+    info = json.loads(info_file.read_text())
+    info["model"]["name"] = "resnet18"   # as if the folder had been re-mined with another model
+    info_file.write_text(json.dumps(info))
+    atlas = convsight.Atlas.open(tmp_path / "atlas")
+    assert atlas.synthesis("conv3", 0) is None and atlas.synthesized_layers() == []
+
+
 SCRIPT = """
 import sys, time, torch
 torch.set_num_threads(1)

@@ -199,13 +199,18 @@ class Atlas:
         return unit_figure(self, layer, channel, net, method)
 
     # ---- syntheses (stored by convsight.visualize_layer(..., atlas=...)) ----------------------
+    def _syntheses(self) -> SynthesisStore | None:
+        # only those made by this atlas's model count (a folder re-mined with another model
+        # may still hold the old model's syntheses)
+        return SynthesisStore(self.path, self.model_name) if self.path is not None else None
+
     def synthesis(self, layer: str, channel: int, copy: int = 0):
         """The image synthesised for a unit, as a PIL image, or None when it has none.
 
-        ``copy``: which of the unit's facets (``visualize_layer(..., copies=K)``); the unit's
-        value on the image is in ``.info["convsight:value"]``.
+        ``copy``: which of the unit's facets (``visualize_layer(..., copies=K)``).
         """
-        return SynthesisStore(self.path).read(layer, channel, copy) if self.path else None
+        store = self._syntheses()
+        return store.read(layer, channel, copy) if store else None
 
     def synthesis_value(self, layer: str, channel: int, copy: int = 0) -> float | None:
         """The unit's value (mean activation) on its stored synthesis, or None."""
@@ -214,11 +219,13 @@ class Atlas:
 
     def synthesis_info(self, layer: str) -> dict | None:
         """How a layer's syntheses were made (model, preset, settings, seed, copies), or None."""
-        return SynthesisStore(self.path).info(layer) if self.path else None
+        store = self._syntheses()
+        return store.info(layer) if store else None
 
     def synthesized_layers(self) -> list[str]:
         """Layers with stored syntheses (any layer of the model, mined or not)."""
-        return SynthesisStore(self.path).layers() if self.path else []
+        store = self._syntheses()
+        return store.layers() if store else []
 
     # ---- files ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:

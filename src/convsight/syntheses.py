@@ -58,13 +58,15 @@ def image_png(image: torch.Tensor, value: float) -> tuple[bytes, np.ndarray]:
 
 
 class SynthesisStore:
-    """The syntheses kept in one atlas folder (``root``)."""
+    """The syntheses kept in one atlas folder (``root``); with ``model_name``, only those made by
+    that model are seen."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, model_name: str | None = None) -> None:
         self.root = Path(root)
+        self.model_name = model_name
 
-    def info(self, layer: str) -> dict[str, Any] | None:
-        """The layer's ``synthesis.json``, or None when the layer has no syntheses."""
+    def info(self, layer: str, any_model: bool = False) -> dict[str, Any] | None:
+        """The layer's ``synthesis.json``, or None when the layer has no syntheses (of the model)."""
         path = layer_folder(self.root, layer) / INFO
         if not path.is_file():
             return None
@@ -74,7 +76,8 @@ class SynthesisStore:
             raise ConvsightError(f"cannot read {path}: {exc}") from None
         if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
             raise ConvsightError(f"{path} is not a convsight synthesis index of version {VERSION}")
-        return info
+        made_by = (info.get("model") or {}).get("name")
+        return info if any_model or self.model_name in (None, made_by) else None
 
     def layers(self) -> list[str]:
         """Layers with syntheses, in name order."""
@@ -87,7 +90,8 @@ class SynthesisStore:
                 info = json.loads((sub / INFO).read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue  # not a layer folder (or not readable): not listed
-            if isinstance(info, dict) and isinstance(info.get("layer"), str):
+            if isinstance(info, dict) and isinstance(info.get("layer"), str) and \
+                    self.model_name in (None, (info.get("model") or {}).get("name")):
                 names.append(info["layer"])
         return sorted(names)
 
@@ -98,7 +102,7 @@ class SynthesisStore:
         would mix two recipes, so it is refused unless ``overwrite`` (which deletes them first).
         """
         folder = layer_folder(self.root, layer)
-        old = self.info(layer)
+        old = self.info(layer, any_model=True)
         if old is not None and not overwrite:
             for key in COMPARED:
                 if old.get(key) != info.get(key):
