@@ -219,3 +219,20 @@ def test_demo_section_quick_shows_syntheses_beside_patches(lite0, tmp_path):
     atlas = convsight.Atlas.open(tmp_path / "microscope_atlas")
     assert all(atlas.synthesis(LAYER, c) is not None for c in range(4))
     assert atlas.synthesis(LAYER, 4) is None
+
+
+def test_cli_mine_synthesize(lite0, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((60, 70, 3)) * 255).astype(np.uint8)).save(
+            folder / f"{i}.png")
+    rc = main(["mine", str(folder), "--layers", "blocks.1", "-o", str(tmp_path / "atlas"), "--k", "1",
+               "--synthesize", "2-4", "--synthesis-steps", "2", "--quiet"])
+    assert rc == 0 and "blocks.1: syntheses of 3 units stored (3 made now)" in capsys.readouterr().out
+    atlas = convsight.Atlas.open(tmp_path / "atlas")
+    assert [atlas.synthesis("blocks.1", c) is not None for c in range(6)] == [False, False, True,
+                                                                              True, True, False]
+    assert atlas.synthesis_info("blocks.1")["preset"] == convsight.optimize.DEFAULT_PRESET
