@@ -202,6 +202,8 @@ def main() -> None:
                     help="part 4: presets to judge (and 'lucent'); default all")
     ap.add_argument("--classes", type=int, default=20, help="part 4: the first N of the 20 classes")
     ap.add_argument("--steps", type=int, default=None, help="part 4: steps (default: each preset's own)")
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                    help="part 4: override a knob of every preset run (float values), e.g. lr=1e5")
     ap.add_argument("--layer", default="blocks.2", help="part 5: the layer to synthesise")
     ap.add_argument("--layer-steps", type=int, default=20, help="part 5: steps per image")
     ap.add_argument("--reps", type=int, default=3, help="part 5: repetitions")
@@ -228,7 +230,9 @@ def main() -> None:
         part_speed(net, steps=args.speed_steps or (5 if args.quick else 20), reps=3 if args.quick else 5)
     if "4" not in skip:
         print(f"\n== 4. naturalness: {args.classes} classes judged by EfficientNet-Lite2 ==")
-        nat.naturalness(net, out, args.presets.split(","), nat.CLASSES[:args.classes], args.steps)
+        knobs = {k: float(v) for k, _, v in (item.partition("=") for item in args.set)}
+        nat.naturalness(net, out, args.presets.split(","), nat.CLASSES[:args.classes], args.steps,
+                        knobs)
     if "5" not in skip:
         print("\n== 5. visualize_layer on a whole layer vs Lucent one unit at a time ==")
         nat.layer_speed(net, args.layer, args.layer_steps, args.reps, args.batch_size)

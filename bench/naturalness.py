@@ -62,7 +62,8 @@ def lucent_render(net, objective, steps: int, batch: int = 1, size: int = 128) -
     return torch.from_numpy(out[-1]).permute(0, 3, 1, 2).float()
 
 
-def _run_preset(net, preset: str, classes: list[int], steps: int | None) -> tuple[torch.Tensor, dict]:
+def _run_preset(net, preset: str, classes: list[int], steps: int | None,
+                knobs: dict) -> tuple[torch.Tensor, dict]:
     if preset == LUCENT:
         from lucent.optvis import objectives
 
@@ -70,21 +71,25 @@ def _run_preset(net, preset: str, classes: list[int], steps: int | None) -> tupl
         images = torch.cat([lucent_render(net, objectives.channel("fc", c), n) for c in classes])
         return images, {"steps": n, "size": 128}
     res = convsight.maximize(net, [f"class:{c}" for c in classes], preset=preset, steps=steps,
-                             progress=True)
+                             progress=True, **knobs)
     return res.images, {"steps": res.settings.steps, "size": res.images.shape[-1]}
 
 
-def naturalness(net, out: Path, presets: list[str], classes: list[int], steps: int | None) -> None:
+def naturalness(net, out: Path, presets: list[str], classes: list[int], steps: int | None,
+                knobs: dict | None = None) -> None:
     lite2 = load_lite2()
+    knobs = knobs or {}
+    tag = "".join(f"_{k}={v:g}" for k, v in sorted(knobs.items()))
     for preset in presets:
         t = time.perf_counter()
-        images, used = _run_preset(net, preset, classes, steps)
+        images, used = _run_preset(net, preset, classes, steps, knobs)
         seconds = time.perf_counter() - t
         verdict = judge(lite2, images, classes)
         own = own_probabilities(net, images, classes)
-        row = {"preset": preset, "classes": classes, "own_p": own, **verdict, **used,
-               "seconds": seconds, "threads": torch.get_num_threads()}
-        name = f"naturalness_{preset}_{len(classes)}c_{used['steps']}s"
+        shown = preset + "".join(f" {k}={v:g}" for k, v in sorted(knobs.items()))
+        row = {"preset": shown, "classes": classes, "own_p": own,
+               **verdict, **used, "seconds": seconds, "threads": torch.get_num_threads()}
+        name = f"naturalness_{preset}{tag}_{len(classes)}c_{used['steps']}s"
         (out / f"{name}.json").write_text(json.dumps(row))
         tiles = [label(to_numpy_image(im), f"{net.class_name(c)[:14]} {'Y' if hit else '-'}")
                  for im, c, hit in zip(images, classes, verdict["top5"])]
@@ -97,17 +102,17 @@ def print_table(net, out: Path) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("naturalness_*.json"))]
     if not rows:
         return
-    print(f"\n  {'images':12s} {'classes':>7s} {'steps':>5s} {'px':>4s} {'own p min-median':>17s} "
+    print(f"\n  {'images':24s} {'classes':>7s} {'steps':>5s} {'px':>4s} {'own p min-median':>17s} "
           f"{'Lite2 top-1':>11s} {'top-5':>6s} {'CPU s':>7s}")
     for r in rows:
         n = len(r["classes"])
         own = sorted(r["own_p"])
-        print(f"  {r['preset']:12s} {n:7d} {r['steps']:5d} {r['size']:4d} "
+        print(f"  {r['preset']:24s} {n:7d} {r['steps']:5d} {r['size']:4d} "
               f"{own[0]:8.2f}-{statistics.median(own):.2f} {sum(r['top1']):5d}/{n:<5d}"
               f"{sum(r['top5']):3d}/{n:<3d} {r['seconds']:7.0f}")
         misses = [net.class_name(c) for c, hit in zip(r["classes"], r["top5"]) if not hit]
         if misses:
-            print(f"  {'':12s} not in Lite2's top 5: {', '.join(misses)}")
+            print(f"  {'':24s} not in Lite2's top 5: {', '.join(misses)}")
 
 
 def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int) -> None:

@@ -75,7 +75,7 @@ PRESETS: dict[str, Settings] = {
                       lr=0.05, steps=512, size=128, clip=False, transforms="standard",
                       decorrelate=True, upsample=True),
 }
-DEFAULT_PRESET = "yosinski-3"
+DEFAULT_PRESET = "lucid"
 
 _CHOICES = {
     "parameterization": ("pixel", "fourier"),
