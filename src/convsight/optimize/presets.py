@@ -12,8 +12,9 @@ Table 1; Olah et al. 2017, "Feature Visualization"; Simonyan et al. 2013):
   in [0, 255] around the mean, started from N(0, 10) noise, plain gradient steps.
 - ``simonyan``: class score minus an L2 penalty on the image, started from the mean (zero) image.
 - ``none``: plain gradient ascent with nothing but the valid-pixel constraint.
-- ``lucid``: Fourier + decorrelated colour parameterisation, the standard random transforms,
-  Adam with lr 0.05 (Olah et al. 2017).
+- ``lucid`` (the default): Fourier + decorrelated colour parameterisation, the standard random
+  transforms, Adam with lr 0.05 (Olah et al. 2017). Its class images are recognised by an
+  independent network (bench/maximize.py part 4), which the pixel presets' are mostly not.
 """
 
 from __future__ import annotations
