@@ -72,7 +72,8 @@ def _run_preset(net, preset: str, classes: list[int], steps: int | None,
         return images, {"steps": n, "size": 128}
     res = convsight.maximize(net, [f"class:{c}" for c in classes], preset=preset, steps=steps,
                              progress=True, **knobs)
-    return res.images, {"steps": res.settings.steps, "size": res.images.shape[-1]}
+    return res.images, {"steps": res.settings.steps, "size": res.images.shape[-1],
+                        "last_objective": res.trace[-1].tolist()}
 
 
 def naturalness(net, out: Path, presets: list[str], classes: list[int], steps: int | None,
