@@ -188,6 +188,14 @@ def part_speed(net, steps: int, reps: int) -> None:
           f"{sum(len(m._forward_hooks) > 0 for m in net.module.modules())})")
 
 
+def _value(text: str):
+    """A --set value: a number when it reads as one, else the text (e.g. lr_rule=constant)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps everywhere (not the stated claims)")
@@ -203,7 +211,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=20, help="part 4: the first N of the 20 classes")
     ap.add_argument("--steps", type=int, default=None, help="part 4: steps (default: each preset's own)")
     ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
-                    help="part 4: override a knob of every preset run (float values), e.g. lr=1e5")
+                    help="part 4: override a knob of every preset run, e.g. lr=1e5 or lr_rule=constant")
     ap.add_argument("--layer", default="blocks.2", help="part 5: the layer to synthesise")
     ap.add_argument("--layer-steps", type=int, default=20, help="part 5: steps per image")
     ap.add_argument("--reps", type=int, default=3, help="part 5: repetitions")
@@ -230,7 +238,7 @@ def main() -> None:
         part_speed(net, steps=args.speed_steps or (5 if args.quick else 20), reps=3 if args.quick else 5)
     if "4" not in skip:
         print(f"\n== 4. naturalness: {args.classes} classes judged by EfficientNet-Lite2 ==")
-        knobs = {k: float(v) for k, _, v in (item.partition("=") for item in args.set)}
+        knobs = {k: _value(v) for k, _, v in (item.partition("=") for item in args.set)}
         nat.naturalness(net, out, args.presets.split(","), nat.CLASSES[:args.classes], args.steps,
                         knobs)
     if "5" not in skip:

@@ -80,14 +80,15 @@ def naturalness(net, out: Path, presets: list[str], classes: list[int], steps: i
                 knobs: dict | None = None) -> None:
     lite2 = load_lite2()
     knobs = knobs or {}
-    tag = "".join(f"_{k}={v:g}" for k, v in sorted(knobs.items()))
+    pairs = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(knobs.items())]
+    tag = "".join("_" + pair for pair in pairs)
     for preset in presets:
         t = time.perf_counter()
         images, used = _run_preset(net, preset, classes, steps, knobs)
         seconds = time.perf_counter() - t
         verdict = judge(lite2, images, classes)
         own = own_probabilities(net, images, classes)
-        shown = preset + "".join(f" {k}={v:g}" for k, v in sorted(knobs.items()))
+        shown = " ".join([preset] + pairs)
         row = {"preset": shown, "classes": classes, "own_p": own,
                **verdict, **used, "seconds": seconds, "threads": torch.get_num_threads()}
         name = f"naturalness_{preset}{tag}_{len(classes)}c_{used['steps']}s"
