@@ -1,7 +1,7 @@
 """Benchmark activation maximisation on the default model (EfficientNet-Lite0, CPU).
 
-1. The default preset (yosinski-3) drives the softmax probability of 5 classes above 0.99 from
-   noise (all five optimised in one batch); prints the probabilities and saves the images.
+1. The default preset drives the softmax probability of 5 classes above 0.99 from noise (all
+   five optimised in one batch); prints the probabilities and saves the images.
 2. High-frequency energy of the images of the blur presets relative to ``none`` (same steps, same
    classes, same seed).
 3. Steps per second against Lucent's ``render_vis`` (PyPI ``torch-lucent``) with the same
@@ -9,8 +9,16 @@
    the same batch and the same model, measured in this run, medians of several repetitions; also
    a multi-target batch (several channels in one batch vs Lucent running them one at a time and
    Lucent batching them with ``batch=i`` objectives).
+4. Naturalness: class images of 20 ImageNet classes per preset and by Lucent's ``render_vis``,
+   judged by an independent network (EfficientNet-Lite2): top-1 / top-5 hits (naturalness.py).
+5. Images per second of ``visualize_layer`` on a whole layer against Lucent one unit at a time.
+6. A synthesis per unit of a middle layer against the best of 300 photo crops on the unit's mean
+   activation.
 
 Run:  .venv/bin/python bench/maximize.py [--quick] [--threads 1] [--out out/bench_maximize]
+      .venv/bin/python bench/maximize.py --skip 1,2,3,5,6 --presets lucid,lucent --classes 20
+Parts 4-6 take hours of CPU at full size: ``--classes``, ``--steps``, ``--presets``,
+``--dataset-steps`` ... make smaller runs (each prints the settings it used).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 import torch
 
 import convsight
+import naturalness as nat
 from convsight.pictures import grid, label, minmax_scale, save_png, to_numpy_image
 
 CLASSES = [130, 11, 323, 951, 963]  # flamingo, goldfinch, monarch, lemon, pizza
@@ -65,7 +74,8 @@ def save_row(net, images, probs, path: Path) -> None:
 
 
 def part_probability(net, out: Path, steps: int | None, size: int | None) -> None:
-    print("\n== 1. default preset (yosinski-3) from N(0, 10) noise, 5 classes in one batch ==")
+    preset = convsight.optimize.DEFAULT_PRESET
+    print(f"\n== 1. default preset ({preset}), 5 classes in one batch ==")
     if steps or size:
         print(f"  (steps {steps or 'default'}, size {size or 'default'}: NOT the preset's full "
               "1000 steps at the network's 224 px)")
@@ -79,7 +89,7 @@ def part_probability(net, out: Path, steps: int | None, size: int | None) -> Non
               f"   {'OK' if p > 0.99 else 'BELOW 0.99'}")
     print(f"  {res.trace.shape[0]} steps at {res.images.shape[-1]} px in {dt:.0f} s; "
           f"min p = {min(probs):.4f}")
-    save_row(net, res.images, probs, out / "yosinski-3_classes.png")
+    save_row(net, res.images, probs, out / f"{preset}_classes.png")
 
 
 def part_frequencies(net, out: Path, steps: int, size: int) -> None:
@@ -178,6 +188,14 @@ def part_speed(net, steps: int, reps: int) -> None:
           f"{sum(len(m._forward_hooks) > 0 for m in net.module.modules())})")
 
 
+def _value(text: str):
+    """A --set value: a number when it reads as one, else the text (e.g. lr_rule=constant)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps everywhere (not the stated claims)")
@@ -188,6 +206,20 @@ def main() -> None:
     ap.add_argument("--steps1", type=int, default=None, help="part 1 steps (default: the preset's)")
     ap.add_argument("--size1", type=int, default=None, help="part 1 image size (default: the net's)")
     ap.add_argument("--speed-steps", type=int, default=None, help="steps per timed run (default 20)")
+    ap.add_argument("--presets", default=",".join(list(convsight.optimize.PRESETS) + [nat.LUCENT]),
+                    help="part 4: presets to judge (and 'lucent'); default all")
+    ap.add_argument("--classes", type=int, default=20, help="part 4: the first N of the 20 classes")
+    ap.add_argument("--steps", type=int, default=None, help="part 4: steps (default: each preset's own)")
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                    help="part 4: override a knob of every preset run, e.g. lr=1e5 or lr_rule=constant")
+    ap.add_argument("--layer", default="blocks.2", help="part 5: the layer to synthesise")
+    ap.add_argument("--layer-steps", type=int, default=20, help="part 5: steps per image")
+    ap.add_argument("--reps", type=int, default=3, help="part 5: repetitions")
+    ap.add_argument("--dataset-layer", default="blocks.5", help="part 6: a middle layer")
+    ap.add_argument("--photos", type=int, default=300, help="part 6: photo crops")
+    ap.add_argument("--dataset-steps", type=int, default=None, help="part 6: steps (default: the preset's)")
+    ap.add_argument("--dataset-units", type=int, default=None, help="part 6: the first N units")
+    ap.add_argument("--batch-size", type=int, default=16, help="parts 5, 6: channels per batch")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -195,6 +227,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     net = convsight.load_model()
     skip = set(args.skip.split(","))
+    print(f"threads {torch.get_num_threads()}; options {vars(args)}")
     print(f"convsight {convsight.__version__}, torch {torch.__version__}, model {net.name}")
     if "1" not in skip:
         part_probability(net, out, steps=args.steps1 or (200 if args.quick else None),
@@ -203,6 +236,18 @@ def main() -> None:
         part_frequencies(net, out, steps=60 if args.quick else 150, size=128)
     if "3" not in skip:
         part_speed(net, steps=args.speed_steps or (5 if args.quick else 20), reps=3 if args.quick else 5)
+    if "4" not in skip:
+        print(f"\n== 4. naturalness: {args.classes} classes judged by EfficientNet-Lite2 ==")
+        knobs = {k: _value(v) for k, _, v in (item.partition("=") for item in args.set)}
+        nat.naturalness(net, out, args.presets.split(","), nat.CLASSES[:args.classes], args.steps,
+                        knobs)
+    if "5" not in skip:
+        print("\n== 5. visualize_layer on a whole layer vs Lucent one unit at a time ==")
+        nat.layer_speed(net, args.layer, args.layer_steps, args.reps, args.batch_size)
+    if "6" not in skip:
+        print(f"\n== 6. synthesis vs the best of {args.photos} photos, {args.dataset_layer} ==")
+        nat.dataset(net, out, args.dataset_layer, args.photos, None, args.dataset_steps,
+                    args.batch_size, args.dataset_units)
     print(f"\npictures in {out}/")
 
 

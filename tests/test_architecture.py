@@ -16,15 +16,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "convsight"
 # Floors, ground first: a room may import rooms on its own floor or below (docs/architecture.md).
 FLOORS = [
     {"errors", "hooks", "progress", "efficientnet_lite", "activations", "state_dicts",
-     "timm_models"},
+     "timm_models", "files"},
     {"models", "images", "pictures"},
     {"units"},
     {"capture"},
     {"targets"},
     {"receptive", "attribute", "optimize", "filters", "faces", "trust"},
     {"figures"},
-    {"atlas", "atlas_store"},
-    {"mining"},
+    {"atlas", "atlas_store", "syntheses"},
+    {"mining", "microscope"},
     {"report"},
     {"demo", "web"},
     {"cli", "__main__"},

@@ -235,6 +235,53 @@ def _show(net):
     assert float(shown.min()) == 0.0 and float(shown.max()) == 1.0
 
 
+def _faithfulness(net):
+    """Deleting the stroke first (the drawn mask, an oracle independent of the network) kills the
+    class faster than deleting the background first; inserting it first brings it back faster."""
+    x, mask = _stroke_input(net, 2)
+    truth = torch.from_numpy(mask.astype(np.float32))[None, None]
+    scores = {}
+    for name, m in (("stroke", truth), ("background", 1 - truth)):
+        for kind in ("deletion", "insertion"):
+            auc = convsight.faithfulness(net, x, m, "class:2", kind=kind, steps=16)
+            assert auc.shape == (1,) and 0 <= float(auc) <= 1
+            scores[name, kind] = float(auc)
+    assert scores["stroke", "deletion"] < scores["background", "deletion"] - 0.2, scores
+    assert scores["stroke", "insertion"] > scores["background", "insertion"] + 0.2, scores
+
+
+def _sanity_check(net):
+    x, _ = _stroke_input(net, 1)
+    report = convsight.sanity_check(net, x, "class:1", methods=("gradient", "guided"),
+                                    progress=False)
+    # the parameterised layers of the model, from the output down (read from the module here)
+    weighted = [n for n, m in net.module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert report.layers == weighted[::-1]
+    for method in ("gradient", "guided"):
+        assert report.spearman[method].shape == (len(weighted) + 1, 1)
+        assert float(report.spearman[method][0, 0]) == pytest.approx(1.0)
+    assert report.figure().ndim in (2, 3)
+
+
+def _visualize_layer(net, folder, tmp_path):
+    """Each unit's synthesis, stored in the atlas as a gray PNG, excites that unit more than the
+    other unit's synthesis does (measured here with a forward hook)."""
+    atlas = convsight.mine(net, folder, ["conv3"], k=2, out=tmp_path / "atlas", progress=False)
+    out = convsight.visualize_layer(net, "conv3", [0, 5], steps=60, size=SIZE, atlas=atlas,
+                                    progress=False)
+    assert out.images.shape == (2, 1, SIZE, SIZE)
+    with capture(net.module, ["conv3"]) as acts, torch.no_grad():
+        net.module(net.normalize(out.images))
+    mean = acts["conv3"].mean(dim=(2, 3))  # (images, channels)
+    assert mean[0, 0] > mean[1, 0] and mean[1, 5] > mean[0, 5]
+    stored = atlas.synthesis("conv3", 5)
+    assert stored.mode == "L" and stored.size == (SIZE, SIZE)
+    assert np.abs(np.asarray(stored) / 255.0 - out.image(5)[0].numpy()).max() <= 0.5 / 255 + 1e-6
+    assert _gray(convsight.figures.synthesis_facets(atlas, "conv3", 0))
+    assert _gray(convsight.figures.with_synthesis(np.zeros((20, 30), np.float32), stored))
+    assert _gray(atlas.layer_grid("conv3", max_units=6, net=net))
+
+
 def _demo(net, tmp_path):
     from convsight.demo import demo
 
@@ -261,6 +308,9 @@ CALLS = {
     "write_report": lambda net, folder, tmp_path, **_: _write_report(net, folder, tmp_path),
     "show": lambda net, **_: _show(net),
     "demo": lambda net, tmp_path, **_: _demo(net, tmp_path),
+    "faithfulness": lambda net, **_: _faithfulness(net),
+    "sanity_check": lambda net, **_: _sanity_check(net),
+    "visualize_layer": lambda net, folder, tmp_path, **_: _visualize_layer(net, folder, tmp_path),
 }
 # what each public name is checked by (functions that take no model are listed as such)
 COVERS = {
@@ -273,6 +323,9 @@ COVERS = {
     "attribution_figure": "attribution_figure", "filter_grid": "filter_grid",
     "layer_grid": "mine+Atlas", "unit_figure": "mine+Atlas", "PatchCutter": "mine+Atlas",
     "default_tile": "mine+Atlas", "atlas_html": "atlas_html",
+    "faithfulness": "faithfulness", "sanity_check": "sanity_check",
+    "visualize_layer": "visualize_layer", "LayerSynthesis": "visualize_layer",
+    "synthesis_facets": "visualize_layer", "with_synthesis": "visualize_layer",
 }
 
 

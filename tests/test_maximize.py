@@ -169,8 +169,8 @@ def test_bad_targets_raise_clear_errors_and_leave_no_hooks(lite0, target, error)
 
 def test_cli_writes_image_frames_and_gif(tmp_path, capsys):
     out = tmp_path / "flamingo.png"
-    rc = main(["maximize", "--target", "class:130", "--steps", "3", "--size", "40", "--every", "1",
-               "--set", "blur_radius=0.5", "-o", str(out)])
+    rc = main(["maximize", "--target", "class:130", "--preset", "yosinski-3", "--steps", "3",
+               "--size", "40", "--every", "1", "--set", "blur_radius=0.5", "-o", str(out)])
     assert rc == 0
     assert Image.open(out).size == (40, 40)
     assert len(list((tmp_path / "flamingo_frames").glob("step_*.png"))) == 3

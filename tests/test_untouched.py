@@ -168,6 +168,23 @@ def _web_unknown_layer(model):
              ).activations("sample-chelsea", "conv9")
 
 
+def _visualize_layer(model):
+    import tempfile
+
+    import numpy as np
+
+    folder = tempfile.mkdtemp(prefix="cs-untouched-")
+    images = [np.random.default_rng(0).random((36, 36, 3))] * 2
+    atlas = convsight.mine(model, images, ["conv3"], k=1, out=folder, progress=False)
+    kw = dict(preset="lucid", steps=2, size=24, upsample=False, progress=False)
+    convsight.visualize_layer(model, "conv3", [0, 3], batch_size=1, atlas=folder, copies=2, **kw)
+    convsight.visualize_layer(model, "conv2", **kw)
+    atlas.source = images
+    atlas.synthesis("conv3", 3, 1)
+    atlas.layer_grid("conv3", [0, 3], net=model, tile=16)
+    convsight.figures.synthesis_facets(atlas, "conv3", 0)
+
+
 CALLS = {
     "atlas_html": _atlas_html,
     "network_and_display": _network_and_display,
@@ -205,6 +222,12 @@ CALLS = {
                              for p in convsight.optimize.PRESETS],
     "maximize_bad_channel": lambda net: convsight.maximize(net, ["class:1", "conv3:99"], steps=2,
                                                            size=24, progress=False),
+    "maximize_copies_diversity": lambda net: convsight.maximize(
+        net, ["conv3:2", "class:1"], copies=2, diversity=1.0, diversity_layer="conv2", steps=2,
+        size=24, progress=False),
+    "visualize_layer": _visualize_layer,
+    "visualize_layer_bad_channels": lambda net: convsight.visualize_layer(
+        net, "conv3", [0, 16], steps=2, size=24, progress=False),
     "receptive_field": lambda net: convsight.receptive_field(net, "conv3", input_size=(32, 32)),
     "receptive_fields": lambda net: convsight.receptive_fields(net),
     "receptive_field_unknown_layer": lambda net: convsight.receptive_field(net, "conv9"),
@@ -225,6 +248,7 @@ FAILING = {
     "capture_failing_forward": RuntimeError,
     "filters_bad_shape": convsight.UnitError,
     "maximize_bad_channel": convsight.UnitError,
+    "visualize_layer_bad_channels": convsight.UnitError,
     "receptive_field_unknown_layer": convsight.UnknownLayerError,
     "receptive_field_failing_forward": convsight.ConvsightError,
 }

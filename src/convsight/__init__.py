@@ -8,6 +8,7 @@ from .receptive import ReceptiveField, receptive_field, receptive_fields
 from .optimize import Synthesis, maximize
 from .atlas import Atlas, Hit
 from .mining import mine
+from .microscope import LayerSynthesis, visualize_layer
 from . import attribute  # callable: convsight.attribute(model, images, target, method=...)
 from . import trust
 from .trust import faithfulness, sanity_check

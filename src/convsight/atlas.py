@@ -19,9 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .atlas_store import FORMAT, VERSION, layer_arrays, npz_bytes, read_folder, save_folder, write_atomic
+from .atlas_store import FORMAT, VERSION, layer_arrays, read_folder, save_folder
 from .errors import ConvsightError, ModelNameError, UnitError, UnknownLayerError
 from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
+from .files import npz_bytes, write_atomic
+from .syntheses import SynthesisStore, stored_value
 
 __all__ = ["Atlas", "Hit", "FORMAT", "VERSION", "npz_bytes", "write_atomic"]
 
@@ -189,17 +191,49 @@ class Atlas:
         return PatchCutter(self, net, keep=1).cut(layer, self.hit(layer, channel, rank), clip)
 
     def layer_grid(self, layer: str, channels: Sequence[int] | None = None, max_units: int = 64,
-                   net=None, tile: int | None = None, clip: bool = True) -> np.ndarray:
+                   net=None, tile: int | None = None, clip: bool = True,
+                   syntheses: bool = True) -> np.ndarray:
         """One cell per unit holding its k patches (the Zeiler & Fergus figure), as an RGB array.
 
         Patches are clipped to the image (``clip=True``) so that deep layers, whose receptive
-        fields outgrow the image, show what they see rather than padding.
+        fields outgrow the image, show what they see rather than padding. Units with a stored
+        synthesis (``syntheses``) show it left of their patches.
         """
-        return layer_grid(self, layer, channels, max_units, net, tile, clip=clip)
+        return layer_grid(self, layer, channels, max_units, net, tile, clip=clip,
+                          syntheses=syntheses)
 
     def unit_figure(self, layer: str, channel: int, net=None, method: str = "guided") -> np.ndarray:
         """Each hit's patch beside the projection (guided backprop/deconvnet) of its activation."""
         return unit_figure(self, layer, channel, net, method)
+
+    # ---- syntheses (stored by convsight.visualize_layer(..., atlas=...)) ----------------------
+    def _syntheses(self) -> SynthesisStore | None:
+        # only those made by this atlas's model count (a folder re-mined with another model
+        # may still hold the old model's syntheses)
+        return SynthesisStore(self.path, self.model_name) if self.path is not None else None
+
+    def synthesis(self, layer: str, channel: int, copy: int = 0):
+        """The image synthesised for a unit, as a PIL image, or None when it has none.
+
+        ``copy``: which of the unit's facets (``visualize_layer(..., copies=K)``).
+        """
+        store = self._syntheses()
+        return store.read(layer, channel, copy) if store else None
+
+    def synthesis_value(self, layer: str, channel: int, copy: int = 0) -> float | None:
+        """The unit's value (mean activation) on its stored synthesis, or None."""
+        image = self.synthesis(layer, channel, copy)
+        return stored_value(image) if image is not None else None
+
+    def synthesis_info(self, layer: str) -> dict | None:
+        """How a layer's syntheses were made (model, preset, settings, seed, copies), or None."""
+        store = self._syntheses()
+        return store.info(layer) if store else None
+
+    def synthesized_layers(self) -> list[str]:
+        """Layers with stored syntheses (any layer of the model, mined or not)."""
+        store = self._syntheses()
+        return store.layers() if store else []
 
     # ---- files ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:

@@ -29,32 +29,13 @@ from typing import Any
 import numpy as np
 
 from .errors import ConvsightError
+from .files import npz_bytes, write_atomic
 
 FORMAT = "convsight-atlas"
 VERSION = 1
 DATA_FILES = ("top.npz", "images.json")
 META = "atlas.json"
 KEYS = ("value", "image", "y", "x")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, flush it, rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 def _sha256(data: bytes) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .atlas import Atlas
 from .models import Network
-from .figures import PatchCutter
+from .figures import PatchCutter, with_synthesis
 from .pictures import jpeg_bytes, patch_montage, png_bytes
 from .progress import ProgressArg, progress_bar
 
@@ -46,6 +46,7 @@ th { color: #6b7280; font-weight: 600; }
 .unit img { width: 120px; height: 120px; display: block; margin: 0 auto 2px; border-radius: 4px; }
 .unit span { color: #6b7280; }
 a.unit:hover { border-color: #3b5bdb; }
+.unit.pair { grid-column: span 2; } .unit.pair img { width: 243px; }
 .detail { background: #fff; border: 1px solid #e5e7eb; border-radius: 10px; padding: 10px 14px; margin: 10px 0; }
 .detail:target { box-shadow: 0 0 0 3px #c5d0ff; }
 .detail img { max-width: 100%; }
@@ -155,20 +156,25 @@ def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units
     total = atlas.channels(layer)
     details = min(detail_units, n)
     cells = []
+    paired = atlas.synthesis_info(layer) is not None  # a synthesis left of each unit's patches
     for c in range(n):
         hits = atlas.top(layer, c)
         patches = [cutter.cut(layer, h) for h in hits]
-        picture = jpeg_bytes(patch_montage(patches, tile, slots=atlas.k), quality=85)
+        montage = patch_montage(patches, tile, slots=atlas.k)
+        if paired:
+            montage = with_synthesis(montage, atlas.synthesis(layer, c))
+        picture = jpeg_bytes(montage, quality=85)
         value = f"{hits[0].value:.3g}" if hits else "-"
         tag = "a" if c < details else "div"
         href = f" href='#{_anchor(layer, c)}'" if c < details else ""
-        cells.append(f"<{tag} class='unit'{href}><img src='{assets.url(picture, 'jpeg')}' "
+        cells.append(f"<{tag} class='unit{' pair' if paired else ''}'{href}><img src='{assets.url(picture, 'jpeg')}' "
                      f"alt='unit {c}'><b>{c}</b> <span>{value}</span></{tag}>")
         bar(1)
     shown = f"units 0-{n - 1} of {total}" if n < total else f"all {total} units"
     parts = [f"<h2 id='{_anchor(layer)}'>{_e(layer)}</h2>",
              f"<p class='sub'>{shown}; each cell holds a unit's top {_e(atlas.k)} patches, strongest "
-             "first. Click one of the first units for its patches at full size.</p>",
+             "first" + (", after the image synthesised for it" if paired else "") +
+             ". Click one of the first units for its patches at full size.</p>",
              f"<div class='units'>{''.join(cells)}</div>"]
     for c in range(details):
         figure = np.asarray(atlas.unit_figure(layer, c, net=net, method=method), dtype=np.float32)

@@ -1,9 +1,14 @@
-"""``convsight maximize``: synthesise the image a class or unit wants (activation maximisation)."""
+"""``convsight maximize``: synthesise the image a class or unit wants (activation maximisation).
+
+    convsight maximize --target class:130 -o flamingo.png
+    convsight maximize --layer blocks.5 --units 0-31 --atlas atlas     # stored beside the patches
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from ..optimize import DEFAULT_PRESET, PRESETS
 from .common import add_model_args, add_quiet_arg, network_from_args
 
 
@@ -13,10 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "optimised together. Example: convsight maximize --target "
                                    "class:130 -o flamingo.png")
     add_model_args(p)
-    p.add_argument("--target", action="append", required=True, metavar="TARGET",
+    p.add_argument("--target", action="append", default=None, metavar="TARGET",
                    help="class:N, prob:N, LAYER:C, LAYER:C@Y,X or a sum; repeat for several")
-    p.add_argument("--preset", default="yosinski-3",
-                   help="yosinski-1..4, simonyan, none, lucid (default yosinski-3)")
+    p.add_argument("--layer", default=None,
+                   help="instead of --target: one image per channel of this layer, in batches")
+    p.add_argument("--units", default=None, metavar="LIST",
+                   help="with --layer: channels such as 0-31 or 3,7,10-12 (default: all)")
+    p.add_argument("--atlas", default=None, metavar="FOLDER",
+                   help="with --layer: store the images in this atlas (resumes an interrupted run)")
+    p.add_argument("--batch-size", type=int, default=16, help="with --layer: channels per batch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --atlas: replace the layer's stored syntheses made with other settings")
+    p.add_argument("--copies", type=int, default=1,
+                   help="images per target or channel (default 1)")
+    p.add_argument("--diversity", type=float, default=0.0,
+                   help="penalty weight on the copies' Gram similarity (Olah et al. 2017)")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"{', '.join(PRESETS)} (default {DEFAULT_PRESET})")
     p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's)")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's "
                    "or the network's input size)")
@@ -71,12 +89,19 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .. import maximize
+    from ..errors import ConvsightError
     from ..pictures import image_grid, save_png, to_uint8
 
+    if (args.target is None) == (args.layer is None):
+        raise ConvsightError("give either --target (one or more) or --layer (one image per channel)")
+    if args.layer is None and (args.units or args.atlas):
+        raise ConvsightError("--units and --atlas go with --layer")
     net = network_from_args(args)
+    if args.layer is not None:
+        return _run_layer(args, net)
     result = maximize(net, args.target, preset=args.preset, steps=args.steps, size=args.size,
-                      seed=args.seed, progress=not args.quiet, every=args.every,
-                      **_parse_knobs(args.set))
+                      seed=args.seed, progress=not args.quiet, every=args.every, copies=args.copies,
+                      diversity=args.diversity, **_parse_knobs(args.set))
     out = Path(args.out)
     labels = [str(t) for t in result.targets] if len(result.targets) > 1 else None
 
@@ -99,4 +124,49 @@ def run(args: argparse.Namespace) -> int:
         gif = out.with_suffix(".gif")
         pils[0].save(gif, save_all=True, append_images=pils[1:], duration=120, loop=0)
         print(f"wrote {len(pils)} frames to {folder}/ and {gif}")
+    return 0
+
+
+def parse_units(text: str | None) -> list[int] | None:
+    """``"0-31"``, ``"3,7,10-12"`` -> channel numbers (None: all channels)."""
+    from ..errors import ConvsightError
+
+    if text is None:
+        return None
+    units: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            a = int(first)
+            b = int(last) if dash else a
+        except ValueError:
+            raise ConvsightError(f"cannot read --units {text!r}: write channel numbers and ranges "
+                                 "such as 0-31 or 3,7,10-12") from None
+        if b < a:
+            raise ConvsightError(f"cannot read --units {text!r}: the range {part.strip()} runs "
+                                 "backwards")
+        units += range(a, b + 1)
+    return units
+
+
+def _run_layer(args: argparse.Namespace, net) -> int:
+    from pathlib import Path
+
+    from .. import visualize_layer
+    from ..pictures import grid, label, save_png, to_numpy_image
+
+    out = visualize_layer(net, args.layer, parse_units(args.units), preset=args.preset,
+                          batch_size=args.batch_size, atlas=args.atlas, seed=args.seed,
+                          copies=args.copies, diversity=args.diversity, overwrite=args.overwrite,
+                          steps=args.steps, size=args.size, progress=not args.quiet,
+                          **_parse_knobs(args.set))
+    made = len(out.computed)
+    where = f" in {Path(args.atlas).resolve()}" if args.atlas else ""
+    print(f"{args.layer}: {len(out.channels)} units, {made} synthesised now, "
+          f"{len(out.channels) - made} already stored{where}")
+    if args.atlas is None or args.out != "maximize.png":
+        tiles = [label(to_numpy_image(im), f"{c}" + (f".{k}" if out.copies > 1 else ""))
+                 for (c, k), im in zip(((c, k) for c in out.channels for k in range(out.copies)),
+                                       out.images)]
+        print(f"wrote {save_png(grid(tiles, ncols=min(len(tiles), 8 * out.copies)), args.out)}")
     return 0

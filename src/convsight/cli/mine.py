@@ -1,6 +1,7 @@
 """``convsight mine``: the top-k images of every channel of some layers over a folder of images.
 
     convsight mine photos/ --layers blocks.3,blocks.10 -o atlas
+    convsight mine photos/ --layers blocks.5 -o atlas --synthesize        # + a synthesis per unit
     torchrun --nproc_per_node=2 -m convsight.cli mine photos/ --layers blocks.3 -o atlas   # CPU, gloo
     torchrun --nproc_per_node=4 -m convsight.cli mine photos/ --layers blocks.3 -o atlas --device cuda
 """
@@ -30,6 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between checkpoints (default 60; 0: after every batch)")
     p.add_argument("--grids", type=int, default=0, metavar="N",
                    help="also draw the first N units of each layer as LAYER.png in the atlas folder")
+    p.add_argument("--synthesize", nargs="?", const="all", default=None, metavar="UNITS",
+                   help="after mining, also store a synthesised image for every unit of each "
+                        "layer (or only UNITS, e.g. 0-31), as `convsight maximize --layer L "
+                        "--atlas OUT` does; resumable")
+    p.add_argument("--synthesis-preset", default=None, metavar="PRESET",
+                   help="preset for --synthesize (default: maximize's default preset)")
+    p.add_argument("--synthesis-steps", type=int, default=None, metavar="N",
+                   help="steps for --synthesize (default: the preset's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -72,8 +81,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {path}: {reason}")
         if len(atlas.skipped) > 20:
             print(f"  ... and {len(atlas.skipped) - 20} more (listed in atlas.json)")
+    if args.synthesize is not None:
+        _synthesize(args, net, atlas)
     for layer in atlas.layers if args.grids > 0 else []:
         path = save_png(atlas.layer_grid(layer, max_units=args.grids, net=net),
                         Path(args.out) / f"{layer}.png")
         print(f"{layer}: {path}")
     return 0
+
+
+def _synthesize(args: argparse.Namespace, net, atlas) -> None:
+    """A synthesis per unit of each mined layer, stored in the atlas (after mining is done)."""
+    from .. import visualize_layer
+    from ..optimize import DEFAULT_PRESET
+    from .maximize import parse_units
+
+    units = None if args.synthesize == "all" else parse_units(args.synthesize)
+    for layer in atlas.layers:
+        out = visualize_layer(net, layer, units, preset=args.synthesis_preset or DEFAULT_PRESET,
+                              steps=args.synthesis_steps, atlas=atlas, device=args.device,
+                              progress=not args.quiet)
+        print(f"{layer}: syntheses of {len(out.channels)} units stored "
+              f"({len(out.computed)} made now)")

@@ -14,11 +14,13 @@ from typing import Callable
 
 from ..models import Network, as_network, load_model
 from ..progress import ProgressArg, progress_bar
-from . import attribution, filters, layers, mining, predictions, report, sanity, synthesis
+from . import (attribution, filters, layers, microscope, mining, predictions, report, sanity,
+               synthesis)
 
 Section = Callable[[Network, Path, bool], str]
 SECTIONS: list[Section] = [predictions.section, layers.section, filters.section, mining.section,
-                           report.section, attribution.section, sanity.section, synthesis.section]
+                           microscope.section, report.section, attribution.section, sanity.section,
+                           synthesis.section]
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>convsight demo: {name}</title>

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..models import Network
-from ..optimize import PRESETS, maximize
+from ..optimize import DEFAULT_PRESET, PRESETS, maximize
 from ..pictures import grid, label, minmax_scale, save_png, to_numpy_image
 
 CLASSES = [130, 11, 323, 951, 963]  # flamingo, goldfinch, monarch, lemon, pizza
@@ -47,10 +47,10 @@ def section(net: Network, out: Path, quick: bool) -> str:
     return (
         "<h2>What a class wants: activation maximisation</h2>"
         "<p>Each image was changed by gradient ascent until the network's score for its class was "
-        "high, starting from noise, with Yosinski et al.'s natural-image regularizers (preset "
-        "<code>yosinski-3</code>: L2 decay and a Gaussian blur every 4 steps). All five were "
-        "optimised together in one batch; p is the softmax probability the network gives the "
-        "finished image.</p>"
+        f"high, starting from noise, with the default preset (<code>{DEFAULT_PRESET}</code>: a "
+        "Fourier parameterisation with decorrelated colours, and random jitter, scale and "
+        "rotation every step, Olah et al. 2017). All five were optimised together in one batch; "
+        "p is the softmax probability the network gives the finished image.</p>"
         '<img src="maximize_classes.png" alt="class visualisations">'
         f"<h3>The same class ({name}) with every preset</h3>"
         "<p><code>none</code> is plain ascent: high-frequency patterns the network responds to but "

@@ -90,20 +90,39 @@ def default_tile(atlas: Any, layer: str, net: Any = None) -> int:
     return int(np.clip(size, 24, 64))
 
 
+def with_synthesis(cell: np.ndarray, synthesis: Image.Image | None) -> np.ndarray:
+    """A unit's synthesis (a square as tall as ``cell``; grey when missing) left of its patches,
+    as OpenAI Microscope lays a unit out."""
+    side = cell.shape[0]
+    tile = _tile(synthesis, side) if synthesis is not None else \
+        np.full((side, side, 3), EMPTY_TILE, np.float32)
+    if cell.ndim == 2 or tile.ndim == 2:  # gray patches (or a gray synthesis): draw in RGB
+        cell, tile = (np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in (cell, tile))
+    gap = np.ones((side, 3, 3), np.float32)
+    return np.concatenate([tile, gap, cell], axis=1)
+
+
 def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
                max_units: int = 64, net: Any = None, tile: int | None = None,
-               labels: bool = True, clip: bool = True) -> np.ndarray:
-    """One cell per unit (its k patches), cells in a grid: an RGB float array in [0, 1]."""
+               labels: bool = True, clip: bool = True, syntheses: bool = True) -> np.ndarray:
+    """One cell per unit (its k patches), cells in a grid: an RGB float array in [0, 1].
+
+    With ``syntheses`` and images stored for the layer (``convsight.visualize_layer(...,
+    atlas=...)``), each cell starts with the unit's synthesis, then its patches.
+    """
     chosen = _channels(atlas, layer, channels, max_units)
     if not chosen:
         raise ConvsightError(f"no units to draw for layer {layer}")
     side = tile or default_tile(atlas, layer, net)
     cutter = PatchCutter(atlas, net)
+    show = syntheses and atlas.synthesis_info(layer) is not None
     cells = []
     for c in chosen:
         patches = [cutter.cut(layer, hit, clip) for hit in atlas.top(layer, c)]
         cell = patch_montage(patches, side, ncols=math.ceil(math.sqrt(atlas.k)), slots=atlas.k,
                              background=_GRID_BACKGROUND, empty=EMPTY_TILE, resample="smooth")
+        if show:
+            cell = with_synthesis(cell, atlas.synthesis(layer, c))
         cells.append(label(cell, f"{c}", height=13, size=11) if labels else cell)
     return grid(cells, ncols=math.ceil(math.sqrt(len(cells))), pad=6, background=1.0)
 
@@ -163,3 +182,22 @@ def atlas_html(atlas: Any, units: int = 4, net: Any = None, max_layers: int = 12
     more = len(atlas.layers) - max_layers
     tail = f"<div>... and {more} more layers</div>" if more > 0 else ""
     return f"<div>{head}{''.join(rows)}{tail}</div>"
+
+
+def synthesis_facets(atlas: Any, layer: str, channel: int, side: int = 160) -> np.ndarray:
+    """A unit's stored syntheses (its ``copies`` facets) side by side, each captioned with the
+    unit's value on it; raises when the layer has none stored."""
+    info = atlas.synthesis_info(layer)
+    if info is None:
+        raise ConvsightError(f"no syntheses are stored for layer {layer}: make them with "
+                             f"convsight.visualize_layer(model, {layer!r}, atlas=...)")
+    tiles = []
+    for k in range(int(info.get("copies", 1))):
+        im = atlas.synthesis(layer, channel, k)
+        if im is None:
+            tiles.append(label(np.full((side, side, 3), EMPTY_TILE, np.float32), "missing"))
+            continue
+        value = atlas.synthesis_value(layer, channel, k)
+        text = f"{layer}:{channel}" + (f" = {value:.3g}" if value is not None else "")
+        tiles.append(label(_tile(im, side), text, height=14, size=11))
+    return grid(tiles, ncols=len(tiles), pad=4)

@@ -2,8 +2,10 @@
 
 Small modules, one idea each: ``presets`` (named settings and knob checks), ``parameterize``
 (pixels or a Fourier spectrum -> image), ``regularizers`` (Yosinski et al. 2015: decay, blur,
-small-norm and small-contribution clipping), ``transforms`` (Lucid's random jitter/scale/rotate)
-and ``ascent`` (the loop joining them).
+small-norm and small-contribution clipping), ``transforms`` (Lucid's random jitter/scale/rotate),
+``diversity`` (the copies' Gram-similarity penalty of Olah et al. 2017), ``ascent`` (the loop
+joining them) and ``layer`` (every channel of a layer in batches, for
+``convsight.visualize_layer``).
 
 >>> import convsight
 >>> out = convsight.maximize(convsight.load_model(), ["class:130", "class:947"], steps=100, size=128)

@@ -13,6 +13,7 @@ mode and every module's own mode is restored afterwards.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,11 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConvsightError, UnitError
+from ..capture import capture
 from ..models import Network, as_network, on_device
 from ..pictures import Picture, image_grid, png_bytes
 from ..progress import ProgressArg, progress_bar
 from ..targets import Target, evaluate, parse_target
+from ..units import check_layer
 from . import regularizers as reg
+from .diversity import gram_similarity
 from .parameterize import FourierImage, PixelImage
 from .presets import DEFAULT_PRESET, Settings, settings_for
 from .transforms import no_transforms, standard_transforms
@@ -34,8 +38,9 @@ from .transforms import no_transforms, standard_transforms
 class Synthesis:
     """What ``maximize`` returns.
 
-    ``images`` (N, C, H, W) in [0, 1], one per target; ``trace`` (steps, N) the target value at
-    each step (under that step's random transform, if any); ``targets`` the parsed targets;
+    ``images`` (N, C, H, W) in [0, 1], one per target (``copies`` per target, target-major, when
+    ``copies`` > 1); ``trace`` (steps, N) the target value at each step (under that step's random
+    transform, if any); ``targets`` the parsed target of each image;
     ``frames`` the images at steps 0, every, 2*every ... and the last step (the result), when
     ``every`` was given (``frame_steps`` says which).
     """
@@ -46,6 +51,7 @@ class Synthesis:
     frames: list[torch.Tensor] | None = None
     settings: Settings | None = field(default=None, repr=False)
     every: int | None = None
+    copies: int = 1
 
     @property
     def frame_steps(self) -> list[int]:
@@ -67,6 +73,14 @@ class Synthesis:
         return png_bytes(self.picture())
 
 
+def check_seed(seed: object) -> int:
+    """``seed`` as an int, or a ConvsightError (None, text, floats and negative numbers)."""
+    if not isinstance(seed, bool) and isinstance(seed, numbers.Integral) and int(seed) >= 0:
+        return int(seed)
+    raise ConvsightError(f"seed={seed!r} is not valid: use a whole number >= 0 (the same seed "
+                         "gives the same images)")
+
+
 def _parse_targets(targets: object) -> list[Target]:
     items = list(targets) if isinstance(targets, (list, tuple)) else [targets]
     if not items:
@@ -78,19 +92,57 @@ class Objective:
     """Target values per image (``convsight.targets.evaluate``), reading only the layers needed.
 
     When no target reads the model output, the forward pass stops after the last needed layer.
+    With ``diversity`` > 0 the images come in groups of ``copies`` (target-major) and ``loss``
+    subtracts ``diversity`` times each group's Gram similarity at ``layer`` (``diversity.py``).
     """
 
-    def __init__(self, net: Network, targets: list[Target]) -> None:
+    def __init__(self, net: Network, targets: list[Target], copies: int = 1,
+                 diversity: float = 0.0, layer: str | None = None) -> None:
         self.net = net
         self.targets = targets
+        self.copies = copies
+        self.diversity = float(diversity) if copies > 1 else 0.0
+        self.layer = layer
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return evaluate(self.net, x, self.targets)[0]
+        return self.values_and_loss(x)[0]
+
+    def values_and_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target value per image, the scalar to maximise)."""
+        if not self.diversity:
+            values = evaluate(self.net, x, self.targets)[0]
+            return values, values.sum()
+        # the diversity layer is captured around the evaluation; the pass may stop early only
+        # when that layer is one the targets read anyway
+        read = {layer for t in self.targets for layer in t.layers}
+        with capture(self.net.module, [self.layer], detach=False) as acts:
+            values = evaluate(self.net, x, self.targets, stop=self.layer in read)[0]
+        penalty = gram_similarity(acts[self.layer], self.copies)
+        return values, values.sum() - self.diversity * penalty.sum()
+
+
+def check_diversity(targets: list[Target], copies: int, diversity: float,
+                    layer: str | None) -> str | None:
+    """Check ``copies`` and ``diversity``; the layer the diversity penalty reads (None: no penalty)."""
+    if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
+        raise ConvsightError(f"copies={copies!r} is not valid: use a whole number >= 1")
+    if not isinstance(diversity, (int, float)) or diversity < 0 or diversity != diversity:
+        raise ConvsightError(f"diversity={diversity!r} is not valid: use a number >= 0")
+    if copies == 1 or not diversity:
+        return None
+    if layer is not None:
+        return layer
+    for t in targets:
+        if t.layers:
+            return t.layers[0]
+    raise ConvsightError("diversity for class targets needs diversity_layer=LAYER (the layer whose "
+                         "Gram matrices the copies should not share, e.g. a middle block)")
 
 
 def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = None,
              size: int | None = None, seed: int = 0, progress: ProgressArg = True,
              every: int | None = None, device: str | torch.device | None = None,
+             copies: int = 1, diversity: float = 0.0, diversity_layer: str | None = None,
              **knobs: object) -> Synthesis:
     """Synthesise one image per target by gradient ascent on the image, all in one batch.
 
@@ -103,6 +155,11 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     ``progress``: True (a bar, or log lines when stderr is not a terminal), False, or a callable
     ``fn(done, total)`` called after every step (see ``convsight.progress``).
 
+    ``copies=K`` makes K images per target (``images`` is (T * K, C, H, W), target-major: the K
+    copies of the first target, then the next); ``diversity=w`` subtracts w times the cosine
+    similarity of the copies' Gram matrices at ``diversity_layer`` (default: the layer the target
+    reads) from the objective, so the copies show different facets (Olah et al. 2017).
+
     >>> out = maximize(net, "class:130", preset="yosinski-3", steps=200, size=128)
     >>> out.images.shape
     torch.Size([1, 3, 128, 128])
@@ -112,15 +169,20 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     if every is not None and (not isinstance(every, int) or every < 1):
         raise ConvsightError(f"every={every!r} is not valid: use a whole number of steps >= 1")
     parsed = _parse_targets(targets)
-    generator = torch.Generator().manual_seed(int(seed))
+    layer = check_diversity(parsed, copies, diversity, diversity_layer)
+    if layer is not None:
+        check_layer(net.module, layer)
+    seed = check_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    objective = Objective(net, [t for t in parsed for _ in range(copies)], copies, diversity, layer)
     with progress_bar(s.steps, f"maximize ({preset})", "step", progress, leave=False) as report:
-        return _ascend(net, parsed, s, generator, every, report)
+        return ascend(objective, s, generator, report, every)
 
 
-def _ascend(net: Network, targets: list[Target], s: Settings, generator: torch.Generator,
-            every: int | None, report: Callable[..., None]) -> Synthesis:
-    """The loop: ``s.steps`` ascent steps on one batch of images, one per target."""
-    objective = Objective(net, targets)
+def ascend(objective: Objective, s: Settings, generator: torch.Generator,
+           report: Callable[..., None], every: int | None = None) -> Synthesis:
+    """The loop: ``s.steps`` ascent steps on one batch of images, one per target of ``objective``."""
+    net, targets = objective.net, objective.targets
     dev = net.device
     n = len(targets)
     h, w = (s.size, s.size) if s.size is not None else net.input_size
@@ -146,8 +208,8 @@ def _ascend(net: Network, targets: list[Target], s: Settings, generator: torch.G
         img = transform(param.image(x), generator)
         if s.upsample and (img.shape[-2] < net.input_size[0] or img.shape[-1] < net.input_size[1]):
             img = F.interpolate(img, size=net.input_size, mode="bilinear", align_corners=False)
-        values = objective(net.normalize(img))
-        (grad,) = torch.autograd.grad(values.sum(), [x])
+        values, loss = objective.values_and_loss(net.normalize(img))
+        (grad,) = torch.autograd.grad(loss, [x])
         trace[step] = values.detach().float().cpu()
         report(1, objective=f"{float(trace[step].mean()):.4g}")
         if step == s.steps - 1:
@@ -159,7 +221,7 @@ def _ascend(net: Network, targets: list[Target], s: Settings, generator: torch.G
     if frames is not None and (s.steps - 1) % every:
         frames.append(images.clone())  # the last step, when it is not a multiple of ``every``
     return Synthesis(images=images, trace=trace, targets=targets, frames=frames, settings=s,
-                     every=every)
+                     every=every, copies=objective.copies)
 
 
 def _progress_lr(ascent: torch.Tensor, values: torch.Tensor, is_prob: torch.Tensor,

@@ -12,8 +12,9 @@ Table 1; Olah et al. 2017, "Feature Visualization"; Simonyan et al. 2013):
   in [0, 255] around the mean, started from N(0, 10) noise, plain gradient steps.
 - ``simonyan``: class score minus an L2 penalty on the image, started from the mean (zero) image.
 - ``none``: plain gradient ascent with nothing but the valid-pixel constraint.
-- ``lucid``: Fourier + decorrelated colour parameterisation, the standard random transforms,
-  Adam with lr 0.05 (Olah et al. 2017).
+- ``lucid`` (the default): Fourier + decorrelated colour parameterisation, the standard random
+  transforms, Adam with lr 0.05 (Olah et al. 2017). Its class images are recognised by an
+  independent network (bench/maximize.py part 4), which the pixel presets' are mostly not.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import difflib
 from dataclasses import dataclass
 
 from ..errors import ConvsightError
+from ..models import MAX_INPUT_SIDE as MAX_SIZE  # images larger need tens of GB of activations
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ PRESETS: dict[str, Settings] = {
                       lr=0.05, steps=512, size=128, clip=False, transforms="standard",
                       decorrelate=True, upsample=True),
 }
-DEFAULT_PRESET = "yosinski-3"
+DEFAULT_PRESET = "lucid"
 
 _CHOICES = {
     "parameterization": ("pixel", "fourier"),
@@ -111,8 +113,9 @@ def check(s: Settings) -> None:
             raise ConvsightError(f"{name}={getattr(s, name)!r} is not valid: use one of {', '.join(choices)}")
     if not isinstance(s.steps, int) or s.steps < 1:
         raise ConvsightError(f"steps={s.steps!r} is not valid: use a whole number >= 1")
-    if s.size is not None and (not isinstance(s.size, int) or s.size < 8):
-        raise ConvsightError(f"size={s.size!r} is not valid: use a whole number of pixels >= 8")
+    if s.size is not None and (not isinstance(s.size, int) or not 8 <= s.size <= MAX_SIZE):
+        raise ConvsightError(f"size={s.size!r} is not valid: use a whole number of pixels from 8 "
+                             f"to {MAX_SIZE}")
     for name in ("lr", "desired_progress", "early_progress", "late_progress", "init_sd", "l2", "blur_radius", "fourier_decay"):
         value = getattr(s, name)
         if not isinstance(value, (int, float)) or value < 0 or value != value:

@@ -1,0 +1,99 @@
+"""Every channel of a layer synthesised in batches: the algorithm behind ``convsight.visualize_layer``.
+
+The channels asked for are cut, in the order given, into batches of ``batch_size``; each batch is
+one ``ascend`` run whose random start and random transforms come from a generator seeded by the
+seed, the layer and the batch's channels. So a batch gives the same images whenever it is run
+again (a resumed run repeats exactly the batches it had not finished), and the images do not
+depend on which other batches ran before.
+
+>>> net = convsight.load_model()
+>>> parts = synthesize_batch(net, "blocks.5", [0, 1], settings_for("lucid", steps=20), seed=0)
+>>> parts.images.shape
+torch.Size([2, 3, 128, 128])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..capture import layer_shape
+from ..errors import ConvsightError, UnitError
+from ..models import Network
+from ..targets import evaluate, parse_target
+from ..units import check_layer
+from .ascent import Objective, Synthesis, ascend, check_diversity
+from .presets import Settings
+
+
+def check_channels(net: Network, layer: str, channels: Any) -> list[int]:
+    """The channels to synthesise (all of the layer's for None), checked against its width."""
+    check_layer(net.module, layer)
+    shape = layer_shape(net, layer)
+    if len(shape) == 0:
+        raise UnitError(f"layer {layer} outputs a scalar per image; it has no channels")
+    n = int(shape[0])
+    valid = f"valid channels of {layer} are 0..{n - 1}"
+    if channels is None:
+        return list(range(n))
+    if isinstance(channels, (int, str)) or not hasattr(channels, "__iter__"):
+        channels = [channels]
+    chosen = []
+    for c in channels:
+        try:
+            if isinstance(c, bool):
+                raise TypeError
+            chosen.append(operator.index(c))
+        except TypeError:
+            raise UnitError(f"channel {c!r} is not a whole number: {valid}") from None
+    if not chosen:
+        raise UnitError(f"no channels given: {valid}")
+    bad = [c for c in chosen if not 0 <= c < n]
+    if bad:
+        raise UnitError(f"channel{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
+                        f"out of range: {valid}")
+    twice = sorted({c for c in chosen if chosen.count(c) > 1})
+    if twice:
+        raise UnitError(f"channel {twice[0]} is listed more than once; list each channel once")
+    return chosen
+
+
+def layer_batches(channels: Sequence[int], batch_size: int) -> list[list[int]]:
+    """``channels`` cut in order into lists of ``batch_size`` (the last may be shorter)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConvsightError(f"batch_size={batch_size!r} is not valid: use a whole number >= 1")
+    return [list(channels[i:i + batch_size]) for i in range(0, len(channels), batch_size)]
+
+
+def batch_seed(seed: int, layer: str, channels: Sequence[int]) -> int:
+    """A 63-bit seed from the run's seed, the layer and the batch's channels (stable everywhere)."""
+    text = f"{int(seed)}|{layer}|{','.join(map(str, channels))}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def synthesize_batch(net: Network, layer: str, channels: Sequence[int], s: Settings, seed: int = 0,
+                     copies: int = 1, diversity: float = 0.0, diversity_layer: str | None = None,
+                     report: Callable[..., None] = lambda n=1, **kw: None) -> Synthesis:
+    """One ``ascend`` run for ``LAYER:C`` of each channel (``copies`` images each, target-major)."""
+    targets = [parse_target(f"{layer}:{c}") for c in channels]
+    div_layer = check_diversity(targets, copies, diversity, diversity_layer)
+    objective = Objective(net, [t for t in targets for _ in range(copies)], copies, diversity,
+                          div_layer)
+    generator = torch.Generator().manual_seed(batch_seed(seed, layer, channels))
+    return ascend(objective, s, generator, report)
+
+
+@torch.no_grad()
+def final_values(net: Network, layer: str, channels: Sequence[int], images: torch.Tensor,
+                 copies: int = 1) -> torch.Tensor:
+    """Each image's target value as the network sees the image itself: no random transform,
+    resized to the network's input size when smaller (as the ascent upsampled it)."""
+    x = images.to(net.device)
+    if x.shape[-2] < net.input_size[0] or x.shape[-1] < net.input_size[1]:
+        x = F.interpolate(x, size=net.input_size, mode="bilinear", align_corners=False)
+    targets = [f"{layer}:{c}" for c in channels for _ in range(copies)]
+    return evaluate(net, net.normalize(x), targets, detach=True)[0].float().cpu()
