@@ -140,7 +140,7 @@ def test_layer_grid_holds_each_units_patches(atlas, tiny):
         atlas.layer_grid("conv2", channels=[9], net=tiny)
 
 
-@pytest.mark.parametrize("method", ["guided", "deconv"])
+@pytest.mark.parametrize("method", ["guided", "deconv", "gradient"])
 def test_unit_figure(atlas, tiny, method):
     img = atlas.unit_figure("conv2", 1, net=tiny, method=method)
     assert img.ndim == 3 and img.shape[2] == 3 and img.shape[1] == 3 * (2 * 128 + 2) + 4 * 4

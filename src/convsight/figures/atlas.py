@@ -22,6 +22,7 @@ from ..attribute import attribute
 from ..errors import ConvsightError, UnitError
 from ..pictures import as_float, as_pil, crop, fit_square, grid, label, patch_montage, render_attribution
 
+PROJECTIONS = ("guided", "deconv", "gradient")  # what the report and the explorer offer
 EMPTY_TILE = 0.85  # grey of a slot without a hit (fewer readable images than k)
 _GRID_BACKGROUND = (217, 217, 217)  # the same grey, as 8-bit RGB
 
@@ -129,9 +130,11 @@ def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
 
 def unit_figure(atlas: Any, layer: str, channel: int, net: Any = None, method: str = "guided",
                 side: int = 128, clip: bool = True) -> np.ndarray:
-    """Each hit's patch beside the guided-backprop or deconvnet projection of that activation."""
-    if method not in ("guided", "deconv"):
-        raise ConvsightError(f"unknown projection method {method!r}: use 'guided' or 'deconv'")
+    """Each hit's patch beside the guided-backprop, deconvnet or gradient projection of that
+    activation."""
+    if method not in PROJECTIONS:
+        raise ConvsightError(f"unknown projection method {method!r}: use one of "
+                             f"{', '.join(PROJECTIONS)}")
     model = atlas.network(net=net)
     rf = atlas.receptive_field(layer, net)
     cutter = PatchCutter(atlas, net, keep=1)
