@@ -108,6 +108,7 @@ def _trust(net):
         convsight.sanity_check(net, x, None, methods=("gradient", "guided", "gradcam"), mode=mode,
                                group="block", progress=False).figure()
     trust_score(net, x[:1], "class:1", "gradcam", steps=3)
+    trust_score(net, x, ["conv2:1@3,3", "conv3:2@1,2"], "guided", steps=3)  # neurons: own scope
     randomized_copy(net, x)
     convsight.trust.check(net, x[0], methods=("gradient", "occlusion"), steps=3, progress=False,
                           options={"occlusion": {"window": 16, "stride": 16}})
