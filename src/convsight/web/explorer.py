@@ -4,7 +4,8 @@
 the pages ask. It is a thin front over three parts, each in its own module: ``Layers`` (the layer
 table, receptive fields, a unit's tile, top patches, projections and weights), ``InputImages``
 (sample, atlas and uploaded images, thumbnails, input tensors, predictions) and ``Attributions``
-(an image's activation maps, each unit's strongest place, unit and class attributions). Pictures
+(an image's activation maps, each unit's strongest place, unit and class attributions and
+the class attributions' trust scores). Pictures
 come back as bytes, cached by a key that names what they show, so a second visit costs a file
 read.
 """
@@ -96,3 +97,4 @@ class Explorer:
     unit_patch = _ask("attribution_part", Attributions.unit_patch)
     unit_attribution = _ask("attribution_part", Attributions.unit_attribution)
     class_attribution = _ask("attribution_part", Attributions.class_attribution)
+    class_trust = _ask("attribution_part", Attributions.class_trust)
