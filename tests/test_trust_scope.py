@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
+from torch import nn
 
 import convsight
 from convsight.capture import capture
@@ -82,9 +83,41 @@ def test_the_top_layer_of_a_unit_is_the_last_one_below_it():
     with warnings.catch_warnings():  # a unit may be negative here: NaN curves, a warning
         warnings.simplefilter("ignore")
         tops = {t: trust_score(net, x, t, "gradient", steps=2).top_layer
-                for t in (NEURON, "conv3:2", "class:1", "conv1:0@3,3")}
+                for t in (NEURON, "conv3:2", "class:1", "conv1:0@3,3", "act3:2")}
     assert tops == {NEURON: "conv2", "conv3:2": "conv3", "class:1": "fc",
-                    "conv1:0@3,3": "conv1"}
+                    "conv1:0@3,3": "conv1", "act3:2": "conv3"}  # act3: the layer below
+
+
+def _blocks() -> convsight.Network:
+    torch.manual_seed(1)
+    module = nn.Sequential(nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)),
+                           nn.ReLU(),
+                           nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6)),
+                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+    with torch.no_grad():
+        for bn in (module[0][1], module[2][1]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+    return convsight.Network(module, input_size=(16, 16))
+
+
+def test_a_unit_s_top_layer_is_its_whole_block():
+    """A batch norm that ends a block only rescales the unit's channel: randomised alone, the
+    map's ranks stay exactly as they were, so the top step is the unit's whole block."""
+    net, x, unit = _blocks(), torch.rand(1, 3, 16, 16), "2:1@8,8"
+    top, left, bottom, right = convsight.receptive_field(net, "2").clipped_box(8, 8)
+
+    def ranked(model):
+        m = convsight.attribute(model, x, unit, method="gradient")[0].abs().sum(0)
+        return m[top:bottom + 1, left:right + 1].flatten().numpy()
+
+    base = ranked(net)
+    assert spearmanr(base, ranked(randomized_copy(net, x, ["2.1"]))).statistic > 0.99999
+    s = trust_score(net, x, unit, "gradient", steps=3)
+    assert s.top_layer == "2"
+    block = spearmanr(base, ranked(randomized_copy(net, x, ["2.0", "2.1"]))).statistic
+    assert abs(float(s.top_layer_correlation[0]) - block) < 1e-5 and block < 0.9
 
 
 def test_a_neuron_is_scored_within_its_receptive_field():

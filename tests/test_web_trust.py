@@ -156,7 +156,7 @@ def test_report_shows_the_projection_s_trust_under_each_detailed_unit(atlas, tmp
         x = net.normalize(atlas.image(hit.image)[None])
         s = trust_score(net, x, f"blocks.2:{c}@{hit.y},{hit.x}", "guided", steps=TRUST_STEPS)
         assert s.line(0) in line and s.verdict(0) in line
-        assert s.top_layer.startswith("blocks.2.")  # the unit's own block, not the classifier
+        assert s.top_layer == "blocks.2"  # the unit's own block, not the classifier
     plain = write_report(atlas, tmp_path / "plain.html", layers=["blocks.2"], max_units=4,
                          detail_units=2, progress=False, trust=False)
     assert "class='trust'" not in plain.read_text(encoding="utf-8")

@@ -5,9 +5,10 @@ layers that run after it cannot change it, and a neuron (``LAYER:C@Y,X``) sees o
 field, so its maps are zero elsewhere. Scoring a neuron's map over the whole image would measure
 those zeros (two maps that agree on where the receptive field is would look alike whatever they
 show inside it) and would delete its few pixels in the first step of a curve; so ``trust_score``
-scores a neuron's map within its receptive field, and randomises the top layer *below* a unit.
+scores a neuron's map within its receptive field, and randomises the unit's own layer as its
+"top layer".
 
->>> top_step(net, x, [parse_target("blocks.2:3@5,5")])   # ('blocks.2.bn3', ['blocks.2.bn3'])
+>>> top_step(net, x, [parse_target("blocks.2:3@5,5")])   # ('blocks.2', ['blocks.2.expand_conv', ...])
 >>> neuron_boxes(net, x, targets)                       # [(top, left, bottom, right) or None]
 """
 
@@ -26,13 +27,21 @@ from .similarity import absolute_map, spearman
 
 
 def top_step(net: Any, x: torch.Tensor, targets: Sequence[Target]) -> tuple[str, list[str]]:
-    """The highest layer the targets depend on, as ``(name, [layer])``: the model's last
-    parameterised layer for targets that read the class scores, else the last one that runs
-    before the highest layer they read."""
+    """The top layer to randomise for these targets, as ``(name, [layer, ...])``: the model's
+    last parameterised layer for targets that read the class scores; for units, the layer they
+    read with every parameterised layer inside it (the first step of Adebayo et al.'s cascade by
+    blocks: a lone batch norm at the end of a block would only rescale the unit's channel and
+    leave the map's ranks as they were); for a unit of a layer without parameters (an
+    activation), the last parameterised layer that runs before it."""
     steps = randomization_steps(net, x, "layer")
     if any(t.reads_output for t in targets):
         return steps[0]
-    below = set(layers_feeding(net, x, [name for t in targets for name in t.layers]))
+    reads = list(dict.fromkeys(name for t in targets for name in t.layers))
+    own = [m for _, members in reversed(steps) for m in members
+           if any(m == r or m.startswith(r + ".") for r in reads)]
+    if own:
+        return ", ".join(reads), own
+    below = set(layers_feeding(net, x, reads))
     for name, members in steps:
         if set(members) <= below:
             return name, members

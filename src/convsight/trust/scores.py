@@ -9,9 +9,9 @@ explorer and the report. For each image it measures
   deletes faster and inserts faster than they do;
 - the rank correlation (``spearman_abs``) of the map with the map of two randomised copies of the
   network: with the **top layer** re-initialised (for a class target: the model's last layer,
-  which holds that class's own weights; for a unit: the last layer that runs before the unit's
-  layer returns, since the layers above it cannot change it) and with **every layer**
-  re-initialised (the end of Adebayo et al.'s cascade).
+  which holds that class's own weights; for a unit: its own layer, since the layers above it
+  cannot change it: ``scope.py``) and with **every layer** re-initialised (the end of Adebayo et
+  al.'s cascade).
 
 Gradient-like maps (gradient, guided, deconv, SmoothGrad, guided Grad-CAM) are ranked by their
 magnitude (absolute values summed over colours, as the saliency picture shows them); Grad-CAM and
@@ -139,7 +139,7 @@ def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: st
     ``options``: the method's options for ``attribute`` (e.g. ``{"window": 32}`` for occlusion);
     ``reference``: the ``random_reference`` of this method for these images and targets, when
     already computed. A neuron's map is scored within its receptive field, and the top layer of a
-    unit is the last one below it (``scope.py``).
+    unit is its own layer (``scope.py``).
     """
     (method,) = check_methods([method])
     net = as_network(model)
