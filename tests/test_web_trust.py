@@ -107,23 +107,31 @@ def test_unknown_images_and_foreign_hosts_are_refused(server):
 
 
 def test_second_request_comes_from_the_cache(server, monkeypatch):
+    from convsight.trust import random_reference
     from convsight.web import attributions
 
-    calls = []
+    calls, references = [], []
 
     def counting(*args, **kwargs):
         calls.append(args[2:4])
         return trust_score(*args, **kwargs)
 
+    def counting_reference(*args, **kwargs):
+        references.append(args[4])
+        return random_reference(*args, **kwargs)
+
     monkeypatch.setattr(attributions, "trust_score", counting)
+    monkeypatch.setattr(attributions, "random_reference", counting_reference)
     url = f"{server.url}/api/trust/{IMAGE}?cls=5&method=guided"
     first = get(url)
     second = get(url)
     assert first == second and first[0] == 200
     assert calls == [("class:5", "guided")]
-    # another class or method is another entry
-    assert get(f"{server.url}/api/trust/{IMAGE}?cls=6&method=guided")[0] == 200
-    assert len(calls) == 2
+    # another class or method is another entry; methods whose random maps are pixel noise
+    # share them (gradient, guided, guided Grad-CAM), Grad-CAM's are on its grid
+    for query in ("cls=6&method=guided", "cls=5&method=gradient", "cls=5&method=gradcam"):
+        assert get(f"{server.url}/api/trust/{IMAGE}?{query}")[0] == 200
+    assert len(calls) == 4 and references == ["guided", "guided", "gradcam"]
 
 
 def test_image_page_has_a_trust_line_under_each_class_attribution(server):

@@ -30,6 +30,13 @@ from .faithfulness import faithfulness
 KIND = {"gradcam": "Grad-CAM grid", "occlusion": "occlusion windows"}
 
 
+def map_kind(method: str) -> str:
+    """The kind of random map ``method``'s maps are held against: ``"pixels"``, ``"Grad-CAM
+    grid"`` or ``"occlusion windows"``. Methods of one kind, with the same options, targets,
+    steps and seed, share one ``random_reference`` (pass it to ``trust_score(reference=...)``)."""
+    return KIND.get(method, "pixels")
+
+
 def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str, Any],
                 generator: torch.Generator) -> torch.Tensor:
     """One random map (N, 1, H, W) of the kind ``method`` draws (see the module docstring)."""
