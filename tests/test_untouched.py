@@ -141,6 +141,7 @@ def _web_explorer(model):
     explorer.activation_maps(image_id, "conv2")
     explorer.unit_attribution(image_id, "conv3", 2, "deconv")
     explorer.class_attribution(image_id, 3, "gradcam")
+    explorer.class_trust(image_id, 3, "guided")  # on the explorer's own copy of the network
     jobs = SynthesisQueue(net, explorer.cache, SynthesisSettings(steps=2, size=32))
     jobs._synthesise(Job("conv3", 1, "k", 2))
 
