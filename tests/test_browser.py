@@ -124,6 +124,39 @@ def test_synthesis_shows_progress_then_the_picture(page, server, tmp_path):
     assert page.locator("#synth-img").is_visible()
 
 
+@pytest.fixture(scope="module")
+def stored_server(tmp_path_factory):
+    """The tiny atlas (copied) with two facets stored for units 3 and 5 of blocks.2."""
+    folder = tmp_path_factory.mktemp("stored") / "atlas"
+    shutil.copytree(tiny_atlas_dir(), folder)
+    net = convsight.Atlas.open(folder).network()
+    convsight.visualize_layer(net, "blocks.2", [3, 5], atlas=folder, copies=2, preset="lucid",
+                              steps=4, size=48, progress=False)
+    srv = start_server(tmp_path_factory.mktemp("stored-cache"), atlas=folder)
+    yield srv
+    srv.stop()
+
+
+def test_stored_syntheses_show_in_the_layer_grid_and_on_the_unit_page(page, stored_server,
+                                                                     tmp_path):
+    page.goto(stored_server.url + "/layer/blocks.2")
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#u3 img, #u5 img", timeout=60_000)
+    assert page.locator("#u3 img.synth").is_visible() and page.locator("#u4 .nosynth").is_visible()
+    synth, tile = (page.locator(f"#u3 {s}").bounding_box() for s in ("img.synth", "img:not(.synth)"))
+    assert synth["x"] + synth["width"] <= tile["x"] and abs(synth["y"] - tile["y"]) < 2  # side by side
+    save_screen(page, tmp_path, "explorer-layer-syntheses", full_page=False)
+    page.click("#u3")
+    page.wait_for_url(re.compile(r"/unit/blocks\.2/3$"))
+    page.wait_for_function(ALL_IMAGES_LOADED, arg=".facet img", timeout=60_000)
+    facets = page.locator(".facet img")
+    assert facets.count() == 2 and all(facets.nth(i).is_visible() for i in range(2))
+    assert facets.nth(0).evaluate("i => i.naturalWidth") == 48  # the stored image itself
+    assert page.locator("#synth-start").count() == 0
+    save_screen(page, tmp_path, "explorer-unit-syntheses", full_page=False)
+    page.goto(stored_server.url + "/unit/blocks.2/4")  # none stored: the on-demand button
+    assert page.locator("#synth-start").is_visible()
+
+
 def test_upload_a_photo_and_click_a_unit(page, server, tmp_path):
     photo = tmp_path / "cat.jpg"
     convsight.sample_images()["chelsea"].save(photo, quality=92)

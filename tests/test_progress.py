@@ -90,9 +90,10 @@ def test_piped_maximize_writes_few_lines(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert lines, "a piped run still reports where it ended"
-    assert all(line.startswith("maximize (yosinski-3): ") for line in lines), lines
+    head = f"maximize ({convsight.optimize.DEFAULT_PRESET}): "
+    assert all(line.startswith(head) for line in lines), lines
     assert len(lines) <= seconds / progress.LOG_EVERY + 1
-    assert lines[-1].startswith("maximize (yosinski-3): 60/60 steps (100%)")
+    assert lines[-1].startswith(head + "60/60 steps (100%)")
     r, _ = _maximize_cli(tmp_path, 5, "--quiet")
     assert r.returncode == 0 and r.stderr == ""
     assert "objective" in r.stdout and "wrote" in r.stdout

@@ -35,6 +35,7 @@ TEMPLATES = [
     "/images", "/image/{I}", "/image/{I}?layer={L}&unit={N}&cls={N}", "/image/{I}?cls={N}",
     "/img/tile/{L}/{N}.jpg", "/img/patch/{L}/{N}/{N}.jpg", "/img/proj/{L}/{N}/{N}/{M}.png",
     "/img/weights/{L}/{N}.png", "/img/synth/{L}/{N}.png", "/img/input/{I}.png",
+    "/img/atlas-synth/{L}/{N}/{N}.png", "/img/atlas-synth-tile/{L}/{N}.jpg",
     "/img/thumb/{I}.jpg", "/img/source/{N}.jpg", "/img/acts/{I}/{L}.png",
     "/img/uattr/{I}/{L}/{N}/{M}.png", "/img/upatch/{I}/{L}/{N}.png", "/img/cattr/{I}/{N}/{M}.png",
     "/api/synth/{L}/{N}", "/api/unit/{I}/{L}/{N}", "/static/{R}", "/{R}", "/api/upload",

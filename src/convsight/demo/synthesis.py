@@ -7,15 +7,21 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..models import Network
 from ..optimize import DEFAULT_PRESET, PRESETS, maximize
-from ..pictures import grid, label, minmax_scale, save_png, to_numpy_image
+from ..pictures import image_grid, save_png
 
 CLASSES = [130, 11, 323, 951, 963]  # flamingo, goldfinch, monarch, lemon, pizza
 
 
-def _probabilities(net: Network, images: torch.Tensor, classes: list[int]) -> list[float]:
+def _probabilities(net: Network, images: torch.Tensor, classes: list[int],
+                   upsample: bool = False) -> list[float]:
+    """Softmax p of each image's class, seen as the ascent saw it (enlarged to the network's
+    input size when the preset upsamples)."""
+    if upsample:
+        images = F.interpolate(images, size=net.input_size, mode="bilinear", align_corners=False)
     with torch.no_grad():
         p = torch.softmax(net.module(net.normalize(images.to(net.device))), dim=1).cpu()
     return [float(p[i, c]) for i, c in enumerate(classes)]
@@ -29,19 +35,21 @@ def section(net: Network, out: Path, quick: bool) -> str:
     cmp_steps, cmp_size = (6, 48) if quick else (60, 112)
     start = time.time()
     row = maximize(net, [f"class:{c}" for c in classes], steps=steps, size=size, progress=False)
-    probs = _probabilities(net, row.images, classes)
-    tiles = [label(minmax_scale(to_numpy_image(im)), f"{net.class_name(c)[:18]} p={p:.2f}")
-             for im, c, p in zip(row.images, classes, probs)]
-    save_png(grid(tiles, ncols=len(tiles)), out / "maximize_classes.png")
+    probs = _probabilities(net, row.images, classes, row.settings.upsample)
+    # small (quick) images are enlarged so that their captions fit
+    names = [f"{net.class_name(c)[:16]} p={p:.2f}" for c, p in zip(classes, probs)]
+    save_png(image_grid(row.images, names, stretch=True, ncols=len(classes), min_side=160),
+             out / "maximize_classes.png")
 
-    cmp_tiles = []
+    cmp_images, cmp_names = [], []
     for preset in PRESETS:
         res = maximize(net, f"class:{compare}", preset=preset, steps=cmp_steps, size=cmp_size,
                        progress=False)
-        p = _probabilities(net, res.images, [compare])[0]
-        img = to_numpy_image(res.images[0])
-        cmp_tiles.append(label(minmax_scale(img), f"{preset} p={p:.2f}"))
-    save_png(grid(cmp_tiles, ncols=len(cmp_tiles)), out / "maximize_presets.png")
+        p = _probabilities(net, res.images, [compare], res.settings.upsample)[0]
+        cmp_images.append(res.images[0])
+        cmp_names.append(f"{preset} p={p:.2f}")
+    save_png(image_grid(cmp_images, cmp_names, stretch=True, ncols=len(cmp_images), min_side=160),
+             out / "maximize_presets.png")
     seconds = time.time() - start
     name = html.escape(net.class_name(compare))
     return (

@@ -3,9 +3,10 @@
 ``Explorer`` holds one network (and optionally the atlas mined from it) and answers the questions
 the pages ask. It is a thin front over three parts, each in its own module: ``Layers`` (the layer
 table, receptive fields, a unit's tile, top patches, projections and weights), ``InputImages``
-(sample, atlas and uploaded images, thumbnails, input tensors, predictions) and ``Attributions``
-(an image's activation maps, each unit's strongest place, unit and class attributions and
-the class attributions' trust scores). Pictures
+(sample, atlas and uploaded images, thumbnails, input tensors, predictions), ``Attributions``
+(an image's activation maps, each unit's strongest place, unit and class attributions and the
+class attributions' trust scores) and ``StoredSyntheses`` (the images the atlas holds for each
+unit, made by ``visualize_layer``). Pictures
 come back as bytes, cached by a key that names what they show, so a second visit costs a file
 read.
 """
@@ -22,10 +23,11 @@ from .attributions import Attributions
 from .cache import DiskCache
 from .inputs import IMAGE_ID, STORED_SIDE, InputImages
 from .layers import LayerRow, Layers
+from .syntheses import Facet, Recipe, StoredSyntheses
 from .workbench import (CLASS_METHODS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UNIT_METHODS,
                         BadUpload, NotFound, Workbench, default_cache_dir)
 
-__all__ = ["Explorer", "LayerRow", "NotFound", "BadUpload", "UNIT_METHODS", "CLASS_METHODS",
+__all__ = ["Explorer", "LayerRow", "Facet", "Recipe", "NotFound", "BadUpload", "UNIT_METHODS", "CLASS_METHODS",
            "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "IMAGE_ID", "STORED_SIDE"]
 
 
@@ -52,6 +54,7 @@ class Explorer:
         self.unit_part = Layers(self.bench)
         self.image_part = InputImages(self.bench, max_upload_bytes, max_upload_pixels)
         self.attribution_part = Attributions(self.bench, self.unit_part, self.image_part)
+        self.synthesis_part = StoredSyntheses(self.bench, self.unit_part)
         self.max_upload_bytes = self.image_part.max_upload_bytes
         self.max_upload_pixels = self.image_part.max_upload_pixels
         self.uploads = self.image_part.uploads
@@ -75,6 +78,15 @@ class Explorer:
     patch = _ask("unit_part", Layers.patch)
     projection = _ask("unit_part", Layers.projection)
     weights = _ask("unit_part", Layers.weights)
+
+    # syntheses stored in the atlas (visualize_layer)
+    synthesis_recipe = _ask("synthesis_part", StoredSyntheses.recipe)
+    synthesis_hidden = _ask("synthesis_part", StoredSyntheses.hidden)
+    synthesized_layers = _ask("synthesis_part", StoredSyntheses.layers_with_syntheses)
+    synthesized_units = _ask("synthesis_part", StoredSyntheses.units)
+    synthesis_facets = _ask("synthesis_part", StoredSyntheses.facets)
+    synthesis_png = _ask("synthesis_part", StoredSyntheses.png)
+    synthesis_tile = _ask("synthesis_part", StoredSyntheses.tile)
 
     # images and uploads
     samples = _ask("image_part", InputImages.samples)

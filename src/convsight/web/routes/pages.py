@@ -22,7 +22,7 @@ PAGE_SIZE = 128  # units per page of the layer view
 def layers_page(request: Request) -> HTMLResponse:
     ex = explorer(request)
     return page(request, "layers.html", rows=ex.layers(), atlas_info=ex.atlas_summary(),
-                net=ex.net)
+                net=ex.net, synthesized=set(ex.synthesized_layers()))
 
 
 def layer_page(request: Request) -> HTMLResponse:
@@ -37,7 +37,8 @@ def layer_page(request: Request) -> HTMLResponse:
     first = (number - 1) * PAGE_SIZE
     units = [(c, ex.hits(name, c)[:1]) for c in range(first, min(first + PAGE_SIZE, row.channels))]
     return page(request, "layer.html", row=row, units=units, page=number, pages=pages,
-                rf=ex.receptive_field(name))
+                rf=ex.receptive_field(name), recipe=ex.synthesis_recipe(name),
+                stored=ex.synthesized_units(name), hidden=ex.synthesis_hidden(name))
 
 
 def unit_page(request: Request) -> HTMLResponse:
@@ -49,7 +50,8 @@ def unit_page(request: Request) -> HTMLResponse:
     return page(request, "unit.html", row=row, channel=channel, hits=ex.named_hits(name, channel),
                 method=method, has_weights=ex.weights(name, channel) is not None,
                 synth=jobs(request).status(name, channel), settings=jobs(request).settings,
-                rf=ex.receptive_field(name))
+                rf=ex.receptive_field(name), recipe=ex.synthesis_recipe(name),
+                facets=ex.synthesis_facets(name, channel), hidden=ex.synthesis_hidden(name))
 
 
 def images_page(request: Request) -> HTMLResponse:

@@ -45,6 +45,16 @@ def synthesis(request: Request) -> Response:
     return picture(data, "png")
 
 
+def stored_synthesis(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).synthesis_png(p["layer"], p["channel"], p["copy"]), "png")
+
+
+def stored_synthesis_tile(request: Request) -> Response:
+    p = request.path_params
+    return picture(explorer(request).synthesis_tile(p["layer"], p["channel"]), "jpeg")
+
+
 def network_input(request: Request) -> Response:
     return picture(explorer(request).input_png(request.path_params["image_id"]), "png")
 
@@ -87,6 +97,8 @@ ROUTES = [
     Route("/img/proj/{layer}/{channel:number}/{rank:number}/{method}.png", projection),
     Route("/img/weights/{layer}/{channel:number}.png", weights),
     Route("/img/synth/{layer}/{channel:number}.png", synthesis),
+    Route("/img/atlas-synth/{layer}/{channel:number}/{copy:number}.png", stored_synthesis),
+    Route("/img/atlas-synth-tile/{layer}/{channel:number}.jpg", stored_synthesis_tile),
     Route("/img/input/{image_id}.png", network_input),
     Route("/img/thumb/{image_id}.jpg", thumbnail),
     Route("/img/source/{index:number}.jpg", source),
