@@ -7,7 +7,8 @@
    per map (each method once per step, plus the trained model's) divided by the time of one
    ``attribute`` call of that method. The rest is re-initialising layers and the similarity
    measures (Spearman, SSIM, HOG).
-3. One ``trust_score`` call (what the explorer and ``convsight check`` compute per method).
+3. One ``trust_score`` call per method (what the explorer, the report and ``convsight check``
+   compute per picture) at 20 and 50 points per curve, against one attribution of the method.
 
 On Linux, much of a CPU forward pass of a batch can be system time: the activations are fresh
 memory that glibc's allocator takes from the system and gives back on every pass (page faults).
@@ -16,6 +17,7 @@ How much depends on the order of the allocations around the pass, not only on th
 the memory and shows the cost of the passes alone (user time).
 
     .venv/bin/python bench/trust.py [--repeats 5] [--window 32] [--stride 16] [--size 224]
+    .venv/bin/python bench/trust.py --skip occlusion,sanity --threads 1 --repeats 3
 """
 
 from __future__ import annotations
@@ -115,15 +117,24 @@ def sanity_cost(net, x, args) -> None:
 
 
 def score_cost(net, x, args) -> None:
+    """``trust_score`` per method and points per curve, beside one ``attribute`` call of the
+    method (the baseline, timed in the same loop)."""
     from convsight.trust import trust_score
 
-    print(f"\ntrust_score (one image, 50 steps per curve, 3 random maps), median of "
-          f"{args.repeats} runs")
-    for method, options in (("gradient", {}), ("gradcam", {}),
-                            ("occlusion", {"window": 32, "stride": 16})):
-        times = [_timed(lambda: trust_score(net, x, None, method, options=options))
-                 for _ in range(args.repeats)]
-        print(f"  {method:9s} {statistics.median(times):7.2f} s")
+    methods = (("gradient", {}), ("guided", {}), ("gradcam", {}), ("guided-gradcam", {}),
+               ("occlusion", {"window": 32, "stride": 16}))
+    for steps in (int(v) for v in args.score_steps.split(",")):
+        print(f"\ntrust_score (one image, {steps} steps per curve, 3 random maps), median of "
+              f"{args.repeats} runs; the explorer and the report use 20, check 50")
+        for method, options in methods:
+            times, alone = [], []
+            for _ in range(args.repeats):
+                alone.append(_timed(lambda: convsight.attribute(net, x, method=method,
+                                                                **options)))
+                times.append(_timed(lambda: trust_score(net, x, None, method, steps=steps,
+                                                        options=options)))
+            t, a = statistics.median(times), statistics.median(alone)
+            print(f"  {method:14s} {t:7.2f} s = {t / a:6.1f} x one attribution ({a:.3f} s)")
 
 
 def main() -> None:
@@ -136,6 +147,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--methods", default="gradient,guided,gradcam")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--score-steps", default="20,50",
+                   help="points per deletion/insertion curve for the trust_score timings")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: occlusion,sanity,score")
     args = p.parse_args()
     if args.threads:

@@ -291,6 +291,20 @@ def test_error_page_is_readable(page, server, tmp_path):
     save_screen(page, tmp_path, "explorer-404", full_page=False)
 
 
+def test_trust_scores_appear_under_the_class_attributions(page, server, tmp_path):
+    page.goto(server.url + "/image/sample-chelsea")
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#class-attrs img", timeout=120_000)
+    page.wait_for_function("""() => {
+      const lines = [...document.querySelectorAll("#class-attrs .trust-line")];
+      return lines.length === 4 && lines.every(l => l.textContent.startsWith("deletion AUC"));
+    }""", timeout=240_000)
+    line = page.locator("#trust-guided .trust-line").inner_text()
+    assert re.fullmatch(r"deletion AUC [0-9.]+ \(random [0-9.]+\) · insertion AUC [0-9.]+ "
+                        r"\(random [0-9.]+\) · randomisation: (passes|fails)", line), line
+    assert page.locator("#trust-guided .trust-verdict").inner_text()
+    save_screen(page, tmp_path, "explorer-trust", full_page=False)
+
+
 def test_static_report_opens_from_disk(page, tmp_path):
     from convsight.report import write_report
 

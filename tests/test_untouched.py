@@ -108,6 +108,7 @@ def _trust(net):
         convsight.sanity_check(net, x, None, methods=("gradient", "guided", "gradcam"), mode=mode,
                                group="block", progress=False).figure()
     trust_score(net, x[:1], "class:1", "gradcam", steps=3)
+    trust_score(net, x, ["conv2:1@3,3", "conv3:2@1,2"], "guided", steps=3)  # neurons: own scope
     randomized_copy(net, x)
     convsight.trust.check(net, x[0], methods=("gradient", "occlusion"), steps=3, progress=False,
                           options={"occlusion": {"window": 16, "stride": 16}})
@@ -140,6 +141,7 @@ def _web_explorer(model):
     explorer.activation_maps(image_id, "conv2")
     explorer.unit_attribution(image_id, "conv3", 2, "deconv")
     explorer.class_attribution(image_id, 3, "gradcam")
+    explorer.class_trust(image_id, 3, "guided")  # on the explorer's own copy of the network
     jobs = SynthesisQueue(net, explorer.cache, SynthesisSettings(steps=2, size=32))
     jobs._synthesise(Job("conv3", 1, "k", 2))
 

@@ -2,9 +2,12 @@
 
 ``write_report`` writes one HTML file that opens from disk: the layer table, then for each mined
 layer a grid with one cell per unit (its top-k patches), and for the first few units of each
-layer the patches at full size beside their guided-backprop projections. Pictures are inlined as
-data URIs (default) or written to a sibling folder ``NAME_files/`` (``inline=False``), which keeps
-the HTML small for big atlases.
+layer the patches at full size beside their guided-backprop projections. Under those, unless
+``trust=False``, how far the projection of the unit's top image can be trusted
+(``convsight.trust_score`` of the neuron within its receptive field): deletion and insertion AUC
+beside random maps' (Petsiuk et al. 2018, RISE) and the randomisation check (Adebayo et al.
+2018). Pictures are inlined as data URIs (default) or written to a sibling folder
+``NAME_files/`` (``inline=False``), which keeps the HTML small for big atlases.
 
 >>> from convsight.report import write_report
 >>> write_report("atlas/", "report.html")                      # doctest: +SKIP
@@ -18,16 +21,21 @@ import hashlib
 import html
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .atlas import Atlas
+from .errors import ConvsightError
 from .models import Network
 from .figures import PatchCutter, with_synthesis
 from .pictures import jpeg_bytes, patch_montage, png_bytes
 from .progress import ProgressArg, progress_bar
+from .trust import trust_score
+
+TRUST_STEPS = 20  # points per deletion / insertion curve (convsight's default is 50)
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2230;
@@ -50,6 +58,7 @@ a.unit:hover { border-color: #3b5bdb; }
 .detail { background: #fff; border: 1px solid #e5e7eb; border-radius: 10px; padding: 10px 14px; margin: 10px 0; }
 .detail:target { box-shadow: 0 0 0 3px #c5d0ff; }
 .detail img { max-width: 100%; }
+.trust { font-size: 12.5px; margin: 6px 0 0; } .trust span { color: #6b7280; }
 nav.toc a { margin-right: 14px; }
 """
 
@@ -57,13 +66,17 @@ nav.toc a { margin-right: 14px; }
 def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
                  layers: Sequence[str] | None = None, max_units: int | None = 128,
                  detail_units: int = 3, method: str = "guided", net: Network | None = None,
-                 inline: bool = True, tile: int = 40, progress: ProgressArg = True) -> Path:
+                 inline: bool = True, tile: int = 40, trust: bool = True,
+                 progress: ProgressArg = True) -> Path:
     """Write the report of an atlas (an ``Atlas`` or its folder) to ``out_path``; return the path.
 
     ``layers`` (default: all mined layers), ``max_units`` per layer (``None``: all units),
     ``detail_units``: how many units per layer also get the full-size patches beside their
     ``method`` projections (0: none, so no model is needed). ``net`` overrides ``atlas.network()``.
-    ``progress``: True, False or ``fn(done, total)`` (see ``convsight.progress``).
+    ``trust``: under each detailed unit, the trust score of its projection on its top image (a
+    few seconds per unit on a CPU; ``False`` leaves them out). ``progress``: True, False or
+    ``fn(done, total)`` (see ``convsight.progress``), counting unit cells, detailed units'
+    figures and trust scores.
     """
     atlas = atlas_or_dir if isinstance(atlas_or_dir, Atlas) else Atlas.open(atlas_or_dir)
     out = Path(out_path)
@@ -77,11 +90,12 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
     start = time.time()
     sections = []
     cutter = PatchCutter(atlas, net)  # keeps the images for all layers
-    with progress_bar(sum(_unit_count(atlas, name, max_units) for name in layers), "report",
-                      "unit", progress) as bar:
+    counts = [_unit_count(atlas, name, max_units) for name in layers]
+    work = sum(counts) + sum(min(detail_units, n) for n in counts) * (2 if trust else 1)
+    with progress_bar(work, "report", "picture", progress) as bar:
         for layer in layers:
             sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net,
-                                           assets, tile, bar, cutter))
+                                           assets, tile, bar, cutter, trust))
     rows = "".join(
         f"<tr><td><a href='#{_anchor(name)}'>{_e(name)}</a></td>"
         f"<td>{_e('x'.join(map(str, atlas.shapes.get(name, ()))))}</td>"
@@ -96,11 +110,21 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
 <main>
 <h2>Layers</h2>
 <table><tr><th>layer</th><th>output shape</th><th>units</th><th>receptive field</th></tr>{rows}</table>
+{TRUST_NOTE if trust and detail_units > 0 else ''}
 {''.join(sections)}
 </main></body></html>
 """
     out.write_text(page, encoding="utf-8")
     return out
+
+
+TRUST_NOTE = """<p class='sub'>Under each detailed unit: how far the projection of its top
+image can be trusted, measured on the neuron within its receptive field. Deletion AUC: the
+neuron's value (over its value on the intact image) as the projection's top pixels are replaced
+by the mean colour, lower is better; insertion AUC: as they are put back into a blurred copy,
+higher is better; each beside random maps' (Petsiuk et al. 2018, RISE). Randomisation: the
+projection passes when it changes with the weights of the unit's own top layer, and of every
+layer, re-initialised (Adebayo et al. 2018, Sanity Checks for Saliency Maps).</p>"""
 
 
 class _Assets:
@@ -149,9 +173,29 @@ def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
         return "-"
 
 
+def _trust_html(atlas: Atlas, layer: str, channel: int, net: Network | None,
+                method: str) -> str:
+    """The trust line of the ``method`` projection of the unit's top image (its neuron there)."""
+    hits = atlas.top(layer, channel)
+    if not hits:
+        return ""
+    hit = hits[0]
+    try:
+        model = atlas.network(net=net)
+        x = model.normalize(atlas.image(hit.image)[None]).to(model.device)
+        with warnings.catch_warnings():  # a unit that is not positive: its AUCs read n/a
+            warnings.simplefilter("ignore", UserWarning)
+            score = trust_score(model, x, f"{layer}:{channel}@{hit.y},{hit.x}", method,
+                                steps=TRUST_STEPS)
+    except ConvsightError as exc:
+        return f"<p class='trust'>no trust score: {_e(exc)}</p>"
+    return (f"<p class='trust'>{_e(method)} projection of the top image: {_e(score.line(0))}"
+            f"<br><span>{_e(score.verdict(0))}</span></p>")
+
+
 def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units: int,
                    method: str, net: Network | None, assets: _Assets, tile: int, bar: Any,
-                   cutter: PatchCutter) -> str:
+                   cutter: PatchCutter, trust: bool = True) -> str:
     n = _unit_count(atlas, layer, max_units)
     total = atlas.channels(layer)
     details = min(detail_units, n)
@@ -180,8 +224,13 @@ def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units
         figure = np.asarray(atlas.unit_figure(layer, c, net=net, method=method), dtype=np.float32)
         if figure.max() > 1.5:
             figure = figure / 255.0
+        bar(1)
+        scores = ""
+        if trust:
+            scores = _trust_html(atlas, layer, c, net, method)
+            bar(1)
         parts.append(f"<div class='detail' id='{_anchor(layer, c)}'><h3>{_e(layer)}:{c}"
                      f"</h3><p class='sub'>top patches with their {_e(method)} "
                      f"projections</p><img src='{assets.url(png_bytes(figure), 'png')}' "
-                     f"alt='{_e(layer)}:{c}'></div>")
+                     f"alt='{_e(layer)}:{c}'>{scores}</div>")
     return "\n".join(parts)

@@ -48,7 +48,8 @@ class Faithfulness:
     kind: str
     auc: torch.Tensor          # (N,) area under each curve
     curves: torch.Tensor       # (N, steps + 1)
-    fractions: torch.Tensor    # (steps + 1,) fraction of pixels changed at each point
+    fractions: torch.Tensor    # (steps + 1,) fraction of pixels changed at each point, or
+    #                            (N, steps + 1) when images change different numbers (``region``)
     targets: list[Target]      # the target each curve measures (class targets as probabilities)
     relative: list[bool]       # per image: values relative to the intact image (not probabilities)
 
@@ -83,20 +84,51 @@ def curve_targets(net: Any, x: torch.Tensor, target: Any
     return targets, intact, [t.class_index is None for t in targets]
 
 
+Box = tuple[int, int, int, int]
+
+
 def _counts(pixels: int, steps: int) -> torch.Tensor:
     return torch.tensor([k * pixels // steps for k in range(steps + 1)])
+
+
+def region_masks(region: Any, n: int, h: int, w: int) -> torch.Tensor | None:
+    """``region`` (None, or one ``(top, left, bottom, right)`` box or None per image, inclusive)
+    -> (N, H * W) booleans (True: the pixel may change), or None for whole images."""
+    if region is None:
+        return None
+    boxes = list(region)
+    if len(boxes) != n:
+        raise ConvsightError(f"region needs one box (or None) per image: got {len(boxes)} for "
+                             f"{n} image(s)")
+    masks = torch.ones(n, h, w, dtype=torch.bool)
+    for i, box in enumerate(boxes):
+        if box is None:
+            continue
+        top, left, bottom, right = (int(v) for v in box)
+        if not (0 <= top <= bottom < h and 0 <= left <= right < w):
+            raise ConvsightError(f"region box {tuple(box)} of image {i} is not inside the "
+                                 f"{h}x{w} image: give (top, left, bottom, right) with "
+                                 f"0 <= top <= bottom < {h} and 0 <= left <= right < {w}")
+        masks[i] = False
+        masks[i, top:bottom + 1, left:right + 1] = True
+    return masks.flatten(1)
 
 
 def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: Any = None,
                  kind: str = "deletion", steps: int = DEFAULT_STEPS, baseline: Any = None,
                  batch_size: int | None = None, return_curves: bool = False,
-                 progress: ProgressArg = False) -> torch.Tensor | Faithfulness:
+                 region: Any = None, progress: ProgressArg = False
+                 ) -> torch.Tensor | Faithfulness:
     """Deletion or insertion AUC (N,) of ``attributions`` for normalised ``images`` (see above).
 
     ``baseline``: what deleted pixels become (deletion, default 0.0 = the mean colour) or the
     image pixels are inserted into (insertion, default ``"blur"``): a number in the space of the
     images, ``"blur"`` or a tensor broadcastable to them. ``return_curves=True`` returns a
-    ``Faithfulness`` with the curves instead of the areas alone.
+    ``Faithfulness`` with the curves instead of the areas alone. ``region``: one box
+    ``(top, left, bottom, right)`` (inclusive) or None per image: only the box's pixels are
+    ranked and changed, and the fractions are of the box (for a neuron, its receptive field:
+    the pixels outside cannot change it). ``fractions`` is ``(steps + 1,)`` when every image
+    changes as many pixels, else ``(N, steps + 1)``.
     """
     if kind not in KINDS:
         raise ConvsightError(f"unknown faithfulness kind {kind!r}: valid kinds are deletion, "
@@ -115,11 +147,17 @@ def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: An
                        f"{kind} baseline")
     source, changed = (x, filled) if kind == "deletion" else (filled, x)
     targets, intact, relative = curve_targets(net, x, target)
+    inside = region_masks(region, n, h, w)
+    pixels = [h * w] * n
+    if inside is not None:  # pixels outside the region come last and are never reached
+        inside = inside.to(x.device)
+        scores = torch.where(inside, scores, torch.full_like(scores, -float("inf")))
+        pixels = [int(v) for v in inside.sum(1)]
     # rank[i, p]: position of pixel p in image i's order (stable: ties keep pixel order)
     order = torch.argsort(scores, dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w, device=x.device).expand(n, -1).contiguous())
-    counts = _counts(h * w, steps).to(x.device)
+    counts = torch.stack([_counts(p, steps) for p in pixels]).to(x.device)  # (N, steps + 1)
     rows = [(i, k) for i in range(n) for k in range(steps + 1)]
     values = torch.empty(len(rows), dtype=torch.float32, device=x.device)
     with torch.no_grad(), progress_bar(len(rows), kind, "point", progress) as report:
@@ -127,7 +165,7 @@ def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: An
             chunk = rows[start:start + batch_size]
             img = torch.tensor([i for i, _ in chunk], device=x.device)
             k = torch.tensor([k for _, k in chunk], device=x.device)
-            mask = (rank[img] < counts[k][:, None]).view(-1, 1, h, w)
+            mask = (rank[img] < counts[img, k][:, None]).view(-1, 1, h, w)
             xs = torch.where(mask, changed[img], source[img])
             v, _ = evaluate(net, xs, [targets[i] for i, _ in chunk], detach=True)
             values[start:start + len(chunk)] = v.float()
@@ -144,8 +182,10 @@ def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: An
         scale = torch.where(rel & ~bad, base, torch.ones_like(base))
         curves = torch.where(bad[:, None], torch.full_like(curves, float("nan")),
                              curves / scale[:, None])
-    fractions = counts.float() / (h * w)
+    fractions = counts.float() / torch.tensor(pixels, device=x.device)[:, None]
     auc = torch.trapezoid(curves, fractions, dim=1)
+    if len(set(pixels)) == 1:
+        fractions = fractions[0]
     if not return_curves:
         return auc.cpu()
     return Faithfulness(kind, auc.cpu(), curves.cpu(), fractions.cpu(), targets, relative)

@@ -26,7 +26,7 @@ import copy
 import dataclasses
 import hashlib
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -60,6 +60,28 @@ def parameterised_layers(net: Network, x: torch.Tensor) -> list[str]:
         raise ConvsightError("the model has no layer with parameters that runs in the forward "
                              "pass: there is nothing to randomise")
     return seen
+
+
+def layers_feeding(net: Network, x: torch.Tensor, reads: Sequence[str]) -> list[str]:
+    """The parameterised layers that run before the layers ``reads`` return their outputs (in a
+    forward pass of ``x[:1]``), in the order they finish: the only layers a target that reads
+    those outputs (a channel or a neuron, not the class scores) depends on. Layers that run
+    after the last of them cannot change it, so randomising them tells nothing."""
+    owners = set(parameterised_layers(net, x))
+    wanted = set(reads)
+    finished: list[str] = []
+
+    def make(name: str):
+        def hook(_mod, _inp, _out) -> None:
+            if wanted:
+                finished.append(name)
+                wanted.discard(name)
+        return hook
+
+    with forward_hooks(net.module, {name: make(name) for name in owners | set(reads)}), \
+            eval_mode(net.module), torch.no_grad():
+        net.module(x[:1])
+    return [name for name in dict.fromkeys(finished) if name in owners]
 
 
 def _group_name(name: str, group: Group) -> str:

@@ -30,6 +30,13 @@ from .faithfulness import faithfulness
 KIND = {"gradcam": "Grad-CAM grid", "occlusion": "occlusion windows"}
 
 
+def map_kind(method: str) -> str:
+    """The kind of random map ``method``'s maps are held against: ``"pixels"``, ``"Grad-CAM
+    grid"`` or ``"occlusion windows"``. Methods of one kind, with the same options, targets,
+    steps and seed, share one ``random_reference`` (pass it to ``trust_score(reference=...)``)."""
+    return KIND.get(method, "pixels")
+
+
 def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str, Any],
                 generator: torch.Generator) -> torch.Tensor:
     """One random map (N, 1, H, W) of the kind ``method`` draws (see the module docstring)."""
@@ -52,17 +59,17 @@ def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str
 
 def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps: int,
                      method: str = "gradient", options: Mapping[str, Any] | None = None,
-                     maps: int = 3, seed: int = 0, batch_size: int | None = None
-                     ) -> dict[str, torch.Tensor]:
+                     maps: int = 3, seed: int = 0, batch_size: int | None = None,
+                     region: Any = None) -> dict[str, torch.Tensor]:
     """Deletion and insertion of ``maps`` random maps of ``method``'s kind per image: the mean
     AUC (N,) under ``"deletion"`` and ``"insertion"``, the mean curve (N, steps + 1) under
-    ``"deletion_curve"`` and ``"insertion_curve"``."""
+    ``"deletion_curve"`` and ``"insertion_curve"``. ``region``: as for ``faithfulness``."""
     gen = torch.Generator().manual_seed(seed)
     draws = [random_maps(net, x, method, options or {}, gen) for _ in range(maps)]
     out = {}
     for kind in ("deletion", "insertion"):
         runs = [faithfulness(net, x, d, targets, kind=kind, steps=steps, batch_size=batch_size,
-                             return_curves=True) for d in draws]
+                             return_curves=True, region=region) for d in draws]
         out[kind] = torch.stack([r.auc for r in runs]).mean(0)
         out[f"{kind}_curve"] = torch.stack([r.curves for r in runs]).mean(0)
     return out

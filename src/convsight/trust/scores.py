@@ -8,8 +8,10 @@ explorer and the report. For each image it measures
   the Grad-CAM grid, noise per occlusion window; the mean of 3 draws): a map worth reading
   deletes faster and inserts faster than they do;
 - the rank correlation (``spearman_abs``) of the map with the map of two randomised copies of the
-  network: with the **top layer** re-initialised (for a class target: that class's own weights)
-  and with **every layer** re-initialised (the end of Adebayo et al.'s cascade).
+  network: with the **top layer** re-initialised (for a class target: the model's last layer,
+  which holds that class's own weights; for a unit: its own layer, since the layers above it
+  cannot change it: ``scope.py``) and with **every layer** re-initialised (the end of Adebayo et
+  al.'s cascade).
 
 Gradient-like maps (gradient, guided, deconv, SmoothGrad, guided Grad-CAM) are ranked by their
 magnitude (absolute values summed over colours, as the saliency picture shows them); Grad-CAM and
@@ -32,10 +34,10 @@ from ..models import as_network
 from ..progress import ProgressArg
 from ..targets import Target
 from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness
-from .randomize import parameterised_layers, randomization_steps, randomized_copy
+from .randomize import parameterised_layers, randomized_copy
 from .reference import random_reference
 from .sanity import check_methods, fixed_targets, method_options
-from .similarity import Reference
+from .scope import map_correlation, neuron_boxes, top_step
 
 SIGNED = ("gradcam", "occlusion")  # maps ranked by value; the others by magnitude
 SAME_AS_TRAINED = 0.9   # top layer random, rank correlation at least this: the map ignores it
@@ -96,6 +98,16 @@ class TrustScore:
                 " (it vanishes in a random network)" if math.isnan(full) else "")
         return f"{faith}; {rand}"
 
+    def line(self, i: int = 0) -> str:
+        """Image ``i``'s numbers in one line, as the explorer and the report show them under a
+        picture: "deletion AUC 0.152 (random 0.109) · insertion AUC 0.194 (random 0.212) ·
+        randomisation: fails". The check passes when the map changes with the top layer and
+        with the whole network random (``needs_weights``)."""
+        return (f"deletion AUC {_number(self.deletion[i])} (random "
+                f"{_number(self.random_deletion[i])}) · insertion AUC "
+                f"{_number(self.insertion[i])} (random {_number(self.random_insertion[i])}) · "
+                f"randomisation: {'passes' if bool(self.needs_weights[i]) else 'fails'}")
+
     def summary(self, i: int = 0) -> dict[str, Any]:
         """Image ``i``'s numbers and verdict as plain JSON-ready values (for pages and caches)."""
         return {"method": self.method, "target": str(self.targets[i]),
@@ -112,6 +124,11 @@ class TrustScore:
         return [self.verdict(i) for i in range(len(self.deletion))]
 
 
+def _number(v: Any) -> str:
+    v = float(v)
+    return "n/a" if math.isnan(v) else f"{v:.3f}"
+
+
 def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: str = "gradcam",
                 steps: int = DEFAULT_STEPS, seed: int = 0,
                 options: Mapping[str, Any] | None = None, reference: Mapping | None = None,
@@ -121,7 +138,8 @@ def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: st
 
     ``options``: the method's options for ``attribute`` (e.g. ``{"window": 32}`` for occlusion);
     ``reference``: the ``random_reference`` of this method for these images and targets, when
-    already computed.
+    already computed. A neuron's map is scored within its receptive field, and the top layer of a
+    unit is its own layer (``scope.py``).
     """
     (method,) = check_methods([method])
     net = as_network(model)
@@ -129,21 +147,23 @@ def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: st
     x = x.detach().to(net.device)
     targets = fixed_targets(net, x, target)
     opts = method_options(method, options, seed)
+    boxes = neuron_boxes(net, x, targets)
+    region = boxes if any(b is not None for b in boxes) else None
     attr = attribute(net, x, targets, method=method, **opts)
     rank_by = ranking_map(method, attr)
     curves = {kind: faithfulness(net, x, rank_by, targets, kind=kind, steps=steps,
-                                 batch_size=batch_size, return_curves=True, progress=progress)
+                                 batch_size=batch_size, return_curves=True, region=region,
+                                 progress=progress)
               for kind in ("deletion", "insertion")}
     if reference is None:
         reference = random_reference(net, x, targets, steps, method, opts, seed=seed,
-                                     batch_size=batch_size)
-    ref = Reference(attr)
-    top_name, top_members = randomization_steps(net, x, "layer")[0]
+                                     batch_size=batch_size, region=region)
+    top_name, top_members = top_step(net, x, targets)
     correlations = []
     for layers in (top_members, parameterised_layers(net, x)):
         other = randomized_copy(net, x, layers, seed=seed)
-        measured, _ = ref.compare(attribute(other, x, targets, method=method, **opts))
-        correlations.append(measured["spearman_abs"])
+        correlations.append(map_correlation(
+            attr, attribute(other, x, targets, method=method, **opts), boxes))
     return TrustScore(method, targets, curves["deletion"].auc, curves["insertion"].auc,
                       reference["deletion"].cpu(), reference["insertion"].cpu(), correlations[0],
                       correlations[1], top_name, curves,

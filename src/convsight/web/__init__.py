@@ -7,7 +7,9 @@ calls of ``convsight`` itself (``Atlas``, ``as_network``, ``attribute``, ``maxim
 ``convsight.figures``, and public helpers of lower modules: ``capture.capture``,
 ``capture.eval_mode`` and ``capture.layer_table`` (activations, the layer table),
 ``filters.weight_images`` and ``filters.weight_kind`` (weights as pictures),
-``units.did_you_mean`` and ``models.weights_fingerprint`` (the cache's key).
+``units.did_you_mean`` and ``models.weights_fingerprint`` (the cache's key), and
+``trust.trust_score``, ``trust.random_reference``, ``trust.map_kind`` and
+``targets.parse_target`` (how far a class attribution can be trusted).
 
 >>> from convsight.web import serve
 >>> serve("atlas/", port=8000)                  # doctest: +SKIP

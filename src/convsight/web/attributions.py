@@ -2,13 +2,19 @@
 
 ``Attributions`` answers the image page: a layer's activation maps as one picture (and where
 each channel's tile lies in it), where a unit responds most on the image and the part of the
-input its neuron there sees, and attribution pictures for a unit or a class.
+input its neuron there sees, attribution pictures for a unit or a class, and how far each class
+attribution can be trusted (deletion and insertion AUC, Petsiuk et al. 2018; the randomisation
+check, Adebayo et al. 2018: ``convsight.trust_score``).
 """
 
 from __future__ import annotations
 
+import copy
 import io
+import json
+import math
 import threading
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +24,23 @@ import convsight
 from convsight.capture import capture
 from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, png_bytes,
                                 render_attribution)
+from convsight.targets import parse_target
+from convsight.trust import TrustScore, map_kind, random_reference, trust_score
 
 from .inputs import InputImages
 from .layers import Layers
 from .workbench import CLASS_METHODS, UNIT_METHODS, NotFound, Workbench, check_method
+
+
+TRUST_STEPS = 20  # points per deletion / insertion curve (convsight's default is 50): ~4x faster
+
+
+def trust_summary(score: TrustScore, i: int = 0) -> dict[str, Any]:
+    """A trust score as JSON values (NaN, e.g. the correlation with an all-zero map, as null),
+    with the line the page shows under the picture."""
+    summary = {k: None if isinstance(v, float) and math.isnan(v) else v
+               for k, v in score.summary(i).items()}
+    return dict(summary, line=score.line(i), steps=TRUST_STEPS)
 
 
 class Attributions:
@@ -32,6 +51,9 @@ class Attributions:
         self.net, self.cache = bench.net, bench.cache
         self._memo: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._guard = threading.Lock()
+        self._trust_lock = threading.Lock()  # guards the two below
+        self._trust_net: convsight.Network | None = None
+        self._references: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
 
     def activations(self, image_id: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) activations of ``layer`` and each channel's strongest (y, x)."""
@@ -105,11 +127,18 @@ class Attributions:
         return self.cache.get_or_make(f"uattr/{image_id}/{layer}/{channel}/{method}/{side}.png",
                                       make)
 
+    def check_class(self, image_id: str, cls: int) -> None:
+        """A class the network scores (404 otherwise, naming the valid ones)."""
+        n = self.inputs.class_count(image_id)
+        if n == 0:
+            raise NotFound("this network does not output class scores: it has no class "
+                           "attributions")
+        if not 0 <= cls < n:
+            raise NotFound(f"class {cls} does not exist: valid classes are 0..{n - 1}")
+
     def class_attribution(self, image_id: str, cls: int, method: str) -> bytes:
         check_method(method, CLASS_METHODS)
-        n = len(self.net.class_names or []) or None
-        if cls < 0 or (n is not None and cls >= n):
-            raise NotFound(f"class {cls} does not exist: valid classes are 0..{(n or 1) - 1}")
+        self.check_class(image_id, cls)
 
         def make() -> bytes:
             attr = self._attribute(image_id, f"class:{cls}", method)
@@ -119,6 +148,44 @@ class Attributions:
             return png_bytes(render_attribution(attr, "saliency" if method == "gradient"
                                                 else "rgb"))
         return self.cache.get_or_make(f"cattr/{image_id}/{cls}/{method}.png", make)
+
+    def class_trust(self, image_id: str, cls: int, method: str) -> dict[str, Any]:
+        """Deletion and insertion AUC of a class attribution beside random maps', and whether it
+        passes the randomisation check (``convsight.trust_score``; computed once, then cached)."""
+        check_method(method, CLASS_METHODS)
+        self.check_class(image_id, cls)
+
+        def make() -> bytes:
+            x = self.inputs.input_tensor(image_id)
+            with self._trust_lock:
+                net = self._trust_network()
+                score = trust_score(net, x, f"class:{cls}", method, steps=TRUST_STEPS,
+                                    reference=self._reference(net, x, image_id, cls, method))
+            return json.dumps(trust_summary(score)).encode("utf-8")
+        data = self.cache.get_or_make(f"trust/{image_id}/{cls}/{method}/{TRUST_STEPS}.json",
+                                      make)
+        return json.loads(data)
+
+    def _reference(self, net: convsight.Network, x: torch.Tensor, image_id: str, cls: int,
+                   method: str) -> dict[str, torch.Tensor]:
+        """Deletion and insertion of random maps of the method's kind, shared by the methods of
+        one kind (gradient, guided and guided Grad-CAM: pixel noise): most of a score's time."""
+        key = (image_id, cls, map_kind(method))
+        ref = self._references.get(key)
+        if ref is None:
+            ref = random_reference(net, x, [parse_target(f"class:{cls}")], TRUST_STEPS, method)
+            if len(self._references) >= 16:
+                self._references.clear()
+            self._references[key] = ref
+        return ref
+
+    def _trust_network(self) -> convsight.Network:
+        """The explorer's own copy of the network for trust scores (held by ``_trust_lock``):
+        they take seconds, and the pages must not wait for them on ``model_lock``."""
+        if self._trust_net is None:
+            with self.bench.model_lock:  # no other call's hooks on the module while copying
+                self._trust_net = copy.deepcopy(self.net)
+        return self._trust_net
 
     def _attribute(self, image_id: str, target: str, method: str) -> torch.Tensor:
         """The attribution of ``target`` on the image (one picture's worth, batch removed)."""

@@ -4,8 +4,9 @@
 the pages ask. It is a thin front over three parts, each in its own module: ``Layers`` (the layer
 table, receptive fields, a unit's tile, top patches, projections and weights), ``InputImages``
 (sample, atlas and uploaded images, thumbnails, input tensors, predictions), ``Attributions``
-(an image's activation maps, each unit's strongest place, unit and class attributions) and
-``StoredSyntheses`` (the images the atlas holds for each unit, made by ``visualize_layer``). Pictures
+(an image's activation maps, each unit's strongest place, unit and class attributions and the
+class attributions' trust scores) and ``StoredSyntheses`` (the images the atlas holds for each
+unit, made by ``visualize_layer``). Pictures
 come back as bytes, cached by a key that names what they show, so a second visit costs a file
 read.
 """
@@ -108,3 +109,4 @@ class Explorer:
     unit_patch = _ask("attribution_part", Attributions.unit_patch)
     unit_attribution = _ask("attribution_part", Attributions.unit_attribution)
     class_attribution = _ask("attribution_part", Attributions.class_attribution)
+    class_trust = _ask("attribution_part", Attributions.class_trust)

@@ -1,4 +1,5 @@
-"""``/api/``: JSON for the page scripts (a synthesis's progress, a unit on an image)."""
+"""``/api/``: JSON for the page scripts (a synthesis's progress, a unit on an image, the trust
+score of a class attribution)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..explorer import UNIT_METHODS, Explorer
-from .respond import explorer, jobs
+from ..explorer import CLASS_METHODS, UNIT_METHODS, Explorer, NotFound
+from .respond import explorer, int_param, jobs
 
 
 def synthesis(request: Request) -> JSONResponse:
@@ -25,6 +26,22 @@ def unit(request: Request) -> JSONResponse:
     p = request.path_params
     explorer(request).image(p["image_id"])
     return JSONResponse(unit_info(explorer(request), p["image_id"], p["layer"], p["channel"]))
+
+
+def trust(request: Request) -> JSONResponse:
+    """``/api/trust/IMAGE?cls=N&method=M``: deletion and insertion AUC of the class attribution
+    (beside random maps') and the randomisation check, with the line the page shows. Computed
+    on the first request (seconds), then cached."""
+    ex, image_id = explorer(request), request.path_params["image_id"]
+    ex.image(image_id)
+    method = request.query_params.get("method")
+    if method not in CLASS_METHODS:
+        raise NotFound(f"unknown method {(method or '')[:40]!r}: give method= one of "
+                       f"{', '.join(CLASS_METHODS)}")
+    cls = int_param(request, "cls", None)
+    if cls is None:
+        raise NotFound("give the class as cls=N (a class number, e.g. one of the top 5)")
+    return JSONResponse(ex.class_trust(image_id, cls, method))
 
 
 def unit_info(ex: Explorer, image_id: str, layer: str, channel: int) -> dict[str, Any]:
@@ -43,4 +60,5 @@ def unit_info(ex: Explorer, image_id: str, layer: str, channel: int) -> dict[str
 ROUTES = [
     Route("/api/synth/{layer}/{channel:number}", synthesis, methods=["GET", "POST"]),
     Route("/api/unit/{image_id}/{layer}/{channel:number}", unit),
+    Route("/api/trust/{image_id}", trust),
 ]

@@ -159,3 +159,35 @@ for (const bar of document.querySelectorAll("[data-percent]")) {
     if (img.complete) go(); else img.addEventListener("load", go);
   }
 })();
+
+// Image view: under each class attribution, its trust score (deletion and insertion AUC beside
+// random maps', the randomisation check), fetched one after another once its picture has shown.
+(function trustScores() {
+  const boxes = [...document.querySelectorAll(".trust[data-trust]")];
+  if (!boxes.length) return;
+  function shown(img) {  // resolves when the picture has loaded (or failed to)
+    return new Promise((done) => {
+      if (!img || img.complete) { done(); return; }
+      img.addEventListener("load", done, { once: true });
+      img.addEventListener("error", done, { once: true });
+    });
+  }
+  async function fill(box) {
+    const line = box.querySelector(".trust-line"), verdict = box.querySelector(".trust-verdict");
+    await shown(box.parentElement.querySelector("img"));
+    line.textContent = "checking…";
+    try {
+      const r = await fetch(box.dataset.trust);
+      const json = (r.headers.get("content-type") || "").includes("json");
+      const reply = json ? await r.json() : { error: (await r.text()).trim() };
+      if (!r.ok) throw new Error(reply.error || `HTTP ${r.status}`);
+      line.textContent = reply.line;
+      verdict.textContent = reply.verdict;
+      box.classList.add(reply.needs_weights ? "passes" : "fails");
+    } catch (e) {
+      line.textContent = "trust score failed: " + (e.message || e).toString().split("\n")[0];
+      box.classList.add("error");
+    }
+  }
+  (async () => { for (const box of boxes) await fill(box); })();
+})();
