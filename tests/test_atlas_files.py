@@ -98,6 +98,27 @@ def test_uncommitted_new_files_are_dropped(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["atlas.json", "images.json", "top.npz"]
 
 
+def test_a_reader_during_a_save_leaves_the_writer_its_files(tmp_path):
+    """`serve` or `report` opening the folder while `mine` saves into it: the reader sees the old
+    atlas and must not delete the writer's uncommitted files, so the save still commits whole."""
+    from convsight.atlas_store import SAVING, _roll_forward
+
+    folder = tmp_path / "atlas"
+    old, new = small_atlas(2, 1.0), small_atlas(1, 2.0, images=7)
+    old.save(folder)
+    new.save(tmp_path / "staging")
+    lock = folder / f"{SAVING}{os.getpid()}"  # a live writer (this process) is saving
+    lock.touch()
+    for name in ("top.npz", "images.json"):  # step 1 done: the new data files are written
+        (folder / f"{name}.new").write_bytes((tmp_path / "staging" / name).read_bytes())
+    assert same(Atlas.open(folder), old)  # a reader in between
+    assert (folder / "top.npz.new").exists() and (folder / "images.json.new").exists()
+    (folder / "atlas.json.new").write_bytes((tmp_path / "staging" / "atlas.json").read_bytes())
+    _roll_forward(folder)  # the writer commits and finishes
+    lock.unlink()
+    assert same(Atlas.open(folder), new)
+
+
 def test_files_from_two_runs_are_refused(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     small_atlas(2, 1.0).save(a)

@@ -329,3 +329,24 @@ def test_serve_on_all_interfaces_prints_a_usable_address_and_a_warning(tmp_path)
         _, err = proc.communicate(timeout=60)
     assert "reachable by other machines" in err and "no authentication" in err
     assert "Traceback" not in err and "terminate called" not in err
+
+
+# ----- cross-site reads that make the explorer compute ---------------------------------------
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("path", ["/api/trust/sample-coffee?cls=1&method=gradient",
+                                  "/static/style.css", "/"])
+def test_other_sites_pages_cannot_embed_or_fetch(server, site, path):
+    """An <img> or fetch() on another site's page is refused before any work is done."""
+    for mode in ("no-cors", "cors"):
+        status, _, body = request(server, "GET", path, {"Sec-Fetch-Site": site,
+                                                        "Sec-Fetch-Mode": mode})
+        assert status == 403, (path, mode, status, body)
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "none", "same-origin"])
+def test_links_from_anywhere_still_open_the_explorer(server, site):
+    status, _, _ = request(server, "GET", "/", {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate"})
+    assert status == 200
+    status, _, _ = request(server, "GET", "/static/style.css", {"Sec-Fetch-Site": "same-origin",
+                                                                "Sec-Fetch-Mode": "no-cors"})
+    assert status == 200

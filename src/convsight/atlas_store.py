@@ -10,8 +10,9 @@ Saving is a small journal, so that a kill at any moment leaves the old atlas or 
    then on the new atlas is committed;
 3. the ``.new`` files are renamed over the old ones, ``atlas.json`` last.
 
-Reading first finishes a committed save that was cut short (step 3), drops uncommitted ``.new``
-files and stale temporary files, then checks the data files against the checksums in
+While it saves, the writer keeps a file ``.saving.PID`` in the folder. Reading first finishes a
+committed save that was cut short (step 3), drops the uncommitted ``.new`` files and temporary
+files of writers that are no longer running (never those of a live one), then checks the data files against the checksums in
 ``atlas.json``: an atlas torn any other way (files copied from two runs, edited by hand) is
 refused with a message instead of opening with mismatched arrays.
 """
@@ -36,6 +37,7 @@ VERSION = 1
 DATA_FILES = ("top.npz", "images.json")
 META = "atlas.json"
 KEYS = ("value", "image", "y", "x")
+SAVING = ".saving."  # + the writer's process id, while a save is under way
 
 
 def _sha256(data: bytes) -> str:
@@ -60,21 +62,30 @@ def save_folder(folder: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray
     """Write an atlas folder as a unit (see the module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
     recover(folder)
+    for name in DATA_FILES:  # an earlier writer's uncommitted files (recover keeps a live one's)
+        (folder / f"{name}.new").unlink(missing_ok=True)
     data = {"top.npz": npz_bytes(arrays),
             "images.json": json.dumps(image_paths).encode("utf-8")}
     meta = dict(meta, checksums={name: _sha256(blob) for name, blob in data.items()})
-    for name, blob in data.items():
-        write_atomic(folder / f"{name}.new", blob)
-    write_atomic(folder / f"{META}.new", json.dumps(meta, indent=1).encode("utf-8"))  # commit
-    _sync_folder(folder)
-    _roll_forward(folder)
+    lock = folder / f"{SAVING}{os.getpid()}"  # tells readers a live writer owns the .new files
+    lock.touch()
+    try:
+        for name, blob in data.items():
+            write_atomic(folder / f"{name}.new", blob)
+        write_atomic(folder / f"{META}.new", json.dumps(meta, indent=1).encode("utf-8"))  # commit
+        _sync_folder(folder)
+        _roll_forward(folder)
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _roll_forward(folder: Path) -> None:
+    # a reader may be finishing the same committed save: a file already moved is skipped
     for name in DATA_FILES + (META,):
-        pending = folder / f"{name}.new"
-        if pending.exists():
-            os.replace(pending, folder / name)
+        try:
+            os.replace(folder / f"{name}.new", folder / name)
+        except FileNotFoundError:
+            pass
     _sync_folder(folder)
 
 
@@ -89,11 +100,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 def recover(folder: Path) -> None:
-    """Finish a committed save cut short; drop uncommitted ``.new`` files and dead writers' temps."""
+    """Finish a committed save cut short; drop the uncommitted ``.new`` files and temporary files
+    of writers that died (those of a writer still saving, e.g. ``mine`` while ``serve`` opens the
+    folder, are left to it)."""
     try:
+        writers = [p for p in folder.glob(f"{SAVING}*") if p.name[len(SAVING):].isdigit()]
+        live = False
+        for lock in writers:
+            if _pid_alive(int(lock.name[len(SAVING):])):
+                live = True
+            else:
+                lock.unlink(missing_ok=True)
         if (folder / f"{META}.new").exists():
             _roll_forward(folder)
-        else:
+        elif not live:
             for name in DATA_FILES:
                 (folder / f"{name}.new").unlink(missing_ok=True)
         for tmp in folder.glob(".*.tmp"):

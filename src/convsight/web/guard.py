@@ -115,8 +115,19 @@ class Guard:
         if problem:
             return 400, problem
         if scope.get("method", "GET") in SAFE_METHODS:
-            return None
+            return self.embed_problem(headers)
         return self.write_problem(headers, hosts[0])
+
+    @staticmethod
+    def embed_problem(headers: dict[str, list[str]]) -> tuple[int, str] | None:
+        """Another site's page may link to the explorer (a navigation) but not make it compute
+        for it: pictures, scores and API calls requested from another site's page (``<img>``,
+        ``fetch``) are refused, as browsers say with ``Sec-Fetch-Site`` / ``Sec-Fetch-Mode``."""
+        site = headers.get("sec-fetch-site", [""])[-1]
+        mode = headers.get("sec-fetch-mode", [""])[-1]
+        if site in ("cross-site", "same-site") and mode != "navigate":
+            return 403, "the explorer serves its pictures and data only to its own pages"
+        return None
 
     def host_problem(self, host: str, scope: Scope) -> str | None:
         name = host_name(host)
