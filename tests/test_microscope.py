@@ -190,10 +190,139 @@ def test_killed_run_resumes_with_identical_images(tmp_path):
     assert not list((tmp_path / "killed" / "syntheses" / "conv3").glob(".*tmp"))
     resumed = convsight.visualize_layer(net, "conv3", atlas=tmp_path / "killed", progress=False,
                                         **RUN)
-    assert len(resumed.computed) == 16 - 2 * (len(stored) // 2)  # only unfinished batches ran
+    # only units not stored before come from this call (the rest are read back)
+    assert resumed.computed == [c for c in range(16) if f"unit{c}.png" not in stored]
     whole = convsight.visualize_layer(net, "conv3", atlas=tmp_path / "whole", progress=False, **RUN)
     assert len(whole.computed) == 16 and torch.equal(resumed.images, whole.images)
     assert _pngs(tmp_path / "killed") == _pngs(tmp_path / "whole")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(steps: int):
+    def report(done, total):
+        if done >= steps:
+            raise _Stop
+    return report
+
+
+def _interrupted(net, folder: Path, channels, batch_size: int, after: int) -> None:
+    """A visualize_layer call into ``folder`` cut short after ``after`` steps."""
+    with pytest.raises(_Stop):
+        convsight.visualize_layer(net, "conv3", channels, atlas=folder, batch_size=batch_size,
+                                  **{**FAST, "progress": _stop_after(after)})
+
+
+def test_resuming_with_another_batch_size_is_refused_and_the_same_call_gives_the_same_images(
+        tmp_path):
+    net = _net()
+    for name in ("whole", "cut"):
+        _atlas(net, tmp_path / name)
+    whole = convsight.visualize_layer(net, "conv3", range(8), atlas=tmp_path / "whole",
+                                      batch_size=2, **FAST)
+    _interrupted(net, tmp_path / "cut", range(8), 2, after=2 * FAST["steps"] + 1)  # in batch 3
+    assert sorted(_pngs(tmp_path / "cut")) == [f"unit{c}.png" for c in range(4)]
+    with pytest.raises(convsight.ConvsightError, match="batch_size was 2, now 4: batches of "
+                                                       "another size can round"):
+        convsight.visualize_layer(net, "conv3", range(8), atlas=tmp_path / "cut", batch_size=4,
+                                  **FAST)
+    resumed = convsight.visualize_layer(net, "conv3", range(8), atlas=tmp_path / "cut",
+                                        batch_size=2, **FAST)
+    assert resumed.computed == [4, 5, 6, 7] and torch.equal(resumed.images, whole.images)
+    assert _pngs(tmp_path / "cut") == _pngs(tmp_path / "whole")
+
+
+def test_a_channels_random_start_depends_on_seed_layer_channel_and_copy_only():
+    net = _net()
+    # one step: the image returned is the random start itself (the loop stops before updating)
+    for preset in ("lucid", "yosinski-3"):
+        one = dict(FAST, preset=preset, steps=1, copies=2)
+        a = convsight.visualize_layer(net, "conv3", range(8), batch_size=3, **one)
+        b = convsight.visualize_layer(net, "conv3", [6, 2, 5], batch_size=1, **one)
+        c = convsight.visualize_layer(net, "conv3", [5, 2], batch_size=2, **one)
+        for ch in (2, 5):
+            for k in range(2):
+                assert torch.equal(a.image(ch, k), b.image(ch, k))
+                assert torch.equal(a.image(ch, k), c.image(ch, k))
+        assert not torch.equal(a.image(2, 0), a.image(2, 1))  # each copy its own start
+        other = convsight.visualize_layer(net, "conv2", [2], **one)  # another layer: another start
+        assert not torch.equal(a.image(2, 0), other.image(2, 0))
+
+
+def test_images_stored_by_a_call_cut_short_are_kept_and_returned(tmp_path):
+    net = _net()
+    _atlas(net, tmp_path / "atlas")
+    convsight.visualize_layer(net, "conv3", range(3), atlas=tmp_path / "atlas", batch_size=2,
+                              **FAST)  # batches [0, 1], [2]
+    stored = _pngs(tmp_path / "atlas")
+    out = convsight.visualize_layer(net, "conv3", range(4), atlas=tmp_path / "atlas",
+                                    batch_size=2, **FAST)  # batches [0, 1] (done), [2, 3]
+    assert out.computed == [3] and {k: _pngs(tmp_path / "atlas")[k] for k in stored} == stored
+    pixels = np.asarray(convsight.Atlas.open(tmp_path / "atlas").synthesis("conv3", 2),
+                        np.float32) / 255
+    assert np.array_equal(out.image(2).permute(1, 2, 0).numpy(), pixels)
+
+
+def test_copies_above_the_cap_are_refused():
+    from convsight.syntheses import MAX_COPIES
+
+    with pytest.raises(convsight.ConvsightError, match=f"copies=65 is too many: use at most "
+                                                       f"{MAX_COPIES}"):
+        convsight.visualize_layer(_net(), "conv3", [0], copies=65, **FAST)
+
+
+@pytest.mark.parametrize("field, bad", [
+    ("copies", "x"), ("copies", 10**6), ("copies", 0), ("copies", True), ("model", "custom"),
+    ("model", {"name": 3, "fingerprint": "f"}), ("settings", []), ("settings", {"steps": "x"}),
+    ("settings", {"steps": 6, "size": 10**6}), ("seed", -1), ("seed", 1.5), ("channels", 0),
+    ("diversity", "x"), ("preset", None), ("layer", "conv2"), ("diversity_layer", 3),
+])
+def test_a_malformed_synthesis_index_is_a_one_line_error(tmp_path, field, bad):
+    import json
+
+    net = _net()
+    _atlas(net, tmp_path / "atlas")
+    convsight.visualize_layer(net, "conv3", [0], atlas=tmp_path / "atlas", **FAST)
+    index = tmp_path / "atlas" / "syntheses" / "conv3" / "synthesis.json"
+    index.write_text(json.dumps({**json.loads(index.read_text()), field: bad}))
+    atlas = convsight.Atlas.open(tmp_path / "atlas")
+    with pytest.raises(convsight.ConvsightError, match=f"not a valid synthesis index: {field}=") \
+            as err:
+        atlas.synthesis_info("conv3")
+    assert "\n" not in str(err.value)
+    with pytest.raises(convsight.ConvsightError, match=f"{field}="):
+        atlas.synthesis("conv3", 0)
+    assert atlas.synthesized_layers() == []  # not listed
+    # continuing is refused (pointing at overwrite); overwrite works although the index is bad
+    with pytest.raises(convsight.ConvsightError, match="use overwrite=True"):
+        convsight.visualize_layer(net, "conv3", [0], atlas=atlas, **FAST)
+    convsight.visualize_layer(net, "conv3", [0], atlas=atlas, overwrite=True, **FAST)
+    assert atlas.synthesized_layers() == ["conv3"] and atlas.synthesis("conv3", 0) is not None
+
+
+def _with_text_bomb(png: bytes) -> bytes:
+    """The PNG with a zTXt chunk that inflates to 4 MiB (PIL refuses text over 1 MiB) after IHDR."""
+    import struct
+    import zlib
+
+    body = b"junk\x00\x00" + zlib.compress(b"a" * (4 << 20))
+    chunk = struct.pack(">I", len(body)) + b"zTXt" + body + \
+        struct.pack(">I", zlib.crc32(b"zTXt" + body) & 0xFFFFFFFF)
+    return png[:33] + chunk + png[33:]
+
+
+def test_a_stored_synthesis_with_a_text_bomb_is_a_one_line_error(tmp_path):
+    net = _net()
+    _atlas(net, tmp_path / "atlas")
+    convsight.visualize_layer(net, "conv3", [0], atlas=tmp_path / "atlas", **FAST)
+    png = tmp_path / "atlas" / "syntheses" / "conv3" / "unit0.png"
+    png.write_bytes(_with_text_bomb(png.read_bytes()))
+    atlas = convsight.Atlas.open(tmp_path / "atlas")
+    with pytest.raises(convsight.ConvsightError, match="cannot read the synthesis .*unit0.png: "
+                                                       "Decompressed data too large"):
+        atlas.synthesis("conv3", 0)
 
 
 def test_cli_layer_into_an_atlas_and_bad_units(lite0, tmp_path, capsys):

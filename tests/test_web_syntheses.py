@@ -211,3 +211,72 @@ def test_syntheses_made_again_are_shown_at_once(photos, tmp_path):
             assert "no synthesis" in _cell(page(srv, "/layer/conv2"), 0)  # overwritten: gone
     finally:
         srv.stop()
+
+
+# ----- a shared atlas may hold anything: bad indexes and files are notes and 404s, never 500s --
+@pytest.fixture
+def small(photos, tmp_path):
+    """A fresh atlas (conv2 mined, syntheses of units 0 and 1) and a server over it."""
+    net = _network()
+    atlas = convsight.mine(net, photos, ["conv2"], k=2, batch_size=4, out=tmp_path / "atlas",
+                           progress=False)
+    convsight.visualize_layer(net, "conv2", [0, 1], atlas=atlas, **{**FAST, "steps": 3})
+    srv = start_server(tmp_path / "cache", atlas=atlas.path, model=_network())
+    yield srv, atlas.path / "syntheses" / "conv2"
+    srv.stop()
+
+
+def test_a_malformed_synthesis_index_is_a_note_not_a_crash(small):
+    import json
+    import time
+
+    srv, folder = small
+    index = folder / "synthesis.json"
+    good = json.loads(index.read_text())
+    assert "atlas-synth/conv2/0/0.png" in page(srv, "/unit/conv2/0")
+    for field, bad in [("copies", "x"), ("copies", 10**6), ("settings", []), ("model", "str"),
+                       ("seed", "0"), ("settings", {**good["settings"], "size": "big"})]:
+        index.write_text(json.dumps({**good, field: bad}))
+        start = time.monotonic()
+        for path in ("/layer/conv2", "/unit/conv2/0"):
+            assert "the atlas's synthesis index of this layer cannot be read" in page(srv, path)
+        assert "synth-badge" not in page(srv, "/")
+        assert time.monotonic() - start < 30  # a million copies are not looked for
+        status, _, body = fetch(srv.url + "/img/atlas-synth/conv2/0/0.png")
+        assert status == 404, (field, bad, body[:200])
+    index.write_text(json.dumps(good))
+    assert "atlas-synth/conv2/0/0.png" in page(srv, "/unit/conv2/0")
+
+
+def test_a_stored_synthesis_with_a_text_bomb_is_a_404_and_the_pages_still_show(small):
+    from .test_microscope import _with_text_bomb
+
+    srv, folder = small
+    png = folder / "unit1.png"
+    png.write_bytes(_with_text_bomb(png.read_bytes()))
+    for path in ("/img/atlas-synth/conv2/1/0.png", "/img/atlas-synth-tile/conv2/1.jpg"):
+        status, _, body = fetch(srv.url + path)
+        assert status == 404 and body.decode() == ("cannot read the stored synthesis unit1.png: "
+                                                   "ValueError"), (path, status, body[:200])
+    assert "/img/atlas-synth/conv2/1/0.png" in page(srv, "/unit/conv2/1")  # its value: unknown
+    assert "/img/atlas-synth-tile/conv2/1.jpg" in page(srv, "/layer/conv2")
+    _picture(srv, "/img/atlas-synth/conv2/0/0.png", "png")  # the other unit is still served
+
+
+def test_a_stored_synthesis_over_the_size_cap_is_not_served_or_cached(small):
+    from convsight.web.syntheses import MAX_FILE_BYTES
+
+    srv, folder = small
+    cache = srv.server.config.app.state.explorer.cache
+    png = folder / "unit0.png"
+    data = png.read_bytes()
+    padded = data + b"\0" * 4096  # trailing bytes after IEND: PIL still reads it
+    png.write_bytes(padded)
+    assert _picture(srv, "/img/atlas-synth/conv2/0/0.png", "png") == padded
+    png.write_bytes(data + b"\0" * (MAX_FILE_BYTES + 1 - len(data)))
+    before = cache.computed
+    status, _, body = fetch(srv.url + "/img/atlas-synth/conv2/0/0.png")
+    assert status == 404 and b"over 32 MiB" in body and len(body) < 1000
+    status, _, body = fetch(srv.url + "/img/atlas-synth-tile/conv2/0.jpg")
+    assert status == 404 and b"over 32 MiB" in body
+    assert cache.computed == before  # nothing was made, so nothing was stored in the cache

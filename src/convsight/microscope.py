@@ -29,7 +29,7 @@ from .optimize import DEFAULT_PRESET, Settings, settings_for
 from .optimize.ascent import check_diversity, check_seed
 from .optimize.layer import check_channels, final_values, layer_batches, synthesize_batch
 from .progress import ProgressArg, progress_bar
-from .syntheses import SynthesisStore, stored_value
+from .syntheses import MAX_COPIES, SEEDING, SynthesisStore, stored_value
 from .targets import parse_target
 
 
@@ -87,7 +87,8 @@ def _recipe(net: Network, s: Settings, preset: str, seed: int, copies: int, dive
     return {"model": {"name": net.name, "fingerprint": model_fingerprint(net)},
             "preset": preset, "settings": dataclasses.asdict(s), "seed": int(seed),
             "copies": copies, "diversity": float(diversity), "diversity_layer": diversity_layer,
-            "channels": channels, "batch_size": batch_size, "convsight_version": __version__}
+            "channels": channels, "batch_size": batch_size, "seeding": SEEDING,
+            "convsight_version": __version__}
 
 
 def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DEFAULT_PRESET,
@@ -107,7 +108,11 @@ def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DE
     atlas as soon as its batch finishes (``Atlas.synthesis(layer, channel)`` reads it back);
     channels already stored with the same recipe are not computed again, so running the same
     call after an interruption finishes the work, giving the images an uninterrupted run gives.
-    A different recipe for a layer with stored syntheses is refused unless ``overwrite``.
+    A different recipe (including another ``batch_size``: batching can change an image by
+    floating-point rounding) for a layer with stored syntheses is refused unless ``overwrite``.
+    Each image's random start depends only on ``seed``, the layer, its channel and its copy, and
+    every batch draws the same random transforms, so a channel's image does not depend on the
+    other channels of its batch (up to that rounding). ``copies`` is at most 64.
     ``progress``: True (a bar for the layer), False, or ``fn(done, total)`` over all steps.
 
     >>> out = visualize_layer(net, "blocks.5", range(4), steps=64)
@@ -121,6 +126,9 @@ def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DE
     batches = layer_batches(chosen, batch_size)
     div_layer = check_diversity([parse_target(f"{layer}:{chosen[0]}")], copies, diversity,
                                 diversity_layer)
+    if copies > MAX_COPIES:
+        raise ConvsightError(f"copies={copies} is too many: use at most {MAX_COPIES} facets per "
+                             "unit")
     store = _store(atlas, net)
     if store is not None:
         width = int(check_channels(net, layer, None)[-1]) + 1
@@ -137,9 +145,11 @@ def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DE
                 images = (images * 255).round() / 255
             values = final_values(net, layer, batch, images, copies)
             for i, c in enumerate(batch):
+                if store is not None and store.done(layer, c, copies):
+                    continue  # stored before (by a call cut short): that stored image is returned
                 part = slice(i * copies, (i + 1) * copies)
                 made[c] = (list(images[part]), values[part].tolist())
-                if store is not None and not store.done(layer, c, copies):
+                if store is not None:
                     for k in range(copies):
                         store.write(layer, c, k, images[i * copies + k], values[i * copies + k])
     return _collect(layer, chosen, copies, s, made, store)

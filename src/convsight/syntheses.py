@@ -14,6 +14,7 @@ copies' files exist. The folder is independent of ``atlas.json``, ``images.json`
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,20 @@ from PIL import Image, PngImagePlugin
 from .errors import ConvsightError, UnitError
 from .files import write_atomic
 from .images import check_size
+from .models import MAX_INPUT_SIDE
 
 SUBFOLDER = "syntheses"
 INFO = "synthesis.json"
 FORMAT = "convsight-syntheses"
 VERSION = 1
 VALUE_KEY = "convsight:value"   # PNG text chunk: the unit's value on this image
-COMPARED = ("model", "settings", "seed", "copies", "diversity", "diversity_layer")
+# what must match to continue a layer's stored syntheses: images made by another batching may
+# differ by floating-point rounding (which the ascent can amplify), so batch_size is compared too
+COMPARED = ("model", "settings", "seed", "copies", "diversity", "diversity_layer", "batch_size",
+            "seeding")
+SEEDING = "per image: seed, layer, channel, copy"  # how each image's random start is seeded
+MAX_COPIES = 64        # facets per unit (visualize_layer refuses more; so does a reader)
+MAX_CHANNELS = 1 << 20  # a layer's width, as recorded (sanity bound for a shared atlas)
 
 
 def layer_folder(root: Path, layer: str) -> Path:
@@ -77,7 +85,10 @@ class SynthesisStore:
             raise ConvsightError(f"cannot read {path}: {exc}") from None
         if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
             raise ConvsightError(f"{path} is not a convsight synthesis index of version {VERSION}")
-        made_by = (info.get("model") or {}).get("name")
+        problem = index_problem(info, layer)
+        if problem:
+            raise ConvsightError(f"{path} is not a valid synthesis index: {problem}")
+        made_by = info["model"]["name"]
         return info if any_model or self.model_name in (None, made_by) else None
 
     def layers(self) -> list[str]:
@@ -88,12 +99,11 @@ class SynthesisStore:
         names = []
         for sub in sorted(folder.iterdir()):
             try:
-                info = json.loads((sub / INFO).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # not a layer folder (or not readable): not listed
-            if isinstance(info, dict) and isinstance(info.get("layer"), str) and \
-                    self.model_name in (None, (info.get("model") or {}).get("name")):
-                names.append(info["layer"])
+                layer = json.loads((sub / INFO).read_text(encoding="utf-8"))["layer"]
+                if layer_folder(self.root, layer) == sub and self.info(layer) is not None:
+                    names.append(layer)
+            except (OSError, ValueError, TypeError, KeyError, ConvsightError):
+                continue  # not a layer folder, or not a readable, valid index: not listed
         return sorted(names)
 
     def begin(self, layer: str, info: dict[str, Any], overwrite: bool = False) -> None:
@@ -103,16 +113,23 @@ class SynthesisStore:
         would mix two recipes, so it is refused unless ``overwrite`` (which deletes them first).
         """
         folder = layer_folder(self.root, layer)
-        old = self.info(layer, any_model=True)
-        if old is not None and not overwrite:
-            for key in COMPARED:
-                if old.get(key) != info.get(key):
-                    raise ConvsightError(
-                        f"{folder} holds syntheses made otherwise ({_difference(key, old, info)}); "
-                        "use the same settings to continue them, or overwrite=True (--overwrite) "
-                        "to replace them")
-            return
-        if old is not None or folder.exists():
+        if not overwrite:
+            try:
+                old = self.info(layer, any_model=True)
+            except ConvsightError as exc:
+                raise ConvsightError(f"{exc}; use overwrite=True (--overwrite) to replace that "
+                                     "layer's syntheses") from None
+            if old is not None:
+                for key in COMPARED:
+                    if old.get(key) != info.get(key):
+                        why = (": batches of another size can round an image differently"
+                               if key == "batch_size" else "")
+                        raise ConvsightError(
+                            f"{folder} holds syntheses made otherwise "
+                            f"({_difference(key, old, info)}{why}); use the same settings to "
+                            "continue them, or overwrite=True (--overwrite) to replace them")
+                return
+        if folder.exists():  # overwrite, or a folder without an index (never finished a start)
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         full = {"format": FORMAT, "version": VERSION, "layer": layer, **info}
@@ -136,7 +153,7 @@ class SynthesisStore:
         info = self.info(layer)
         if info is None:
             return None
-        n, copies = int(info.get("channels", 0)), int(info.get("copies", 1))
+        n, copies = info["channels"], info["copies"]
         if not 0 <= int(channel) < n:
             raise UnitError(f"channel {channel} is out of range for layer {layer}: valid channels "
                             f"are 0..{n - 1}")
@@ -151,8 +168,44 @@ class SynthesisStore:
                 check_size(im.width, im.height, im.mode, str(path))  # a shared atlas may hold anything
                 im.load()
                 return im.copy()  # keeps .info (the PNG text)
-        except (OSError, Image.DecompressionBombError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            # ValueError: PIL's limit on compressed text chunks ("Decompressed data too large")
             raise ConvsightError(f"cannot read the synthesis {path}: {exc}") from None
+
+
+def _whole(value: Any, low: int, high: float) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def index_problem(info: dict[str, Any], layer: str | None = None) -> str | None:
+    """What is wrong with a ``synthesis.json`` (read from a shared atlas: anything may be in it),
+    or None. Every field the readers use is checked for its type and a sane range."""
+    model, settings = info.get("model"), info.get("settings")
+    size = settings.get("size") if isinstance(settings, dict) else None
+    diversity = info.get("diversity")
+    checks = [
+        ("layer", isinstance(info.get("layer"), str) and layer in (None, info.get("layer")),
+         f"the layer name {layer!r}" if layer else "a layer name"),
+        ("model", isinstance(model, dict) and isinstance(model.get("name"), str)
+         and isinstance(model.get("fingerprint"), str), "{name, fingerprint} (text)"),
+        ("preset", isinstance(info.get("preset"), str), "a preset name"),
+        ("settings", isinstance(settings, dict) and _whole(settings.get("steps"), 1, math.inf)
+         and (size is None or _whole(size, 1, MAX_INPUT_SIDE)),
+         f"settings with steps >= 1 and size None or 1..{MAX_INPUT_SIDE}"),
+        ("seed", _whole(info.get("seed"), 0, math.inf), "a whole number >= 0"),
+        ("copies", _whole(info.get("copies"), 1, MAX_COPIES), f"a whole number 1..{MAX_COPIES}"),
+        ("diversity", isinstance(diversity, (int, float)) and not isinstance(diversity, bool)
+         and math.isfinite(diversity) and diversity >= 0, "a number >= 0"),
+        ("diversity_layer", info.get("diversity_layer") is None
+         or isinstance(info.get("diversity_layer"), str), "a layer name or null"),
+        ("channels", _whole(info.get("channels"), 1, MAX_CHANNELS),
+         f"a whole number 1..{MAX_CHANNELS}"),
+    ]
+    for key, fine, valid in checks:
+        if not fine:
+            shown = repr(info.get(key))
+            return f"{key}={shown[:60]}{'...' if len(shown) > 60 else ''} (expected {valid})"
+    return None
 
 
 def _difference(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:

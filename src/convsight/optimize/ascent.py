@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -180,18 +180,25 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
 
 
 def ascend(objective: Objective, s: Settings, generator: torch.Generator,
-           report: Callable[..., None], every: int | None = None) -> Synthesis:
-    """The loop: ``s.steps`` ascent steps on one batch of images, one per target of ``objective``."""
+           report: Callable[..., None], every: int | None = None,
+           starts: Sequence[torch.Generator] | None = None) -> Synthesis:
+    """The loop: ``s.steps`` ascent steps on one batch of images, one per target of ``objective``.
+
+    ``generator`` draws the random start and then each step's random transform (one draw per
+    step, shared by the batch); with ``starts`` (one generator per image) each image's random
+    start is drawn from its own generator instead and ``generator`` draws the transforms only.
+    """
     net, targets = objective.net, objective.targets
     dev = net.device
     n = len(targets)
     h, w = (s.size, s.size) if s.size is not None else net.input_size
+    start = generator if starts is None else starts
     if s.parameterization == "pixel":
         param: PixelImage | FourierImage = PixelImage(
-            n, h, w, net.mean, init=s.init, sd=s.init_sd, generator=generator, device=dev)
+            n, h, w, net.mean, init=s.init, sd=s.init_sd, generator=start, device=dev)
     else:
         param = FourierImage(n, h, w, sd=s.init_sd, decay_power=s.fourier_decay,
-                             decorrelate=s.decorrelate, generator=generator, device=dev,
+                             decorrelate=s.decorrelate, generator=start, device=dev,
                              channels=net.channels)
     transform = standard_transforms() if s.transforms == "standard" else no_transforms()
     x = param.tensor.detach().clone()

@@ -1,10 +1,14 @@
 """Every channel of a layer synthesised in batches: the algorithm behind ``convsight.visualize_layer``.
 
 The channels asked for are cut, in the order given, into batches of ``batch_size``; each batch is
-one ``ascend`` run whose random start and random transforms come from a generator seeded by the
-seed, the layer and the batch's channels. So a batch gives the same images whenever it is run
-again (a resumed run repeats exactly the batches it had not finished), and the images do not
-depend on which other batches ran before.
+one ``ascend`` run. Each image's random start comes from a generator seeded by the seed, the layer,
+its channel and its copy number only, and every batch draws the same sequence of random transforms
+(a generator seeded by the seed and the layer), so a channel's images do not depend on the batch
+size, on the other channels of its batch or on which batches ran before: the images of a batch are
+computed independently of each other (only the copies of one channel interact, through the
+diversity term). A resumed run may therefore batch the unfinished channels differently and still
+give the images of an uninterrupted run (bit for bit on the CPU; a GPU may round batched
+arithmetic differently for another batch size).
 
 >>> net = convsight.load_model()
 >>> parts = synthesize_batch(net, "blocks.5", [0, 1], settings_for("lucid", steps=20), seed=0)
@@ -69,9 +73,9 @@ def layer_batches(channels: Sequence[int], batch_size: int) -> list[list[int]]:
     return [list(channels[i:i + batch_size]) for i in range(0, len(channels), batch_size)]
 
 
-def batch_seed(seed: int, layer: str, channels: Sequence[int]) -> int:
-    """A 63-bit seed from the run's seed, the layer and the batch's channels (stable everywhere)."""
-    text = f"{int(seed)}|{layer}|{','.join(map(str, channels))}"
+def derived_seed(*parts: object) -> int:
+    """A 63-bit seed from ``parts`` (the run's seed, the layer, ...), the same on every machine."""
+    text = "|".join(map(str, parts))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
@@ -83,8 +87,10 @@ def synthesize_batch(net: Network, layer: str, channels: Sequence[int], s: Setti
     div_layer = check_diversity(targets, copies, diversity, diversity_layer)
     objective = Objective(net, [t for t in targets for _ in range(copies)], copies, diversity,
                           div_layer)
-    generator = torch.Generator().manual_seed(batch_seed(seed, layer, channels))
-    return ascend(objective, s, generator, report)
+    transforms = torch.Generator().manual_seed(derived_seed(int(seed), layer, "transforms"))
+    starts = [torch.Generator().manual_seed(derived_seed(int(seed), layer, int(c), k))
+              for c in channels for k in range(copies)]
+    return ascend(objective, s, transforms, report, starts=starts)
 
 
 @torch.no_grad()

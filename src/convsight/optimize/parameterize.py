@@ -17,14 +17,27 @@ torch.Size([2, 3, 64, 64])
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import torch
+
+# One generator for the whole batch, or one per image (each image's start then depends on its own
+# generator only, not on the batch it is made in).
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
 
 # Square root of the colour correlation of ImageNet images (rows map decorrelated -> RGB), from Lucid.
 COLOR_CORRELATION = torch.tensor([[0.26, 0.09, 0.02],
                                   [0.27, 0.00, -0.05],
                                   [0.27, -0.09, 0.03]], dtype=torch.float64)
+
+
+def normal(shape: tuple[int, ...], generator: Generators) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (N, ...): from one generator, or image i from the i-th."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0]} images")
+    return torch.stack([torch.randn(shape[1:], generator=g) for g in generator])
 
 
 def decorrelation_matrix() -> torch.Tensor:
@@ -36,13 +49,13 @@ class PixelImage:
     """Images stored directly, in 0..255 units around ``mean`` (a (C,) sequence in [0, 1])."""
 
     def __init__(self, n: int, h: int, w: int, mean: Sequence[float], *, init: str = "noise",
-                 sd: float = 10.0, generator: torch.Generator | None = None,
+                 sd: float = 10.0, generator: Generators = None,
                  device: torch.device | str = "cpu") -> None:
         shape = (n, len(mean), h, w)
         if init == "zero":
             x = torch.zeros(shape)
         else:
-            x = torch.randn(shape, generator=generator) * sd
+            x = normal(shape, generator) * sd
         self.x = x.to(device)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.low = -self.mean * 255.0   # pixel value 0 in these units
@@ -62,7 +75,7 @@ class FourierImage:
     """Images as scaled spectra (Lucid's ``fft_image`` + ``to_valid_rgb``), written anew here."""
 
     def __init__(self, n: int, h: int, w: int, *, sd: float = 0.01, decay_power: float = 1.0,
-                 decorrelate: bool = True, generator: torch.Generator | None = None,
+                 decorrelate: bool = True, generator: Generators = None,
                  device: torch.device | str = "cpu", channels: int = 3) -> None:
         self.h, self.w = h, w
         fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
@@ -70,7 +83,7 @@ class FourierImage:
         freqs = torch.sqrt(fx * fx + fy * fy)
         scale = 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay_power
         self.scale = scale.to(torch.float32).to(device)[None, None, :, :, None]
-        spectrum = torch.randn((n, channels) + tuple(freqs.shape) + (2,), generator=generator) * sd
+        spectrum = normal((n, channels) + tuple(freqs.shape) + (2,), generator) * sd
         self.x = spectrum.to(device)
         rgb = decorrelate and channels == 3  # the matrix is RGB's (module docstring)
         self.matrix = decorrelation_matrix().to(torch.float32).to(device) if rgb else None

@@ -14,6 +14,7 @@ both cached under keys that carry the file's size and time, so syntheses made ag
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from .layers import Layers
 from .workbench import NotFound, Workbench
 
 TILE_SIDE = 124  # a cell of the layer grid, as tall as the unit's patch tile
+MAX_FILE_BYTES = 32 << 20  # a stored synthesis is a few hundred kB; larger files are not served
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,10 @@ class Recipe:
 
     @classmethod
     def of(cls, info: dict[str, Any]) -> "Recipe":
-        settings = info.get("settings") or {}
-        size = settings.get("size")
-        return cls(preset=str(info.get("preset", "?")), steps=int(settings.get("steps", 0)),
-                   size=int(size) if size else None, seed=int(info.get("seed", 0)),
-                   copies=max(1, int(info.get("copies", 1))),
-                   diversity=float(info.get("diversity", 0.0)))
+        """From an index ``SynthesisStore.info`` has checked (types and ranges)."""
+        settings = info["settings"]
+        return cls(preset=info["preset"], steps=settings["steps"], size=settings.get("size"),
+                   seed=info["seed"], copies=info["copies"], diversity=float(info["diversity"]))
 
     def text(self) -> str:
         """``preset lucid, 512 steps, 128 px, seed 0`` (+ ``, 4 facets, diversity 0.5``)."""
@@ -99,11 +99,11 @@ class StoredSyntheses:
             return None, "the atlas's synthesis index of this layer cannot be read"
         if info is None:
             return None, None
-        made_by = info.get("model") or {}
-        if made_by.get("fingerprint") != self.fingerprint():
-            name = made_by.get("name") or "an unknown model"
+        made_by = info["model"]  # checked by SynthesisStore.info: {name, fingerprint} as text
+        if made_by["fingerprint"] != self.fingerprint():
+            name = made_by["name"] or "an unknown model"
             return None, (f"the atlas holds syntheses of this layer made by other weights "
-                          f"({name}, fingerprint {made_by.get('fingerprint')}); they are not "
+                          f"({name}, fingerprint {made_by['fingerprint']}); they are not "
                           f"shown, since they say nothing about the network served here")
         return info, None
 
@@ -159,12 +159,15 @@ class StoredSyntheses:
         return path
 
     def png(self, layer: str, channel: int, copy: int = 0) -> bytes:
-        """The stored PNG of a unit's copy, byte for byte (checked to be a sane image)."""
+        """The stored PNG of a unit's copy, byte for byte (checked to be a sane image): read
+        once, and those very bytes checked, so a file replaced meanwhile is never served
+        unchecked; files above ``MAX_FILE_BYTES`` are refused."""
         path = self._file(layer, channel, copy)
 
         def make() -> bytes:
-            _open(path).close()
-            return path.read_bytes()
+            data = _read_capped(path)
+            _open(io.BytesIO(data), path.name).close()
+            return data
         return self.cache.get_or_make(f"atlas-synth/{layer}/{channel}/{copy}/{_stamp(path)}.png",
                                       make)
 
@@ -173,7 +176,7 @@ class StoredSyntheses:
         path = self._file(layer, channel, 0)
 
         def make() -> bytes:
-            with _open(path) as im:
+            with _open(io.BytesIO(_read_capped(path)), path.name) as im:
                 return jpeg_bytes(fit_square(im.convert("RGB"), side, resample="smooth"),
                                   quality=90)
         return self.cache.get_or_make(
@@ -186,27 +189,47 @@ def _stamp(path: Path) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}"
 
 
-def _open(path: Path) -> Image.Image:
-    """Open a stored synthesis, refusing files that are not images of a sane size."""
+# what PIL raises for a file that is not a sane image: ValueError for a compressed text or
+# colour-profile chunk that inflates past its limit ("Decompressed data too large")
+_BAD_IMAGE = (OSError, ValueError, Image.DecompressionBombError)
+
+
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes, refused (404) when it holds more than ``MAX_FILE_BYTES``."""
     try:
-        im = Image.open(path)
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise _unreadable(path, exc) from None
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _unreadable(path.name, exc) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise NotFound(f"the stored synthesis {path.name} is over {MAX_FILE_BYTES >> 20} MiB: "
+                       "not a synthesis convsight wrote, so it is not served")
+    return data
+
+
+def _open(source: io.BytesIO, name: str) -> Image.Image:
+    """Open a stored synthesis, refusing data that are not images of a sane size."""
     try:
-        check_size(im.width, im.height, im.mode, path.name)  # a shared atlas may hold anything
+        im = Image.open(source)
+    except _BAD_IMAGE as exc:
+        raise _unreadable(name, exc) from None
+    try:
+        check_size(im.width, im.height, im.mode, name)  # a shared atlas may hold anything
         im.load()
-    except (OSError, Image.DecompressionBombError) as exc:
+    except _BAD_IMAGE as exc:
         im.close()
-        raise _unreadable(path, exc) from None
+        raise _unreadable(name, exc) from None
+    except convsight.ImageError as exc:
+        im.close()
+        raise NotFound(f"the stored synthesis is not served: {exc}") from None
     except BaseException:
         im.close()
         raise
     return im
 
 
-def _unreadable(path: Path, exc: BaseException) -> convsight.ConvsightError:
-    return convsight.ConvsightError(f"cannot read the stored synthesis {path.name}: "
-                                    f"{type(exc).__name__}")
+def _unreadable(name: str, exc: BaseException) -> NotFound:
+    return NotFound(f"cannot read the stored synthesis {name}: {type(exc).__name__}")
 
 
 def _value(path: Path) -> float | None:
@@ -214,5 +237,5 @@ def _value(path: Path) -> float | None:
     try:
         with Image.open(path) as im:
             return stored_value(im)
-    except (OSError, Image.DecompressionBombError):
+    except _BAD_IMAGE:
         return None
