@@ -41,6 +41,7 @@ DEFAULT_METHODS = ("gradient", "guided", "gradcam")
 TITLES = {"gradient": "gradient", "guided": "guided backprop", "deconv": "deconvnet",
           "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "guided-gradcam": "guided Grad-CAM",
           "occlusion": "occlusion"}
+SHORT = {"guided": "guided BP", "guided-gradcam": "guided G-CAM"}  # row names that fit a tile
 
 
 @dataclass
@@ -85,7 +86,7 @@ class SanityReport:
         photo = as_float(fit_square(self.photos[image], tile))
         tiles = []
         for r, method in enumerate(self.methods):
-            tiles.append(label(photo, TITLES.get(method, method), size=10))
+            tiles.append(label(photo, SHORT.get(method, TITLES.get(method, method)), size=10))
             for s in cols:
                 pic = self.pictures[method][s, image].numpy()
                 tiles.append(label(as_float(fit_square(pic, tile)), names[s] if r == 0 else "",
