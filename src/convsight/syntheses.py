@@ -164,13 +164,30 @@ class SynthesisStore:
         if not path.is_file():
             return None
         try:
-            with Image.open(path) as im:
-                check_size(im.width, im.height, im.mode, str(path))  # a shared atlas may hold anything
-                im.load()
+            with open_checked(path, str(path)) as im:
                 return im.copy()  # keeps .info (the PNG text)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            # ValueError: PIL's limit on compressed text chunks ("Decompressed data too large")
+        except BAD_IMAGE as exc:
             raise ConvsightError(f"cannot read the synthesis {path}: {exc}") from None
+
+
+# what opening a file that is not a sane image raises: PIL's errors, ValueError for a compressed
+# text or colour-profile chunk that inflates past PIL's limit ("Decompressed data too large"), and
+# convsight's ImageError (a ValueError) for an image too large to decode
+BAD_IMAGE = (OSError, ValueError, Image.DecompressionBombError)
+
+
+def open_checked(source: Any, name: str) -> Image.Image:
+    """Open and decode a stored synthesis (a path or a file object) from an atlas that may hold
+    anything: its size is checked (``images.check_size``) before the pixels are decoded. Raises
+    one of ``BAD_IMAGE``; the caller closes the image."""
+    im = Image.open(source)
+    try:
+        check_size(im.width, im.height, im.mode, name)
+        im.load()
+    except BaseException:
+        im.close()
+        raise
+    return im
 
 
 def _whole(value: Any, low: int, high: float) -> bool:

@@ -23,10 +23,9 @@ from typing import Any
 from PIL import Image
 
 import convsight
-from convsight.images import check_size
 from convsight.microscope import model_fingerprint
 from convsight.pictures import fit_square, jpeg_bytes
-from convsight.syntheses import SynthesisStore, stored_value
+from convsight.syntheses import BAD_IMAGE, SynthesisStore, open_checked, stored_value
 
 from .layers import Layers
 from .workbench import NotFound, Workbench
@@ -189,11 +188,6 @@ def _stamp(path: Path) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}"
 
 
-# what PIL raises for a file that is not a sane image: ValueError for a compressed text or
-# colour-profile chunk that inflates past its limit ("Decompressed data too large")
-_BAD_IMAGE = (OSError, ValueError, Image.DecompressionBombError)
-
-
 def _read_capped(path: Path) -> bytes:
     """The file's bytes, refused (404) when it holds more than ``MAX_FILE_BYTES``."""
     try:
@@ -208,24 +202,11 @@ def _read_capped(path: Path) -> bytes:
 
 
 def _open(source: io.BytesIO, name: str) -> Image.Image:
-    """Open a stored synthesis, refusing data that are not images of a sane size."""
+    """Open a stored synthesis, refusing (404) data that are not an image of a sane size."""
     try:
-        im = Image.open(source)
-    except _BAD_IMAGE as exc:
+        return open_checked(source, name)
+    except BAD_IMAGE as exc:
         raise _unreadable(name, exc) from None
-    try:
-        check_size(im.width, im.height, im.mode, name)  # a shared atlas may hold anything
-        im.load()
-    except _BAD_IMAGE as exc:
-        im.close()
-        raise _unreadable(name, exc) from None
-    except convsight.ImageError as exc:
-        im.close()
-        raise NotFound(f"the stored synthesis is not served: {exc}") from None
-    except BaseException:
-        im.close()
-        raise
-    return im
 
 
 def _unreadable(name: str, exc: BaseException) -> NotFound:
@@ -237,5 +218,5 @@ def _value(path: Path) -> float | None:
     try:
         with Image.open(path) as im:
             return stored_value(im)
-    except _BAD_IMAGE:
+    except BAD_IMAGE:
         return None
