@@ -27,7 +27,8 @@ from .errors import ConvsightError
 from .models import Network, as_network, on_device
 from .optimize import DEFAULT_PRESET, Settings, settings_for
 from .optimize.ascent import check_diversity, check_seed
-from .optimize.layer import check_channels, final_values, layer_batches, synthesize_batch
+from .optimize.layer import (check_channels, final_values, layer_batches, layer_width,
+                             synthesize_batch)
 from .progress import ProgressArg, progress_bar
 from .syntheses import MAX_COPIES, SEEDING, SynthesisStore, stored_value
 from .targets import parse_target
@@ -122,7 +123,8 @@ def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DE
     net = on_device(as_network(model), device)
     s = settings_for(preset, steps=steps, size=size, **knobs)
     seed = check_seed(seed)
-    chosen = check_channels(net, layer, channels)
+    width = layer_width(net, layer)
+    chosen = check_channels(net, layer, channels, width)
     batches = layer_batches(chosen, batch_size)
     div_layer = check_diversity([parse_target(f"{layer}:{chosen[0]}")], copies, diversity,
                                 diversity_layer)
@@ -131,7 +133,6 @@ def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DE
                              "unit")
     store = _store(atlas, net)
     if store is not None:
-        width = int(check_channels(net, layer, None)[-1]) + 1
         store.begin(layer, _recipe(net, s, preset, seed, copies, diversity, div_layer, width,
                                    batch_size), overwrite)
     todo = [b for b in batches

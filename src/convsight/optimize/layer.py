@@ -3,12 +3,12 @@
 The channels asked for are cut, in the order given, into batches of ``batch_size``; each batch is
 one ``ascend`` run. Each image's random start comes from a generator seeded by the seed, the layer,
 its channel and its copy number only, and every batch draws the same sequence of random transforms
-(a generator seeded by the seed and the layer), so a channel's images do not depend on the batch
-size, on the other channels of its batch or on which batches ran before: the images of a batch are
-computed independently of each other (only the copies of one channel interact, through the
-diversity term). A resumed run may therefore batch the unfinished channels differently and still
-give the images of an uninterrupted run (bit for bit on the CPU; a GPU may round batched
-arithmetic differently for another batch size).
+(a generator seeded by the seed and the layer), so, up to floating-point rounding, a channel's
+images do not depend on the batch size, on the other channels of its batch or on which batches ran
+before (only the copies of one channel interact, through the diversity term). A batch of another
+size can round differently (on the CPU too) and the ascent can amplify that, so a resumed run keeps
+the batch size to give the images of an uninterrupted run bit for bit (``visualize_layer``
+compares it).
 
 >>> net = convsight.load_model()
 >>> parts = synthesize_batch(net, "blocks.5", [0, 1], settings_for("lucid", steps=20), seed=0)
@@ -34,13 +34,19 @@ from .ascent import Objective, Synthesis, ascend, check_diversity
 from .presets import Settings
 
 
-def check_channels(net: Network, layer: str, channels: Any) -> list[int]:
-    """The channels to synthesise (all of the layer's for None), checked against its width."""
+def layer_width(net: Network, layer: str) -> int:
+    """The number of channels of ``layer`` (one forward pass at the network's input size)."""
     check_layer(net.module, layer)
     shape = layer_shape(net, layer)
     if len(shape) == 0:
         raise UnitError(f"layer {layer} outputs a scalar per image; it has no channels")
-    n = int(shape[0])
+    return int(shape[0])
+
+
+def check_channels(net: Network, layer: str, channels: Any, width: int | None = None) -> list[int]:
+    """The channels to synthesise (all of the layer's for None), checked against its width
+    (``layer_width``, measured here unless given)."""
+    n = layer_width(net, layer) if width is None else width
     valid = f"valid channels of {layer} are 0..{n - 1}"
     if channels is None:
         return list(range(n))
