@@ -33,9 +33,8 @@ from .models import Network
 from .figures import PatchCutter, with_synthesis
 from .pictures import jpeg_bytes, patch_montage, png_bytes
 from .progress import ProgressArg, progress_bar
-from .trust import trust_score
+from .trust import PAGE_STEPS as TRUST_STEPS, trust_score
 
-TRUST_STEPS = 20  # points per deletion / insertion curve (convsight's default is 50)
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2230;

@@ -14,14 +14,14 @@ This package computes; its reports draw their pictures with ``convsight.pictures
 >>> rep = convsight.sanity_check(net, x, methods=("gradient", "guided"), group="block")
 """
 
-from .faithfulness import Faithfulness, faithfulness
+from .faithfulness import PAGE_STEPS, Faithfulness, faithfulness
 from .randomize import randomization_steps, randomized_copy
 from .sanity import SanityReport, sanity_check
 from .reference import map_kind, random_maps, random_reference
 from .scores import TrustScore, trust_score
 from .check import TrustCheck, check
 
-__all__ = ["Faithfulness", "faithfulness", "randomization_steps", "randomized_copy",
+__all__ = ["Faithfulness", "faithfulness", "PAGE_STEPS", "randomization_steps", "randomized_copy",
            "SanityReport", "sanity_check", "TrustScore", "map_kind", "random_maps", "random_reference",
            "trust_score",
            "TrustCheck", "check"]

@@ -38,6 +38,7 @@ from ..targets import Target, evaluate, parse_target, resolve_targets, with_top_
 
 KINDS = ("deletion", "insertion")
 DEFAULT_STEPS = 50
+PAGE_STEPS = 20  # points per curve for the scores shown beside a picture (explorer, report): ~4x faster
 DEFAULT_BASELINE = {"deletion": 0.0, "insertion": "blur"}
 
 

@@ -25,14 +25,12 @@ from convsight.capture import capture
 from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, png_bytes,
                                 render_attribution)
 from convsight.targets import parse_target
+from convsight.trust import PAGE_STEPS as TRUST_STEPS
 from convsight.trust import TrustScore, map_kind, random_reference, trust_score
 
 from .inputs import InputImages
 from .layers import Layers
 from .workbench import CLASS_METHODS, UNIT_METHODS, NotFound, Workbench, check_method
-
-
-TRUST_STEPS = 20  # points per deletion / insertion curve (convsight's default is 50): ~4x faster
 
 
 def trust_summary(score: TrustScore, i: int = 0) -> dict[str, Any]:
