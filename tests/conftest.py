@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-import convsight
+# Before torch loads: idle OpenMP threads sleep instead of spinning (convsight.cpu), so the suite
+# keeps its speed beside other programs on a small machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import convsight  # noqa: E402
 
 
 @pytest.fixture(scope="session")

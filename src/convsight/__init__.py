@@ -1,5 +1,9 @@
 """convsight: see how a convolutional network sees."""
 
+from . import cpu as _cpu
+
+_cpu.prefer_passive_wait()  # before anything loads torch (see convsight.cpu)
+
 from .errors import (ConvsightError, ImageError, MissingExtraError, ModelNameError,
                      ReceptiveFieldError, UnitError, UnknownLayerError, WeightsError)
 from .images import load_image, sample_images
@@ -14,5 +18,6 @@ from . import trust
 from .trust import faithfulness, sanity_check
 from . import faces, figures, pictures, report  # convsight.report.write_report, convsight.faces...
 from .pictures import Picture, show
+from .cpu import set_threads, thread_policy, threads
 
 __version__ = "0.1.0"

@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module of this package with a ``register(subparsers)`` function
 that adds its parser and sets ``func``. Modules import heavy libraries inside ``func`` only, so
-``convsight --help`` stays fast.
+``convsight --help`` stays fast. Importing this package imports ``convsight`` first, whose
+``cpu.prefer_passive_wait`` runs before PyTorch loads: every command's idle OpenMP threads sleep
+instead of spinning (``convsight.cpu`` says why), and ``--threads N`` sets the count.
 """
 
 from __future__ import annotations
@@ -23,13 +25,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for command in sub.choices.values():
+        command.add_argument("--threads", type=_thread_count, default=None, metavar="N",
+                             help="CPU threads for PyTorch (default: one per core; idle threads "
+                                  "sleep rather than spin, so a busy machine costs little)")
     return parser
+
+
+def _thread_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
     from ..errors import ConvsightError
 
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        from ..cpu import set_threads
+
+        set_threads(args.threads)
     warnings.simplefilter("default", UserWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"convsight: warning: {msg}\n"
     try:
