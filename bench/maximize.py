@@ -11,7 +11,8 @@
    Lucent batching them with ``batch=i`` objectives).
 4. Naturalness: class images of 20 ImageNet classes per preset and by Lucent's ``render_vis``,
    judged by an independent network (EfficientNet-Lite2): top-1 / top-5 hits (naturalness.py).
-5. Images per second of ``visualize_layer`` on a whole layer against Lucent one unit at a time.
+5. Images per second of ``visualize_layer`` on a whole layer against Lucent one unit at a time,
+   each at its best thread count (1 or 2).
 6. A synthesis per unit of a middle layer against the best of 300 photo crops on the unit's mean
    activation.
 

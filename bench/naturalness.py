@@ -117,10 +117,12 @@ def print_table(net, out: Path) -> None:
             print(f"  {'':24s} not in Lite2's top 5: {', '.join(misses)}")
 
 
-def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int) -> None:
+def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int,
+                thread_counts: tuple[int, ...] = (1, 2)) -> None:
     """Images per second: ``visualize_layer`` on every unit of ``layer`` (batched) against Lucent
     rendering the same units one ``render_vis`` each, same parameterisation and transforms
-    (the ``lucid`` preset is Lucent's defaults), alternated, medians of ``reps``."""
+    (the ``lucid`` preset is Lucent's defaults), alternated, medians of ``reps``; each side at
+    each of ``thread_counts`` and compared at its own best."""
     from lucent.optvis import objectives
 
     n = convsight.capture.layer_shape(net, layer)[0]
@@ -134,17 +136,25 @@ def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int) -> None
         for c in range(n):
             lucent_render(net, objectives.channel(lucent_name, c), steps)
 
-    ours_t, lucent_t = [], []
-    for _ in range(reps):
-        for fn, times in ((ours, ours_t), (lucent, lucent_t)):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-    a, b = n / statistics.median(ours_t), n / statistics.median(lucent_t)
+    best: dict[str, tuple[float, int]] = {}
+    for threads in thread_counts:
+        times: dict[str, list[float]] = {"ours": [], "lucent": []}
+        with convsight.threads(threads):
+            for _ in range(reps):
+                for name, fn in (("ours", ours), ("lucent", lucent)):
+                    t = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t)
+        for name, ts in times.items():
+            rate = n / statistics.median(ts)
+            print(f"  {name:7s} {threads} thread(s): {rate:.3f} images/s "
+                  f"({[round(t, 1) for t in ts]} s)")
+            if rate > best.get(name, (0.0, 0))[0]:
+                best[name] = (rate, threads)
+    (a, ta), (b, tb) = best["ours"], best["lucent"]
     print(f"  {layer} ({n} units, {steps} steps each, batch {batch_size}): visualize_layer "
-          f"{a:.3f} images/s, Lucent one unit at a time {b:.3f} images/s: {a / b:.2f}x "
-          f"(median of {reps}; ours {[round(t) for t in ours_t]} s, Lucent "
-          f"{[round(t) for t in lucent_t]} s)")
+          f"{a:.3f} images/s ({ta} thread(s)), Lucent one unit at a time {b:.3f} images/s "
+          f"({tb} thread(s)): {a / b:.2f}x (each at its best thread count, medians of {reps})")
 
 
 def dataset(net, out: Path, layer: str, photos: int, preset: str | None, steps: int | None,

@@ -73,6 +73,7 @@ class Network:
     name: str = "custom"
     resize_ratio: float = 256 / 224
     info: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
@@ -124,6 +125,21 @@ class Network:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the memory layout this network's passes run fastest in; values equal up to
+        floating-point rounding.
+
+        With ``channels_last`` (set for the EfficientNet-Lite models ``load_model`` builds), a CPU
+        batch goes in channels-last order, in which oneDNN's convolutions run about 1.2-1.4x faster
+        forward and backward; gradients reach ``x`` in its own layout. Synthesis and the
+        deletion / insertion curves use it; attributions keep the layout they are given, so they
+        equal Captum's to the last digits. Off for other modules: one that calls ``.view`` on a
+        convolution's output (as ShuffleNet's channel shuffle does) would fail with it.
+        """
+        if self.channels_last and x.dim() == 4 and x.device.type == "cpu":
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (N, C, H, W) -> model input."""
@@ -295,7 +311,7 @@ def _lite0(state: dict | None, source: str | None, num_classes: int) -> Network:
         state = convert_state_dict(state)
     load_weights(module, state, str(source))
     return Network(module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(224, 224),
-                   name=DEFAULT_MODEL, info={"weights": source})
+                   name=DEFAULT_MODEL, info={"weights": source}, channels_last=True)
 
 
 def _lite(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:
@@ -312,7 +328,8 @@ def _lite(name: str, state: dict | None, source: str | None, num_classes: int) -
         state = in_order(state, module, str(source))
     load_weights(module, state, str(source))
     return Network(module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(size, size),
-                   name=name, resize_ratio=lite_resize_ratio(size), info={"weights": source})
+                   name=name, resize_ratio=lite_resize_ratio(size), info={"weights": source},
+                   channels_last=True)
 
 
 def _timm(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:

@@ -215,7 +215,7 @@ def ascend(objective: Objective, s: Settings, generator: torch.Generator,
         img = transform(param.image(x), generator)
         if s.upsample and (img.shape[-2] < net.input_size[0] or img.shape[-1] < net.input_size[1]):
             img = F.interpolate(img, size=net.input_size, mode="bilinear", align_corners=False)
-        values, loss = objective.values_and_loss(net.normalize(img))
+        values, loss = objective.values_and_loss(net.layout(net.normalize(img)))
         (grad,) = torch.autograd.grad(loss, [x])
         trace[step] = values.detach().float().cpu()
         report(1, objective=f"{float(trace[step].mean()):.4g}")

@@ -168,7 +168,7 @@ def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: An
             k = torch.tensor([k for _, k in chunk], device=x.device)
             mask = (rank[img] < counts[img, k][:, None]).view(-1, 1, h, w)
             xs = torch.where(mask, changed[img], source[img])
-            v, _ = evaluate(net, xs, [targets[i] for i, _ in chunk], detach=True)
+            v, _ = evaluate(net, net.layout(xs), [targets[i] for i, _ in chunk], detach=True)
             values[start:start + len(chunk)] = v.float()
             report(len(chunk))
     curves = values.view(n, steps + 1)
