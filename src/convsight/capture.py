@@ -27,6 +27,9 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     and make dropout random; convsight never wants either.
     """
     modes = [(m, m.training) for m in module.modules()]
+    if not any(training for _, training in modes):  # already in eval mode: nothing to change
+        yield module
+        return
     try:
         module.eval()
         yield module
