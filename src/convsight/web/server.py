@@ -25,6 +25,8 @@ from ..errors import ConvsightError
 from .guard import host_name
 
 WILDCARDS = ("0.0.0.0", "::", "")
+# The largest WebSocket message uvicorn takes: a Live frame (live.MAX_FRAME_BYTES) and its number.
+WS_MAX_SIZE = 4 * 2**20 + 1024
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -74,12 +76,13 @@ def _network_address() -> str | None:
 def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
           host: str = "127.0.0.1", port: int = 8000, cache_dir: str | Path | None = None,
           synthesis: Any | None = None, allowed_hosts: Iterable[str] = (),
-          device: Any = None) -> None:
+          device: Any = None, page: str = "/", prewarm: bool = True) -> None:
     """Run the explorer with uvicorn until Ctrl-C (bound to 127.0.0.1 unless ``host`` says).
 
     The port is bound first; then the atlas and model load and the prewarm thread starts; on the
     way out the prewarm thread is stopped and waited for. With a wildcard ``host`` (0.0.0.0),
-    this machine's host name is also accepted in the ``Host`` header.
+    this machine's host name is also accepted in the ``Host`` header. ``page`` is the path
+    printed to open (``convsight live``: ``/live``, without the prewarm thread).
     """
     import uvicorn
 
@@ -90,13 +93,13 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
     try:
         own = socket.gethostname() if host in WILDCARDS else ""
         hosts = [*allowed_hosts, *([own] if own and host_name(own) else [])]
-        app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=True,
+        app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=prewarm,
                          allowed_hosts=hosts, device=device)
         url, warning = addresses(host, sock.getsockname()[1])
         if warning:
             print(f"convsight: warning: {warning}", file=sys.stderr)
-        print(f"convsight explorer: {url}  (Ctrl-C to stop)", flush=True)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        print(f"convsight explorer: {url}{page.lstrip('/')}  (Ctrl-C to stop)", flush=True)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=WS_MAX_SIZE)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C is how one stops it
         pass
@@ -115,7 +118,8 @@ class BackgroundServer:
                  timeout: float = 30.0) -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                ws_max_size=WS_MAX_SIZE)
         self.server = uvicorn.Server(config)
         self.host = host
         self.timeout = timeout
