@@ -21,10 +21,11 @@
     nextId: 1, sent: new Map(), settings: null, frame: null, busy: false,
   };
   // What the page measured (read by the tests and bench/live.py): frames drawn, capture->drawn
-  // latencies in ms, draw times, the server's counts.
+  // latencies in ms, draw times, the server's counts, the last answer's header.
   const stats = window.convsightLive = {
-    drawn: 0, dropped: 0, received: 0, latencies: [], times: [], errors: [], settings: null,
-    reset() { this.drawn = 0; this.latencies = []; this.times = []; },
+    drawn: 0, dropped: 0, received: 0, latencies: [], times: [], errors: [], settings: null, head: null,
+    server: { decode: 0, model: 0, encode: 0 },  // the server's milliseconds, summed
+    reset() { this.drawn = 0; this.latencies = []; this.times = []; this.server = { decode: 0, model: 0, encode: 0 }; },
   };
 
   // ----- the socket ---------------------------------------------------------------------------
@@ -158,7 +159,7 @@
     const back = part("backward");
     const bitmap = back ? await createImageBitmap(new Blob([back], { type: "image/jpeg" })) : null;
     if (sent) $("frame").getContext("2d").putImageData(sent.pixels, 0, 0);
-    state.frame = head;
+    state.frame = stats.head = head;
     drawTiles(head, new Uint8Array(part("tiles")));
     drawUnit(head, new Float32Array(part("unit")));
     drawBackward(head, bitmap);
@@ -168,6 +169,7 @@
     stats.received = head.received;
     if (sent) stats.latencies.push(performance.now() - sent.t0);
     stats.times.push(performance.now());
+    for (const k in stats.server) stats.server[k] += head.times[k];
     if (stats.latencies.length > 20000) stats.latencies.splice(0, 10000);
     if (stats.times.length > 20000) stats.times.splice(0, 10000);
     readout(head);
@@ -225,8 +227,8 @@
     const top = head.unit_peak > 0 ? head.unit_peak : 1;
     for (let i = 0; i < map.length; i++) {
       img.data.set([...heat((map[i] - lo) / span), 255], 4 * i);
-      const p = Math.min(Math.max(map[i] / top, 0), 1);  // over the frame: where it is positive
-      alpha.data.set([...heat(p), Math.round(210 * p)], 4 * i);
+      const p = Math.min(Math.max(map[i] / top, 0), 1);  // over the frame: where it is strong
+      alpha.data.set([...heat(p), Math.round(190 * p * p)], 4 * i);
     }
     const ctx = $("unit-map").getContext("2d");
     ctx.imageSmoothingEnabled = true;
