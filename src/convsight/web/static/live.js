@@ -19,6 +19,7 @@
   const state = {
     ws: null, paused: false, stepOnce: false, source: null, sampleIndex: 0, sampleTimer: null,
     nextId: 1, sent: new Map(), settings: null, frame: null, busy: false,
+    lastSent: 0, lastAnswer: 0, answerGap: 0,  // ms between answers (a moving average)
   };
   // What the page measured (read by the tests and bench/live.py): frames drawn, capture->drawn
   // latencies in ms, draw times, the server's counts, the last answer's header.
@@ -128,11 +129,15 @@
     }
     return true;
   }
+  // Frames go out at the camera's pace (at most MAX_FPS), but no faster than three per answer:
+  // the server keeps only the newest waiting frame, so more would be encoded only to be dropped.
   function tick() {
-    const ws = state.ws;
+    const ws = state.ws, now = performance.now();
     const want = !state.paused || state.stepOnce;
     if (!want || state.busy || !ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > 1 << 19) return;
+    if (!state.stepOnce && now - state.lastSent < state.answerGap / 3) return;
     if (!capture()) return;
+    state.lastSent = now;
     state.stepOnce = false;
     state.busy = true;
     const id = state.nextId++;
@@ -164,6 +169,9 @@
     drawUnit(head, new Float32Array(part("unit")));
     drawBackward(head, bitmap);
     drawClasses(head.classes);
+    const now = performance.now();
+    if (state.lastAnswer) state.answerGap = 0.8 * state.answerGap + 0.2 * Math.min(now - state.lastAnswer, 2000);
+    state.lastAnswer = now;
     stats.drawn += 1;
     stats.dropped = head.dropped;
     stats.received = head.received;
@@ -228,7 +236,7 @@
     for (let i = 0; i < map.length; i++) {
       img.data.set([...heat((map[i] - lo) / span), 255], 4 * i);
       const p = Math.min(Math.max(map[i] / top, 0), 1);  // over the frame: where it is strong
-      alpha.data.set([...heat(p), Math.round(190 * p * p)], 4 * i);
+      alpha.data.set([...heat(p), p < 0.2 ? 0 : Math.round(230 * (p - 0.2) / 0.8)], 4 * i);
     }
     const ctx = $("unit-map").getContext("2d");
     ctx.imageSmoothingEnabled = true;
