@@ -25,8 +25,10 @@ from ..errors import ConvsightError
 from .guard import host_name
 
 WILDCARDS = ("0.0.0.0", "::", "")
-# The largest WebSocket message uvicorn takes: a Live frame (live.MAX_FRAME_BYTES) and its number.
-WS_MAX_SIZE = 4 * 2**20 + 1024
+# WebSockets (the Live page's): the largest message uvicorn takes, a frame (live.MAX_FRAME_BYTES)
+# and its number; no per-message compression (JPEG frames do not shrink, and on loopback the
+# answers are not worth the CPU time it takes on both ends).
+WS_OPTIONS = {"ws_max_size": 4 * 2**20 + 1024, "ws_per_message_deflate": False}
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -99,7 +101,7 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
         if warning:
             print(f"convsight: warning: {warning}", file=sys.stderr)
         print(f"convsight explorer: {url}{page.lstrip('/')}  (Ctrl-C to stop)", flush=True)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=WS_MAX_SIZE)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **WS_OPTIONS)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C is how one stops it
         pass
@@ -119,7 +121,7 @@ class BackgroundServer:
         import uvicorn
 
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                ws_max_size=WS_MAX_SIZE)
+                                **WS_OPTIONS)
         self.server = uvicorn.Server(config)
         self.host = host
         self.timeout = timeout
