@@ -308,3 +308,35 @@ def test_the_live_page_keeps_its_csp_and_links(server, tmp_path):
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/") as r:
         assert 'href="/live"' in r.read().decode()
     assert Path(convsight.web.__file__).with_name("static").joinpath("live.js").is_file()
+
+
+# ----- convsight live ---------------------------------------------------------------------------
+def test_convsight_live_serves_the_page_for_the_default_model(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    proc = subprocess.Popen([sys.executable, "-m", "convsight", "live", "--port", "0",
+                             "--cache", str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"})
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:[0-9]+/live(?=\s)", line)
+        assert url, line
+        with urllib.request.urlopen(url.group(0), timeout=120) as r:
+            body = r.read().decode()
+        assert 'id="live"' in body and "efficientnet_lite0" in body and 'value="blocks.9"' in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_convsight_live_says_what_is_wrong(capsys):
+    from convsight.cli import main
+
+    assert main(["live", "--port", "70000"]) == 2
+    assert "port 70000 is not valid" in capsys.readouterr().err
+    assert main(["live", "--device", "nonsense", "--port", "0"]) == 2
