@@ -141,7 +141,7 @@ def test_the_camera_drives_tiles_units_and_the_backward_view(page, server, tmp_p
     save_screen(page, tmp_path, "live-camera", full_page=False)
 
 
-def test_pause_and_single_step(page, server):
+def test_pause_single_step_and_units_of_the_paused_frame(page, server):
     page.goto(server.url + "/live")
     drawn_more_than(page, 2)
     page.click("#pause")
@@ -153,6 +153,11 @@ def test_pause_and_single_step(page, server):
     drawn_more_than(page, paused, timeout=60_000)
     time.sleep(1.0)
     assert page.evaluate(DRAWN) == paused + 1
+    frame = page.evaluate("() => document.getElementById('frame').toDataURL()")
+    click_tile(page, 3)  # paused: the same frame again, for the new unit
+    page.wait_for_function("() => convsightLive.head.settings.unit === 3", timeout=60_000)
+    assert page.evaluate(DRAWN) == paused + 2
+    assert page.evaluate("() => document.getElementById('frame').toDataURL()") == frame
     page.click("#pause")  # resume
     drawn_more_than(page, paused + 3, timeout=60_000)
 

@@ -30,6 +30,7 @@ import json
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -98,6 +99,10 @@ class LiveEngine:
         self.source = explorer.net
         self._lock = threading.Lock()  # one frame at a time on the copy
         self._net: convsight.Network | None = None
+        # Frames run on one thread of their own: the pages' thread pool stays free, and the
+        # memory a pass allocates is reused frame after frame (one malloc arena, not one per
+        # pool thread).
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="convsight-live")
 
     # ----- settings ---------------------------------------------------------------------------
     def layers(self) -> list[str]:

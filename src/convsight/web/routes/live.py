@@ -142,7 +142,8 @@ class Connection:
                 continue
             frame_id = int.from_bytes(data[:4], "big") if len(data) >= 4 else 0
             try:
-                frame = await run_in_threadpool(self.live.process, data[4:], self.settings)
+                frame = await asyncio.get_running_loop().run_in_executor(
+                    self.live.worker, self.live.process, data[4:], self.settings)
             except BadFrame as exc:
                 await self.ws.send_json({"type": "error", "id": frame_id, "message": str(exc)})
                 continue

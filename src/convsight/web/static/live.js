@@ -20,6 +20,7 @@
     ws: null, paused: false, stepOnce: false, source: null, sampleIndex: 0, sampleTimer: null,
     nextId: 1, sent: new Map(), settings: null, frame: null, busy: false,
     lastSent: 0, lastAnswer: 0, answerGap: 0,  // ms between answers (a moving average)
+    drawing: Promise.resolve(), shown: null, resend: false,  // the pixels of the frame on show
   };
   // What the page measured (read by the tests and bench/live.py): frames drawn, capture->drawn
   // latencies in ms, draw times, the server's counts, the last answer's header.
@@ -33,7 +34,10 @@
   function connect() {
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/live/socket`);
     ws.binaryType = "arraybuffer";
-    ws.onmessage = (ev) => (typeof ev.data === "string" ? onText(JSON.parse(ev.data)) : onFrame(ev.data));
+    ws.onmessage = (ev) => {  // answers are drawn one after the other, in the order they came
+      if (typeof ev.data === "string") onText(JSON.parse(ev.data));
+      else state.drawing = state.drawing.then(() => onFrame(ev.data)).catch((e) => showError(String(e)));
+    };
     ws.onclose = (ev) => {
       showError(`the connection closed (${ev.code}${ev.reason ? ": " + ev.reason : ""}); reconnecting…`);
       setTimeout(connect, 2000);
@@ -136,7 +140,9 @@
     const want = !state.paused || state.stepOnce;
     if (!want || state.busy || !ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > 1 << 19) return;
     if (!state.stepOnce && now - state.lastSent < state.answerGap / 3) return;
-    if (!capture()) return;
+    if (state.resend && state.shown) grabCtx.putImageData(state.shown, 0, 0);  // paused: same frame
+    else if (!capture()) return;
+    state.resend = false;
     state.lastSent = now;
     state.stepOnce = false;
     state.busy = true;
@@ -163,7 +169,10 @@
     for (const id of state.sent.keys()) if (id <= head.id) state.sent.delete(id);
     const back = part("backward");
     const bitmap = back ? await createImageBitmap(new Blob([back], { type: "image/jpeg" })) : null;
-    if (sent) $("frame").getContext("2d").putImageData(sent.pixels, 0, 0);
+    if (sent) {
+      $("frame").getContext("2d").putImageData(sent.pixels, 0, 0);
+      state.shown = sent.pixels;
+    }
     state.frame = stats.head = head;
     drawTiles(head, new Uint8Array(part("tiles")));
     drawUnit(head, new Float32Array(part("unit")));
@@ -296,6 +305,7 @@
 
   // ----- settings -----------------------------------------------------------------------------
   function showSettings(s, unit) {
+    if (state.paused && state.shown) state.resend = state.stepOnce = true;  // the paused frame again
     state.settings = stats.settings = s;
     $("layer").value = s.layer;
     $("norm").value = s.norm;
