@@ -212,3 +212,31 @@ def test_another_site_cannot_open_the_live_socket(camera_browser, server):
     finally:
         context.close()
         site.shutdown()
+
+
+def test_an_image_chosen_or_dropped_replaces_the_camera(page, server, tmp_path):
+    import torch
+
+    import convsight
+    from convsight.capture import eval_mode
+
+    photo = tmp_path / "coffee.png"
+    convsight.sample_images()["coffee"].save(photo)
+    net = server.server.config.app.state.explorer.net
+    with torch.no_grad(), eval_mode(net.module):  # the model's own top class for the photo
+        want = net.class_name(int(net.module(net.preprocess(str(photo))).argmax()))
+    page.goto(server.url + "/live")
+    drawn_more_than(page, 2)
+    page.set_input_files("#file", str(photo))
+    page.wait_for_function("() => document.getElementById('source-note').textContent === 'coffee.png'")
+    page.wait_for_function("(want) => convsightLive.head.classes.some(c => c[1] === want)",
+                           arg=want, timeout=60_000)
+    page.evaluate("""async () => {
+      const blob = await (await fetch('/img/input/sample-chelsea.png')).blob();
+      const dt = new DataTransfer();
+      dt.items.add(new File([blob], 'cat.png', {type: 'image/png'}));
+      document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true}));
+    }""")
+    page.wait_for_function("() => document.getElementById('source-note').textContent === 'cat.png'")
+    page.wait_for_function("() => /cat|tabby/.test(convsightLive.head.classes[0][1])",
+                           timeout=60_000)
