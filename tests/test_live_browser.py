@@ -145,10 +145,13 @@ def test_pause_single_step_and_units_of_the_paused_frame(page, server):
     page.goto(server.url + "/live")
     drawn_more_than(page, 2)
     page.click("#pause")
-    time.sleep(1.5)  # frames already sent still come back
-    paused = page.evaluate(DRAWN)
-    time.sleep(1.5)
-    assert page.evaluate(DRAWN) == paused
+    paused, still, deadline = page.evaluate(DRAWN), time.time(), time.time() + 20
+    while time.time() - still < 2.0:  # frames already sent still come back; then nothing moves
+        time.sleep(0.25)
+        now = page.evaluate(DRAWN)
+        if now != paused:
+            paused, still = now, time.time()
+        assert time.time() < deadline, "frames keep coming while paused"
     page.click("#step")
     drawn_more_than(page, paused, timeout=60_000)
     time.sleep(1.0)
