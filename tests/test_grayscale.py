@@ -290,7 +290,29 @@ def _demo(net, tmp_path):
     assert Image.open(tmp_path / "demo" / "photo_chelsea.png").mode == "L"
 
 
+def _web_live(net, tmp_path):
+    """The Live page's engine: a colour camera frame becomes the gray input (BT.601 luma), and
+    the backward view of a unit is a gray picture."""
+    import io
+
+    from convsight.web.explorer import Explorer
+    from convsight.web.live import LiveEngine, LiveSettings
+
+    engine = LiveEngine(Explorer(net, cache_dir=tmp_path / "cache"))
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    rgb[:, SIZE // 2 - 2:SIZE // 2 + 2] = (200, 40, 90)  # a vertical stroke, in colour
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    x = net.normalize(torch.from_numpy(rgb @ LUMA / 255).float()[None, None])
+    want = torch.softmax(net.module.eval()(x)[0], 0).topk(1).indices.item()
+    frame = engine.process(buf.getvalue(), LiveSettings("conv1", 2, view="guided"))
+    assert frame.header["classes"][0][0] == want == CLASSES.index("vertical")
+    back = np.asarray(Image.open(io.BytesIO(dict(frame.parts)["backward"])), np.int16)
+    assert np.abs(back[..., 0] - back[..., 1]).max() <= 3  # gray, up to JPEG rounding
+
+
 CALLS = {
+    "web live page": lambda net, tmp_path, **_: _web_live(net, tmp_path),
     "Network.preprocess": lambda net, **_: _preprocess(net),
     "layer_table": lambda net, **_: _layer_table(net),
     "capture+evaluate": lambda net, **_: _capture_and_evaluate(net),

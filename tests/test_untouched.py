@@ -170,6 +170,26 @@ def _web_unknown_layer(model):
              ).activations("sample-chelsea", "conv9")
 
 
+def _web_live(model):
+    import io
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from convsight.web.explorer import Explorer
+    from convsight.web.live import VIEWS, LiveEngine, LiveSettings
+
+    engine = LiveEngine(Explorer(convsight.as_network(model),
+                                 cache_dir=tempfile.mkdtemp(prefix="cs-untouched-")))
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)).save(
+        buf, format="JPEG")
+    for view in VIEWS:
+        for classes in (True, False):
+            engine.process(buf.getvalue(), LiveSettings("conv2", 3, view, "tile", classes))
+
+
 def _visualize_layer(model):
     import tempfile
 
@@ -193,6 +213,7 @@ CALLS = {
     "web_explorer": _web_explorer,
     "web_report": _web_report,
     "web_unknown_layer": _web_unknown_layer,
+    "web_live": _web_live,
     "attribute": _attribute_all,
     "trust": _trust,
     "occlusion_bad_window": lambda net: convsight.attribute(net, torch.rand(1, 3, 32, 32),

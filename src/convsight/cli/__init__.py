@@ -15,8 +15,8 @@ import sys
 import warnings
 
 # Sub-command modules, in the order ``convsight --help`` lists them.
-COMMANDS = ["demo", "layers", "filters", "mine", "serve", "report", "maximize", "attribute", "check",
-            "rf"]
+COMMANDS = ["demo", "layers", "filters", "mine", "serve", "live", "report", "maximize", "attribute",
+            "check", "rf"]
 
 
 def build_parser() -> argparse.ArgumentParser:

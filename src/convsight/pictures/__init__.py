@@ -19,10 +19,10 @@ from .canvas import (Picture, as_float, as_pil, diverging, grid, jpeg_bytes, lab
                      png_bytes, save_png, symmetric_scale, to_numpy_image, to_uint8, upscale)
 from .display import as_picture, image_grid, show
 from .charts import line_chart
-from .maps import MapGrid, activation_montage
+from .maps import MapGrid, activation_montage, montage_columns
 from .patches import crop, draw_box, fit_square, patch_montage
 
 __all__ = ["KINDS", "render_attribution", "Picture", "as_float", "as_pil", "diverging", "grid",
            "jpeg_bytes", "label", "minmax_scale", "png_bytes", "save_png", "symmetric_scale",
            "to_numpy_image", "to_uint8", "upscale", "as_picture", "image_grid", "show", "MapGrid",
-           "activation_montage", "crop", "draw_box", "fit_square", "patch_montage", "line_chart"]
+           "activation_montage", "montage_columns", "crop", "draw_box", "fit_square", "patch_montage", "line_chart"]

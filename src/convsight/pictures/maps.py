@@ -22,6 +22,12 @@ class MapGrid:
     height: int
 
 
+def montage_columns(channels: int, height: int, width: int) -> int:
+    """Tiles per row of a layer's montage: a bit wider than tall (the Live page uses it too)."""
+    ncols = int(np.ceil(np.sqrt(channels * width / max(height, 1) * 1.6)))
+    return max(1, min(ncols, channels))
+
+
 def activation_montage(acts: np.ndarray, scale: int = 1, pad: int = 1
                        ) -> tuple[np.ndarray, MapGrid]:
     """(C, H, W) activations -> one picture with a tile per channel, and its layout.
@@ -39,8 +45,7 @@ def activation_montage(acts: np.ndarray, scale: int = 1, pad: int = 1
         tiles = 0.5 + 0.5 * acts / peak
     if scale > 1:
         tiles = np.repeat(np.repeat(tiles, scale, axis=1), scale, axis=2)
-    ncols = int(np.ceil(np.sqrt(c * w / max(h, 1) * 1.6)))  # a bit wider than tall
-    ncols = max(1, min(ncols, c))
+    ncols = montage_columns(c, h, w)
     picture = grid(list(tiles), ncols=ncols, pad=pad, background=0.35)
     layout = MapGrid(channels=c, ncols=ncols, tile_h=h * scale, tile_w=w * scale, pad=pad,
                      width=picture.shape[1], height=picture.shape[0])

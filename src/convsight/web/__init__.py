@@ -9,7 +9,9 @@ calls of ``convsight`` itself (``Atlas``, ``as_network``, ``attribute``, ``maxim
 ``filters.weight_images`` and ``filters.weight_kind`` (weights as pictures),
 ``units.did_you_mean`` and ``models.weights_fingerprint`` (the cache's key), and
 ``trust.trust_score``, ``trust.random_reference``, ``trust.map_kind`` and
-``targets.parse_target`` (how far a class attribution can be trusted).
+``targets.parse_target`` (how far a class attribution can be trusted), and for the Live page
+(``live.py``) ``images.to_tensor``, ``attribute.rectifier_rule`` and
+``pictures.montage_columns``.
 
 >>> from convsight.web import serve
 >>> serve("atlas/", port=8000)                  # doctest: +SKIP

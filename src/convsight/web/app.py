@@ -28,7 +28,9 @@ import convsight
 from .explorer import CLASS_METHODS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UNIT_METHODS, Explorer
 from .guard import Guard, allowed_names
 from .jobs import SynthesisQueue, SynthesisSettings
+from .live import LiveEngine
 from .routes import HANDLERS, ROUTES
+from .routes.live import Sockets
 
 HERE = Path(__file__).parent
 
@@ -65,6 +67,8 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     app.state.explorer = explorer
     app.state.jobs = SynthesisQueue(net, explorer.cache, synthesis)
     app.state.templates = templates
+    app.state.live = LiveEngine(explorer)  # the Live page's own model copy, made at its first frame
+    app.state.live_sockets = Sockets()
     app.state.prewarm_stop = threading.Event()
     app.state.prewarm_thread = None
     if prewarm and explorer.mined_layers:

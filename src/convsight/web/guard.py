@@ -13,6 +13,9 @@ other sites out:
   was sent to is refused (403), and the request must carry ``X-Convsight: 1`` (a header no other
   site can add without a CORS preflight, which the explorer never grants) or a matching
   ``Origin`` (the page's own form posted without script; browsers send ``Origin`` on every POST).
+- **WebSockets** (the Live page's): the same Host check, and a foreign ``Origin`` or a
+  ``Sec-Fetch-Site`` other than ``same-origin`` is refused (browsers apply no same-origin policy
+  to WebSockets, so any page could otherwise open one).
 - **Headers** on every response: a Content-Security-Policy that allows only the explorer's own
   scripts, styles and pictures and no framing, ``X-Content-Type-Options: nosniff``,
   ``X-Frame-Options: DENY`` and ``Referrer-Policy: same-origin``.
@@ -80,6 +83,11 @@ class Guard:
         self.names = allowed_names(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            refusal = self.socket_refusal(scope)
+            if refusal is not None:  # closing before accepting: the handshake gets HTTP 403
+                await send({"type": "websocket.close", "code": 1008, "reason": refusal})
+                return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -139,6 +147,30 @@ class Guard:
         shown = host[:80].encode("ascii", "replace").decode()
         return (f"this explorer does not answer to the host {shown!r}: open it at "
                 f"http://localhost:{server[1]}/ or start it with --allow-host {name[:80]}")
+
+    def socket_refusal(self, scope: Scope) -> str | None:
+        """Why a WebSocket handshake is refused, or None. Browsers let any page open a WebSocket
+        to any server (no same-origin policy, no CORS), so the Origin they always send is checked
+        here: it must be the explorer itself, as ``Sec-Fetch-Site`` must say ``same-origin``.
+        Clients that send neither (scripts) are let in, as for other requests."""
+        headers: dict[str, list[str]] = {}
+        for name, value in scope.get("headers", []):
+            headers.setdefault(name.decode("latin-1").lower(), []).append(
+                value.decode("latin-1"))
+        hosts = headers.get("host", [])
+        if len(hosts) != 1:
+            return "send exactly one Host header"
+        problem = self.host_problem(hosts[0], scope)
+        if problem:
+            return problem[:120]
+        site = headers.get("sec-fetch-site", [])
+        if site and site != ["same-origin"]:
+            return "the explorer's sockets are for its own pages (Sec-Fetch-Site)"
+        origins = headers.get("origin", [])
+        own = (f"http://{hosts[0].lower()}", f"https://{hosts[0].lower()}")
+        if len(origins) > 1 or (origins and origins[0].lower() not in own):
+            return "the explorer's sockets are for its own pages (Origin)"
+        return None
 
     @staticmethod
     def write_problem(headers: dict[str, list[str]], host: str) -> tuple[int, str] | None:

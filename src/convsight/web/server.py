@@ -25,6 +25,10 @@ from ..errors import ConvsightError
 from .guard import host_name
 
 WILDCARDS = ("0.0.0.0", "::", "")
+# WebSockets (the Live page's): the largest message uvicorn takes, a frame (live.MAX_FRAME_BYTES)
+# and its number; no per-message compression (JPEG frames do not shrink, and on loopback the
+# answers are not worth the CPU time it takes on both ends).
+WS_OPTIONS = {"ws_max_size": 4 * 2**20 + 1024, "ws_per_message_deflate": False}
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -74,12 +78,13 @@ def _network_address() -> str | None:
 def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
           host: str = "127.0.0.1", port: int = 8000, cache_dir: str | Path | None = None,
           synthesis: Any | None = None, allowed_hosts: Iterable[str] = (),
-          device: Any = None) -> None:
+          device: Any = None, page: str = "/", prewarm: bool = True) -> None:
     """Run the explorer with uvicorn until Ctrl-C (bound to 127.0.0.1 unless ``host`` says).
 
     The port is bound first; then the atlas and model load and the prewarm thread starts; on the
     way out the prewarm thread is stopped and waited for. With a wildcard ``host`` (0.0.0.0),
-    this machine's host name is also accepted in the ``Host`` header.
+    this machine's host name is also accepted in the ``Host`` header. ``page`` is the path
+    printed to open (``convsight live``: ``/live``, without the prewarm thread).
     """
     import uvicorn
 
@@ -90,13 +95,13 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
     try:
         own = socket.gethostname() if host in WILDCARDS else ""
         hosts = [*allowed_hosts, *([own] if own and host_name(own) else [])]
-        app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=True,
+        app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=prewarm,
                          allowed_hosts=hosts, device=device)
         url, warning = addresses(host, sock.getsockname()[1])
         if warning:
             print(f"convsight: warning: {warning}", file=sys.stderr)
-        print(f"convsight explorer: {url}  (Ctrl-C to stop)", flush=True)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        print(f"convsight explorer: {url}{page.lstrip('/')}  (Ctrl-C to stop)", flush=True)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **WS_OPTIONS)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C is how one stops it
         pass
@@ -115,7 +120,8 @@ class BackgroundServer:
                  timeout: float = 30.0) -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                **WS_OPTIONS)
         self.server = uvicorn.Server(config)
         self.host = host
         self.timeout = timeout
