@@ -16,6 +16,8 @@ decode at once, on threads kept for that (others wait up to ``decode_wait`` seco
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import re
@@ -29,7 +31,7 @@ from PIL import Image
 
 import convsight
 from convsight.capture import eval_mode
-from convsight.images import check_size, decoded_bytes
+from convsight.images import WIDE_MODES, check_size, decoded_bytes, shrink
 from convsight.pictures import jpeg_bytes, png_bytes
 
 from .cache import atomic_write
@@ -38,13 +40,21 @@ from .workbench import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, BadUpload, NotFound,
 IMAGE_ID = re.compile(r"^(sample-[a-z_]{1,32}|u-[0-9a-f]{16}|a-[0-9]{1,9})$")
 STORED_SIDE = 1024  # uploads are kept at most this large (the network sees a 224-ish crop)
 DECODERS = 2  # uploads decoding at once
-# Modes shrunk before their conversion to RGB (a pointwise map); the wide ones with a box filter,
-# which never overshoots, so their value range (used to scale them to 8 bits) stays.
-SHRINK_FIRST = {"RGB": Image.Resampling.BICUBIC, "RGBA": Image.Resampling.BICUBIC,
-                "L": Image.Resampling.BICUBIC, "LA": Image.Resampling.BICUBIC,
-                "CMYK": Image.Resampling.BICUBIC, "I;16": Image.Resampling.BOX,
-                "I;16B": Image.Resampling.BOX, "I": Image.Resampling.BOX,
-                "F": Image.Resampling.BOX}
+
+
+def give_back_memory() -> None:
+    """Return the C allocator's free memory to the system (glibc's ``malloc_trim``): a decode
+    frees tens of MB in blocks that glibc would otherwise keep for the process."""
+    try:
+        _LIBC.malloc_trim(0)
+    except AttributeError:  # not glibc
+        pass
+
+
+try:
+    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+except OSError:  # no C library by that name: nothing to trim
+    _LIBC = None
 
 
 class InputImages:
@@ -120,7 +130,10 @@ class InputImages:
 
         def keep() -> str:
             started.set()
-            return self._keep(data)
+            try:
+                return self._keep(data)
+            finally:
+                give_back_memory()
 
         job = self._decoders.submit(keep)
         if not started.wait(self.decode_wait) and job.cancel():
@@ -162,10 +175,12 @@ class InputImages:
                         f"image of {self.max_upload_pixels:,} pixels)", status=413)
                 probe.draft(None, (STORED_SIDE, STORED_SIDE))  # JPEG: decode at 1/2..1/8 scale
                 probe.load()
-                if probe.mode in SHRINK_FIRST:  # (Pillow's reduce() takes no 16-bit images)
-                    box = SHRINK_FIRST[probe.mode] == Image.Resampling.BOX
-                    probe.thumbnail((STORED_SIDE, STORED_SIDE), SHRINK_FIRST[probe.mode],
-                                    reducing_gap=None if box else 2.0)
+                if probe.mode not in WIDE_MODES:  # converted band by band while reduced
+                    return shrink(probe, STORED_SIDE)
+                # 16/32-bit: shrunk with a box filter (Pillow's reduce() takes no 16-bit
+                # images), which never overshoots, so the value range that scales them stays
+                probe.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.BOX,
+                                reducing_gap=None)
                 image = convsight.load_image(probe)
             image.thumbnail((STORED_SIDE, STORED_SIDE))
             return image
