@@ -350,3 +350,54 @@ def test_links_from_anywhere_still_open_the_explorer(server, site):
     status, _, _ = request(server, "GET", "/static/style.css", {"Sec-Fetch-Site": "same-origin",
                                                                 "Sec-Fetch-Mode": "no-cors"})
     assert status == 200
+
+
+# ----- cross-site navigations: only the HTML pages, never framed, and cheap ------------------
+COMPUTING = ["/api/trust/sample-coffee?cls=1&method=gradient", "/api/unit/sample-coffee/conv2/1",
+             "/img/cattr/sample-coffee/1/gradient.png", "/img/thumb/sample-coffee.jpg",
+             "/img/acts/sample-coffee/conv2.png", "/static/style.css"]
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("path", COMPUTING)
+def test_other_sites_cannot_navigate_or_frame_pictures_scores_or_api(server, site, path):
+    """An iframe, <object> or a top-level link on another site is a navigation too: it used to
+    be let through, and /api/trust or /img/cattr in an iframe were computed (issue 23)."""
+    explorer = server.server.config.app.state.explorer
+    computed = explorer.cache.computed
+    for dest in ("document", "iframe", "object", "embed", "frame"):
+        status, headers, body = request(server, "GET", path, {
+            "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": dest})
+        assert status == 403, (path, dest, status, body)
+        assert b"only to its own pages" in body
+        assert headers["x-frame-options"] == "DENY"
+    assert explorer.cache.computed == computed
+
+
+@pytest.mark.parametrize("dest", ["iframe", "object", "embed", "frame"])
+def test_other_sites_cannot_frame_the_pages(server, dest):
+    status, _, body = request(server, "GET", "/", {
+        "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": dest})
+    assert status == 403 and b"link to the explorer" in body, (status, body)
+
+
+def test_a_link_from_another_site_to_an_image_page_computes_nothing(server, monkeypatch):
+    """The image page runs the network (top classes, activations); opened from another site it
+    shows a link to itself instead, which a click turns into a same-origin visit."""
+    explorer = server.server.config.app.state.explorer
+    passes = []
+    monkeypatch.setattr(explorer.image_part, "input_tensor",
+                        lambda image_id: passes.append(image_id))
+    path = "/image/sample-rocket?layer=conv2&unit=1&cls=2"
+    status, _, body = request(server, "GET", path, {
+        "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+    assert status == 200 and passes == []
+    text = body.decode()
+    assert 'href="/image/sample-rocket?layer=conv2&amp;unit=1&amp;cls=2"' in text, text
+    assert "opened from another site" in text
+    for path in ("/", "/layer/conv2", "/unit/conv2/1", "/images"):  # pages that do not compute
+        status, _, _ = request(server, "GET", path, {
+            "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
+            "Sec-Fetch-Dest": "document"})
+        assert status == 200, path
+    assert passes == []
