@@ -236,6 +236,32 @@ def test_bad_numbers_are_4xx_never_500(server, path):
     assert 400 <= status < 500, (path, status, body[:300])
 
 
+@pytest.mark.parametrize("path", [
+    "/image/sample-chelsea%0A", "/img/thumb/sample-chelsea%0A.jpg",
+    "/unit/conv2/1%0A", "/unit/conv2/01", "/unit/conv2/00", "/api/synth/conv2/1%0A",
+    "/img/tile/conv2/01.jpg", "/image/sample-chelsea?unit=01", "/image/sample-chelsea?unit=1%0A",
+    "/layer/conv2?page=01", "/img/cattr/sample-chelsea/01/gradient.png",
+    "/img/input/sample-chelsea%0A.png", "/static/style.css%0A",
+])
+def test_one_value_one_url_no_trailing_newline_no_leading_zero(server, path):
+    """``$`` matches before a trailing newline, and int("01") is 1: ``a-0%0A``,
+    ``/unit/blocks.3/1%0A`` and ``01`` were answered, each a cache entry of its own (issue 23)."""
+    cache = server.server.config.app.state.explorer.cache
+    computed = cache.computed
+    status, _, body = request(server, "GET", path)
+    assert status == 404, (path, status, body[:200])
+    assert cache.computed == computed
+
+
+def test_image_ids_are_whole_matches():
+    from convsight.web.inputs import image_id_ok
+
+    for bad in ["a-0\n", "a-01", "a-00", "sample-chelsea\n", "u-0123456789abcdef\n", "a-0\r"]:
+        assert not image_id_ok(bad), bad
+    for good in ["a-0", "a-10", "a-999999999", "sample-chelsea", "u-0123456789abcdef"]:
+        assert image_id_ok(good), good
+
+
 def test_a_valid_class_and_unit_still_work(server):
     status, _, body = request(server, "GET", "/image/sample-chelsea?layer=conv2&cls=9&unit=15")
     assert status == 200 and b"(class 9)" in body and b"conv2:15" in body

@@ -29,6 +29,7 @@ from .explorer import CLASS_METHODS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UNIT_M
 from .guard import Guard, allowed_names
 from .jobs import SynthesisQueue, SynthesisSettings
 from .routes import HANDLERS, ROUTES
+from .routes.respond import whole_paths
 
 HERE = Path(__file__).parent
 
@@ -60,7 +61,7 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
                                  input_size=net.input_size,
                                  unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS)
     static = Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app = ExplorerApp(routes=[*ROUTES, static], exception_handlers=dict(HANDLERS))
+    app = ExplorerApp(routes=[*ROUTES, *whole_paths([static])], exception_handlers=dict(HANDLERS))
     app.state.allowed_hosts = names
     app.state.explorer = explorer
     app.state.jobs = SynthesisQueue(net, explorer.cache, synthesis)

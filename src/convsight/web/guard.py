@@ -50,7 +50,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # paths no other site may request, not even by a link: everything but the HTML pages
 NOT_LINKED = ("/img/", "/api/", "/static/")
 CROSS_SITE = ("cross-site", "same-site")  # Sec-Fetch-Site values of another site's page
-_HOST = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?$")
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?")  # matched whole
 
 
 def cross_site(headers: dict[str, list[str]]) -> bool:
@@ -65,7 +65,7 @@ def host_name(host: str) -> str | None:
     host = host.strip().lower()
     if host.count(":") > 1 and not host.startswith("["):  # a bare IPv6 address
         host = f"[{host}]"
-    m = _HOST.match(host)
+    m = _HOST.fullmatch(host)
     if m is None:
         return None
     return m.group(1).strip("[]").rstrip(".")

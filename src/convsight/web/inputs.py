@@ -37,7 +37,14 @@ from convsight.pictures import jpeg_bytes, png_bytes
 from .cache import atomic_write
 from .workbench import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, BadUpload, NotFound, Workbench
 
-IMAGE_ID = re.compile(r"^(sample-[a-z_]{1,32}|u-[0-9a-f]{16}|a-[0-9]{1,9})$")
+# one spelling per image: matched whole (``$`` would let a trailing newline through), atlas
+# numbers without leading zeros
+IMAGE_ID = re.compile(r"sample-[a-z_]{1,32}|u-[0-9a-f]{16}|a-(?:0|[1-9][0-9]{0,8})")
+
+
+def image_id_ok(image_id: str | None) -> bool:
+    """Whether ``image_id`` is spelled as the explorer writes ids (``IMAGE_ID``, whole)."""
+    return IMAGE_ID.fullmatch(image_id or "") is not None
 STORED_SIDE = 1024  # uploads are kept at most this large (the network sees a 224-ish crop)
 DECODERS = 2  # uploads decoding at once
 
@@ -91,7 +98,7 @@ class InputImages:
         return choices
 
     def image(self, image_id: str) -> Image.Image:
-        if not IMAGE_ID.match(image_id or ""):
+        if not image_id_ok(image_id):
             raise NotFound(f"no image {image_id!r}: ids look like sample-chelsea, a-12 or u-<hash>")
         if image_id.startswith("sample-"):
             name = image_id[len("sample-"):]

@@ -5,7 +5,8 @@ and ``errors`` (what each exception becomes). ``create_app`` mounts ``ROUTES`` a
 
 from . import api, pages, pictures, uploads
 from .errors import HANDLERS
+from .respond import whole_paths
 
-ROUTES = pages.ROUTES + uploads.ROUTES + pictures.ROUTES + api.ROUTES
+ROUTES = whole_paths(pages.ROUTES + uploads.ROUTES + pictures.ROUTES + api.ROUTES)
 
 __all__ = ["ROUTES", "HANDLERS"]
