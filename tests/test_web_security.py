@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import math
 import re
 import socket
 import subprocess
@@ -427,3 +428,76 @@ def test_a_link_from_another_site_to_an_image_page_computes_nothing(server, monk
             "Sec-Fetch-Dest": "document"})
         assert status == 200, path
     assert passes == []
+
+
+# ----- slow connections and the server's own answers -----------------------------------------
+@pytest.fixture(scope="module")
+def impatient(server):
+    """The same app behind a second server that gives a request 1 s for its headers and 2 s for
+    its body (the defaults are 10 s and 60 s)."""
+    from convsight.web.server import BackgroundServer
+
+    srv = BackgroundServer(server.server.config.app, header_timeout=1.0, body_timeout=2.0)
+    yield srv.start()
+    srv.stop()
+
+
+def _closed_after(sock: socket.socket, drip: bytes, limit: float) -> float:
+    """Send ``drip`` a byte at a time (0.2 s apart) until the server closes; the seconds it took."""
+    start = time.perf_counter()
+    sock.settimeout(0.2)
+    i = 0
+    while time.perf_counter() - start < limit:
+        try:
+            if sock.recv(4096) == b"":
+                return time.perf_counter() - start
+        except socket.timeout:
+            pass
+        except OSError:  # reset
+            return time.perf_counter() - start
+        try:
+            sock.sendall(drip[i % len(drip):i % len(drip) + 1])
+        except OSError:
+            return time.perf_counter() - start
+        i += 1
+    return math.inf
+
+
+def test_slow_headers_and_slow_bodies_are_dropped(impatient):
+    """Three connections sending a byte now and then were held for 60 s and more (issue 23)."""
+    port = impatient.port
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert _closed_after(sock, b"X-Slow: abcdefgh\r\n", 10) < 3
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Convsight: 1\r\n"
+                     "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000"
+                     "\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "
+                     "filename=\"a.png\"\r\n\r\n".encode())
+        took = _closed_after(sock, b"x", 10)
+        assert 1.5 < took < 4, took
+    with socket.create_connection(("127.0.0.1", port)) as sock:  # the next request, kept alive
+        sock.sendall(f"GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        assert _closed_after(sock, b"X: y\r\n", 10) < 3
+
+
+def test_a_slow_answer_is_not_cut(impatient, monkeypatch):
+    """The limits are on what the client sends; the server may take its time to answer."""
+    explorer = impatient.server.config.app.state.explorer
+    monkeypatch.setattr(type(explorer), "atlas_summary", lambda self: time.sleep(2.5))
+    status, _, _ = request(impatient, "GET", "/")
+    assert status == 200
+
+
+def test_the_servers_own_400_answers_carry_the_security_headers(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    head = reply.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 400"), head
+    assert "content-security-policy: default-src 'none'" in head
+    assert "x-frame-options: deny" in head and "x-content-type-options: nosniff" in head

@@ -1,7 +1,8 @@
 """Run the explorer: ``serve`` until Ctrl-C (``convsight serve``), or ``BackgroundServer`` in a
 background thread on a free local port (tests, notebooks).
 
-``serve`` binds its port before anything else starts, so a port in use is one line
+Connections that send their request too slowly are closed (``connections.py``: 10 s for the
+headers, 60 s more for the body). ``serve`` binds its port before anything else starts, so a port in use is one line
 (``ConvsightError``) instead of a crash with the prewarm thread half-way through a picture.
 
 >>> from convsight.web import create_app
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ConvsightError
+from .connections import BODY_TIMEOUT, HEADER_TIMEOUT, protocol
 from .guard import host_name
 
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -96,7 +98,7 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
         if warning:
             print(f"convsight: warning: {warning}", file=sys.stderr)
         print(f"convsight explorer: {url}  (Ctrl-C to stop)", flush=True)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", http=protocol())
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C is how one stops it
         pass
@@ -112,10 +114,12 @@ class BackgroundServer:
     """uvicorn serving ``app`` from a daemon thread; port 0 picks a free port (no race)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, header_timeout: float = HEADER_TIMEOUT,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                http=protocol(header_timeout, body_timeout))
         self.server = uvicorn.Server(config)
         self.host = host
         self.timeout = timeout
