@@ -119,13 +119,14 @@ class InputImages:
         paths = list(self.atlas.image_paths)
         if not 0 <= index < len(paths):
             raise NotFound(f"image {index} is not in the atlas (it has {len(paths)} images)")
-        path = Path(paths[index])
-        if not path.is_absolute() and self.bench.atlas_dir is not None:
-            path = self.bench.atlas_dir / path
+        try:  # (outside the atlas's folders: refused, see Atlas.image_file)
+            path = self.atlas.image_file(index)
+        except convsight.ConvsightError as exc:
+            raise NotFound(str(exc)) from None
         try:
             return convsight.load_image(path)
-        except convsight.ImageError as exc:  # the file's name, not where it lives
-            reason = str(exc).replace(str(path), path.name)
+        except convsight.ImageError as exc:  # named from the atlas, not where it lives
+            reason = str(exc).replace(str(path), self.atlas.shown_name(path))
             raise NotFound(f"data-set image {index} cannot be read: {reason}") from None
 
     def add_upload(self, data: bytes | BinaryIO) -> str:

@@ -76,12 +76,13 @@ def _network_address() -> str | None:
 def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
           host: str = "127.0.0.1", port: int = 8000, cache_dir: str | Path | None = None,
           synthesis: Any | None = None, allowed_hosts: Iterable[str] = (),
-          device: Any = None) -> None:
+          device: Any = None, allow_outside: bool = False) -> None:
     """Run the explorer with uvicorn until Ctrl-C (bound to 127.0.0.1 unless ``host`` says).
 
     The port is bound first; then the atlas and model load and the prewarm thread starts; on the
     way out the prewarm thread is stopped and waited for. With a wildcard ``host`` (0.0.0.0),
-    this machine's host name is also accepted in the ``Host`` header.
+    this machine's host name is also accepted in the ``Host`` header. ``allow_outside``: see
+    ``create_app``.
     """
     import uvicorn
 
@@ -93,7 +94,7 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
         own = socket.gethostname() if host in WILDCARDS else ""
         hosts = [*allowed_hosts, *([own] if own and host_name(own) else [])]
         app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=True,
-                         allowed_hosts=hosts, device=device)
+                         allowed_hosts=hosts, device=device, allow_outside=allow_outside)
         url, warning = addresses(host, sock.getsockname()[1])
         if warning:
             print(f"convsight: warning: {warning}", file=sys.stderr)
