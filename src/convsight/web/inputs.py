@@ -9,9 +9,11 @@ An upload's memory follows its bytes, not only its pixels. Its size and mode are
 its header before decoding: ``max_upload_pixels``, ``convsight.images.check_size``, and the
 bytes decoding takes (``decoded_bytes``: 16-bit, 32-bit and alpha images need more than 8-bit
 RGB) at most those of an 8-bit RGB image of ``max_upload_pixels``. JPEGs decode at a reduced
-scale, most modes are shrunk before their conversion to RGB, and at most ``DECODERS`` uploads
-decode at once, on threads kept for that (others wait up to ``decode_wait`` seconds, then get
-503).
+scale; no image is converted at full size (8-bit modes, palette and 1-bit included, go to RGB a
+band at a time while reduced: ``images.shrink``; 16/32-bit ones are box-shrunk in their own
+mode first), so an upload costs about its decoded size in its own mode plus a few tens of MB.
+At most ``DECODERS`` uploads decode at once, on threads kept for that (others wait up to
+``decode_wait`` seconds, then get 503), and each hands its freed memory back to the system.
 """
 
 from __future__ import annotations
