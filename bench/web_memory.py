@@ -6,6 +6,8 @@ settled baseline: the peak (VmHWM) for uploads, what stays (VmRSS) after junk UR
 
 - one 16-bit 6000x6000 PNG (82 KB on the wire, 72 MB decoded);
 - four 36-megapixel 8-bit PNGs uploaded at the same time;
+- four 40 KB palette PNGs with transparency (6300x6300) at the same time: peak, and what the
+  server keeps after them (issue 23: +1.29 GB peak, +862 MB kept before the band-wise shrink);
 - 8000 requests for random upload ids that do not exist (404s through the picture cache).
 
 ``--src`` runs another checkout's code in the server, e.g. the original one, to compare:
@@ -72,6 +74,23 @@ def peak_of_uploads(src: Path | None, payloads: list[bytes]) -> tuple[float, lis
         return (srv.peak() - base) / MB, statuses
 
 
+def palette(transparent: int, side: int = 6300) -> bytes:
+    image = Image.new("P", (side, side), 0)
+    image.putpalette([(i * 7) % 256 for i in range(768)])
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", transparency=transparent)
+    return buf.getvalue()
+
+
+def peak_and_kept(src: Path | None, payloads: list[bytes]) -> tuple[float, float, list[int]]:
+    """(peak, kept after, statuses) in MB above the settled baseline."""
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), src=src) as srv:
+        base = settle(srv)
+        with ThreadPoolExecutor(len(payloads)) as pool:
+            statuses = list(pool.map(lambda p: upload(srv, p), payloads))
+        return (srv.peak() - base) / MB, (srv.rss() - base) / MB, statuses
+
+
 def growth_after_404s(src: Path | None, n: int) -> tuple[float, set[int]]:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), src=src) as srv:
@@ -98,6 +117,11 @@ def main() -> None:
     peak, statuses = peak_of_uploads(args.src, four)
     print(f"four 36-megapixel 8-bit PNGs at once ({sum(map(len, four)) / 1024:.0f} KB): "
           f"peak +{peak:.0f} MB, HTTP {statuses}")
+    tiny = [palette(t) for t in range(4)]
+    peak, kept, statuses = peak_and_kept(args.src, tiny)
+    print(f"four 6300x6300 palette PNGs with transparency at once "
+          f"({sum(map(len, tiny)) / 1024:.0f} KB): peak +{peak:.0f} MB, kept +{kept:.0f} MB, "
+          f"HTTP {statuses}")
     grown, codes = growth_after_404s(args.src, args.junk)
     print(f"{args.junk} random 404 URLs: resident memory +{grown:.1f} MB "
           f"({grown * MB / max(1, args.junk - 500) / 1024:.1f} KB a request), HTTP {sorted(codes)}")

@@ -251,3 +251,70 @@ def test_sizes_that_would_take_tens_of_gigabytes_are_refused(tmp_path):
     net.input_size = (50000, 50000)  # set after the fact: mine checks again
     with pytest.raises(convsight.ConvsightError, match="use 1 to 2048 pixels"):
         convsight.mine(net, [np.zeros((8, 8, 3))], ["0"], progress=False)
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("input_size", [224], "input_size"), ("input_size", [0, 0], "input_size"),
+    ("input_size", [-1, -1], "input_size"), ("input_size", [4096, 224], "input_size"),
+    ("input_size", [224.5, 224], "input_size"), ("input_size", [True, 224], "input_size"),
+    ("resize_ratio", 1e308, "resize_ratio"), ("resize_ratio", 0, "resize_ratio"),
+    ("resize_ratio", -1.5, "resize_ratio"), ("resize_ratio", float("nan"), "resize_ratio"),
+    ("k", 0, "k=0"), ("mean", [0.5, "x", 0.5], "mean"), ("std", [0.2, 0.0, 0.2], "std"),
+    ("mean", [0.5, 0.5], "mean"),
+])
+def test_values_out_of_range_are_refused_at_open(tmp_path, key, value, message):
+    """Values were type-checked only: input_size [0, 0] made every page a 500, [224] a
+    traceback at start, resize_ratio 1e308 500s on tiles (issue 23)."""
+    folder = tmp_path / "atlas"
+    small_atlas(2, 1.0).save(folder)
+    meta = json.loads((folder / "atlas.json").read_text())
+    meta[key] = value
+    (folder / "atlas.json").write_text(json.dumps(meta))
+    with pytest.raises(convsight.ConvsightError, match=message) as err:
+        Atlas.open(folder)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("where", ["info", "layers"])
+def test_a_deeply_nested_atlas_json_is_one_line(tmp_path, where):
+    folder = tmp_path / "atlas"
+    small_atlas(2, 1.0).save(folder)
+    body = json.loads((folder / "atlas.json").read_text())
+    text = json.dumps(dict(body, **{where: "@@DEEP@@"}))
+    (folder / "atlas.json").write_text(text.replace('"@@DEEP@@"', _deep(100_000)))
+    with pytest.raises(convsight.ConvsightError, match="nested") as err:
+        Atlas.open(folder)
+    assert "\n" not in str(err.value)
+    meta = dict(body, info={"a": json.loads(_deep(40))})  # parses, but deeper than any atlas
+    (folder / "atlas.json").write_text(json.dumps(meta))
+    with pytest.raises(convsight.ConvsightError, match="nested"):
+        Atlas.open(folder)
+
+
+@pytest.mark.parametrize("axis, value", [("y", 4), ("x", 7), ("y", -1)])
+def test_positions_outside_the_layer_are_refused_at_open(tmp_path, axis, value):
+    """Layer "a" is 3 x 4 x 4: a position 4 (or -1) is outside its maps; they gave 500s on
+    tiles and patches."""
+    atlas = small_atlas(2, 1.0)
+    atlas.arrays("a")[axis][1, 0] = value
+    folder = atlas.save(tmp_path / "atlas")
+    with pytest.raises(convsight.ConvsightError, match=f"positions outside") as err:
+        Atlas.open(folder)
+    assert "layer a" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_deeply_nested_synthesis_index_is_one_line(tmp_path):
+    from convsight.syntheses import SynthesisStore, layer_folder
+
+    folder = layer_folder(tmp_path, "a")
+    folder.mkdir(parents=True)
+    (folder / "synthesis.json").write_text('{"format": ' + _deep(100_000) + "}")
+    store = SynthesisStore(tmp_path)
+    with pytest.raises(convsight.ConvsightError, match="nested") as err:
+        store.info("a")
+    assert "\n" not in str(err.value)
+    assert store.layers() == []

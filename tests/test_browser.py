@@ -283,6 +283,63 @@ def test_another_site_in_the_browser_cannot_use_the_explorer(page, server, tmp_p
     assert sorted(explorer.uploads.glob("u-*.png")) == before, seen  # nothing stored
 
 
+FRAMES = """<!doctype html><title>cat pictures</title>
+<iframe src="EXPLORER/api/trust/sample-coffee?cls=1&method=gradient"></iframe>
+<iframe src="EXPLORER/img/cattr/sample-coffee/1/gradient.png"></iframe>
+<object data="EXPLORER/img/cattr/sample-coffee/2/guided.png" type="image/png"></object>
+<embed src="EXPLORER/img/acts/sample-coffee/blocks.2.png" type="image/png">
+<iframe src="EXPLORER/image/sample-coffee?layer=blocks.2"></iframe>"""
+
+
+def serve_page(html: str):
+    """A server on another loopback origin (localhost, another port) answering ``html``."""
+    import http.server
+    import threading
+
+    body = html.encode()
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    return site
+
+
+def test_another_site_cannot_make_the_explorer_compute_by_framing_it(page, server):
+    """Iframes, <object> and <embed> on another origin's page are navigations: /api/trust and
+    /img/cattr in iframes were computed for 12-24 s of CPU each (issue 23). Now every one is
+    refused (403) before anything is computed (framed HTML pages too), and nothing lands in
+    the cache."""
+    explorer = server.server.config.app.state.explorer
+    computed = explorer.cache.computed
+    answers: dict[str, int] = {}
+    page.context.on("response", lambda r: answers.__setitem__(r.url, r.status)
+                    if r.url.startswith(server.url) else None)
+    site = serve_page(FRAMES.replace("EXPLORER", server.url))
+    try:
+        page.goto(f"http://localhost:{site.server_address[1]}/")
+        deadline = time.time() + 60
+        while len(answers) < 3 and time.time() < deadline:
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(1000)  # <object> and <embed> (Playwright does not list them)
+    finally:
+        site.shutdown()
+    page.errors.clear()  # the refusals the page provoked
+    framed = {url[len(server.url):] for url in answers}
+    assert {"/api/trust/sample-coffee?cls=1&method=gradient", "/image/sample-coffee?layer=blocks.2",
+            "/img/cattr/sample-coffee/1/gradient.png"} <= framed, answers
+    assert set(answers.values()) == {403}, answers
+    assert explorer.cache.computed == computed  # no picture, score or map was made
+
+
 def test_error_page_is_readable(page, server, tmp_path):
     response = page.goto(server.url + "/layer/blocks.99")
     assert response.status == 404

@@ -84,3 +84,58 @@ def test_the_crop_equals_resizing_the_whole_image():
         whole = im.resize((new_w, new_h), Image.BICUBIC).crop((left, top, left + w, top + h))
         diff = np.abs(np.asarray(whole, int) - np.asarray(resize_center_crop(im, size, ratio), int))
         assert diff.max() <= 2 and diff.mean() < 0.01
+
+
+def _varied(mode: str, size=(700, 280)) -> Image.Image:
+    """Smooth ramps, blocks and two levels of alpha (no pixel noise, which two filters of the
+    same quality would still render differently)."""
+    rgba = np.zeros((size[1], size[0], 4), np.uint8)
+    rgba[..., 0] = np.linspace(0, 255, size[0])[None]
+    rgba[..., 1] = np.linspace(255, 0, size[1])[:, None]
+    rgba[..., 2] = ((np.arange(size[1])[:, None] // 50 + np.arange(size[0])[None] // 50) % 2) * 200
+    rgba[..., 3] = np.where(np.arange(size[0])[None] < size[0] // 2, 255, 60)
+    image = Image.fromarray(rgba, "RGBA")
+    if mode == "1":
+        return Image.fromarray(rgba[..., 2] > 100)
+    if mode in ("P", "P+trns"):
+        return image.convert("RGB").quantize(64, dither=Image.Dither.NONE)
+    return image.convert(mode) if mode != "RGBA" else image
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "P+trns", "PA", "RGB", "RGBA", "CMYK"])
+def test_shrink_in_bands_matches_converting_the_whole_image_first(mode):
+    """``images.shrink`` (what the explorer does to uploads, a band at a time) gives the picture
+    that converting the whole image with load_image, then Pillow's thumbnail, gives (with
+    ``reducing_gap=1``, Pillow box-reduces by the whole factor first, as shrink does: a box
+    then bicubic filter draws edges a little softer than bicubic alone; sizes that are
+    multiples of the factor, so that both reduce the same blocks)."""
+    from convsight.images import BAND_BYTES, shrink
+
+    image = _varied(mode)
+    if mode == "P+trns":
+        image.info["transparency"] = 3
+    assert 4 * image.width * 3 < BAND_BYTES  # many rows a band; the next test takes thin bands
+    want = load_image(image)
+    want.thumbnail((100, 100), Image.Resampling.BICUBIC, reducing_gap=1.0)
+    got = shrink(image, 100)
+    assert got.mode == "RGB" and got.size == want.size == (100, 40)
+    diff = np.abs(np.asarray(got, np.int16) - np.asarray(want, np.int16))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 6, (diff.mean(), diff.max())
+
+
+def test_shrink_with_one_band_per_step_and_exif_rotation(monkeypatch):
+    import convsight.images as images
+
+    monkeypatch.setattr(images, "BAND_BYTES", 1)  # bands of `factor` rows
+    image = _varied("P+trns", (560, 210))
+    image.info["transparency"] = 5
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    image.info["exif"] = exif.tobytes()
+    want = load_image(image)
+    assert want.size == (210, 560)
+    want.thumbnail((80, 80), Image.Resampling.BICUBIC, reducing_gap=1.0)
+    got = images.shrink(image, 80)
+    assert got.size == want.size
+    diff = np.abs(np.asarray(got, np.int16) - np.asarray(want, np.int16))
+    assert diff.mean() < 1.0, diff.mean()

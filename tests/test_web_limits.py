@@ -100,6 +100,79 @@ def test_parallel_uploads_decode_a_few_at_a_time(tmp_path):
     assert DECODERS == 2 and four < (DECODERS + 0.6) * one
 
 
+PALETTE_SIDE = 6300  # 39.7 megapixels, under the default limit of 40
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def _palette() -> Image.Image:
+    image = Image.new("P", (PALETTE_SIDE, PALETTE_SIDE), 0)
+    image.putpalette([(i * 7) % 256 for i in range(768)])
+    return image
+
+
+def tiny_uploads() -> dict[str, bytes]:
+    """A few kB each that decode to 40 megapixels of 1 byte (palette, 1-bit, GIF) or 4 bytes
+    (LA) a pixel; the attack run's cases (issue 23)."""
+    one = Image.new("1", (PALETTE_SIDE, PALETTE_SIDE), 1)
+    return {
+        "palette+transparency": _encoded(_palette(), "PNG", transparency=0),
+        "palette": _encoded(_palette(), "PNG"),
+        "1-bit png": _encoded(one, "PNG"),
+        "group-4 tiff": _encoded(one, "TIFF", compression="group4"),
+        "gif": _encoded(_palette(), "GIF"),
+        "gray+alpha": _encoded(Image.new("LA", (PALETTE_SIDE, PALETTE_SIDE), (3, 100)), "PNG"),
+    }
+
+
+# what Pillow holds for the decoded picture in its own mode (1, L and P take one byte a pixel,
+# LA four), and what a decode may add: a band converted at a time, the image shrunk to 1024 px
+SOURCE_BYTES = {"gray+alpha": 4}
+SLACK = 48 * MB
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(tiny_uploads()))
+def test_tiny_uploads_of_every_mode_cost_about_their_decoded_size(tmp_path, name):
+    """Palette, 1-bit and GIF uploads were converted to RGB(A) at full size before they were
+    shrunk: +623 MB peak for a 40 KB palette PNG with transparency, +210 MB without."""
+    payload = tiny_uploads()[name]
+    assert len(payload) < 100_000
+    decoded = PALETTE_SIDE ** 2 * SOURCE_BYTES.get(name, 1)
+    with ServerProcess(tmp_path) as srv:
+        base = settled(srv)
+        status, reply = upload(srv, payload)
+        peak = srv.peak() - base
+        kept = srv.rss() - base
+    print(f"\n{name} ({len(payload):,} bytes): peak +{peak / MB:.0f} MB, kept +{kept / MB:.0f} MB "
+          f"(decoded in its mode {decoded / MB:.0f} MB)")
+    assert status == 201, reply
+    assert peak < decoded + SLACK
+    assert kept < 24 * MB
+
+
+@pytest.mark.slow
+def test_four_palette_uploads_at_once_keep_little_after(tmp_path):
+    """Four 40 KB palette PNGs at once took +1.29 GB and kept +862 MB after."""
+    image = _palette()
+    payloads = [_encoded(image, "PNG", transparency=t) for t in (0, 1, 2, 3)]
+    with ServerProcess(tmp_path) as srv:
+        base = settled(srv)
+        with ThreadPoolExecutor(4) as pool:
+            statuses = [s for s, _ in pool.map(lambda p: upload(srv, p), payloads)]
+        peak = srv.peak() - base
+        time.sleep(0.2)
+        kept = srv.rss() - base
+    print(f"\nfour palette uploads at once: peak +{peak / MB:.0f} MB, kept +{kept / MB:.0f} MB")
+    assert statuses == [201] * 4
+    assert peak < DECODERS * (PALETTE_SIDE ** 2 + SLACK)
+    assert kept < 32 * MB
+
+
 def test_uploads_wait_for_a_decoding_slot_then_get_503(server):
     images = server.server.config.app.state.explorer.image_part
     wait = images.decode_wait

@@ -62,6 +62,36 @@ def test_report_with_a_sibling_folder(atlas, tmp_path):
     assert "data:image" not in text
 
 
+@pytest.mark.parametrize("name", ["p' onerror='alert(1)' y='", 'a"b <i>', "my #1 report?", "été"])
+def test_the_sibling_folder_name_is_escaped_and_url_encoded(atlas, tmp_path, name):
+    """A report named ``p' onerror='...' y='.html`` put its folder's name into src='...' as it
+    was, so opening the page ran script (issue 23); '#', '?' and spaces broke the links."""
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    from convsight.report import write_report
+
+    out = write_report(atlas, tmp_path / f"{name}.html", layers=["blocks.2"], detail_units=0,
+                       max_units=3, inline=False, progress=False, trust=False)
+
+    class Images(HTMLParser):
+        seen: list[list[tuple[str, str | None]]] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.seen.append(attrs)
+
+    parser = Images()
+    parser.feed(out.read_text(encoding="utf-8"))
+    assert len(parser.seen) == 3
+    for attrs in parser.seen:
+        names = [k for k, _ in attrs]
+        assert names == ["src", "alt"], attrs  # no attribute smuggled in
+        src = dict(attrs)["src"]
+        assert not set(src) & set("#? '\"<>"), src
+        assert (tmp_path / unquote(src)).is_file(), src
+
+
 def test_report_refuses_unknown_layers(atlas, tmp_path):
     from convsight.report import write_report
 

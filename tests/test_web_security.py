@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import math
 import re
 import socket
 import subprocess
@@ -236,6 +237,32 @@ def test_bad_numbers_are_4xx_never_500(server, path):
     assert 400 <= status < 500, (path, status, body[:300])
 
 
+@pytest.mark.parametrize("path", [
+    "/image/sample-chelsea%0A", "/img/thumb/sample-chelsea%0A.jpg",
+    "/unit/conv2/1%0A", "/unit/conv2/01", "/unit/conv2/00", "/api/synth/conv2/1%0A",
+    "/img/tile/conv2/01.jpg", "/image/sample-chelsea?unit=01", "/image/sample-chelsea?unit=1%0A",
+    "/layer/conv2?page=01", "/img/cattr/sample-chelsea/01/gradient.png",
+    "/img/input/sample-chelsea%0A.png", "/static/style.css%0A",
+])
+def test_one_value_one_url_no_trailing_newline_no_leading_zero(server, path):
+    """``$`` matches before a trailing newline, and int("01") is 1: ``a-0%0A``,
+    ``/unit/blocks.3/1%0A`` and ``01`` were answered, each a cache entry of its own (issue 23)."""
+    cache = server.server.config.app.state.explorer.cache
+    computed = cache.computed
+    status, _, body = request(server, "GET", path)
+    assert status == 404, (path, status, body[:200])
+    assert cache.computed == computed
+
+
+def test_image_ids_are_whole_matches():
+    from convsight.web.inputs import image_id_ok
+
+    for bad in ["a-0\n", "a-01", "a-00", "sample-chelsea\n", "u-0123456789abcdef\n", "a-0\r"]:
+        assert not image_id_ok(bad), bad
+    for good in ["a-0", "a-10", "a-999999999", "sample-chelsea", "u-0123456789abcdef"]:
+        assert image_id_ok(good), good
+
+
 def test_a_valid_class_and_unit_still_work(server):
     status, _, body = request(server, "GET", "/image/sample-chelsea?layer=conv2&cls=9&unit=15")
     assert status == 200 and b"(class 9)" in body and b"conv2:15" in body
@@ -350,3 +377,127 @@ def test_links_from_anywhere_still_open_the_explorer(server, site):
     status, _, _ = request(server, "GET", "/static/style.css", {"Sec-Fetch-Site": "same-origin",
                                                                 "Sec-Fetch-Mode": "no-cors"})
     assert status == 200
+
+
+# ----- cross-site navigations: only the HTML pages, never framed, and cheap ------------------
+COMPUTING = ["/api/trust/sample-coffee?cls=1&method=gradient", "/api/unit/sample-coffee/conv2/1",
+             "/img/cattr/sample-coffee/1/gradient.png", "/img/thumb/sample-coffee.jpg",
+             "/img/acts/sample-coffee/conv2.png", "/static/style.css"]
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("path", COMPUTING)
+def test_other_sites_cannot_navigate_or_frame_pictures_scores_or_api(server, site, path):
+    """An iframe, <object> or a top-level link on another site is a navigation too: it used to
+    be let through, and /api/trust or /img/cattr in an iframe were computed (issue 23)."""
+    explorer = server.server.config.app.state.explorer
+    computed = explorer.cache.computed
+    for dest in ("document", "iframe", "object", "embed", "frame"):
+        status, headers, body = request(server, "GET", path, {
+            "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": dest})
+        assert status == 403, (path, dest, status, body)
+        assert b"only to its own pages" in body
+        assert headers["x-frame-options"] == "DENY"
+    assert explorer.cache.computed == computed
+
+
+@pytest.mark.parametrize("dest", ["iframe", "object", "embed", "frame"])
+def test_other_sites_cannot_frame_the_pages(server, dest):
+    status, _, body = request(server, "GET", "/", {
+        "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": dest})
+    assert status == 403 and b"link to the explorer" in body, (status, body)
+
+
+def test_a_link_from_another_site_to_an_image_page_computes_nothing(server, monkeypatch):
+    """The image page runs the network (top classes, activations); opened from another site it
+    shows a link to itself instead, which a click turns into a same-origin visit."""
+    explorer = server.server.config.app.state.explorer
+    passes = []
+    monkeypatch.setattr(explorer.image_part, "input_tensor",
+                        lambda image_id: passes.append(image_id))
+    path = "/image/sample-rocket?layer=conv2&unit=1&cls=2"
+    status, _, body = request(server, "GET", path, {
+        "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+    assert status == 200 and passes == []
+    text = body.decode()
+    assert 'href="/image/sample-rocket?layer=conv2&amp;unit=1&amp;cls=2"' in text, text
+    assert "opened from another site" in text
+    for path in ("/", "/layer/conv2", "/unit/conv2/1", "/images"):  # pages that do not compute
+        status, _, _ = request(server, "GET", path, {
+            "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
+            "Sec-Fetch-Dest": "document"})
+        assert status == 200, path
+    assert passes == []
+
+
+# ----- slow connections and the server's own answers -----------------------------------------
+@pytest.fixture(scope="module")
+def impatient(server):
+    """The same app behind a second server that gives a request 1 s for its headers and 2 s for
+    its body (the defaults are 10 s and 60 s)."""
+    from convsight.web.server import BackgroundServer
+
+    srv = BackgroundServer(server.server.config.app, header_timeout=1.0, body_timeout=2.0)
+    yield srv.start()
+    srv.stop()
+
+
+def _closed_after(sock: socket.socket, drip: bytes, limit: float) -> float:
+    """Send ``drip`` a byte at a time (0.2 s apart) until the server closes; the seconds it took."""
+    start = time.perf_counter()
+    sock.settimeout(0.2)
+    i = 0
+    while time.perf_counter() - start < limit:
+        try:
+            if sock.recv(4096) == b"":
+                return time.perf_counter() - start
+        except socket.timeout:
+            pass
+        except OSError:  # reset
+            return time.perf_counter() - start
+        try:
+            sock.sendall(drip[i % len(drip):i % len(drip) + 1])
+        except OSError:
+            return time.perf_counter() - start
+        i += 1
+    return math.inf
+
+
+def test_slow_headers_and_slow_bodies_are_dropped(impatient):
+    """Three connections sending a byte now and then were held for 60 s and more (issue 23)."""
+    port = impatient.port
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert _closed_after(sock, b"X-Slow: abcdefgh\r\n", 10) < 3
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Convsight: 1\r\n"
+                     "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000"
+                     "\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "
+                     "filename=\"a.png\"\r\n\r\n".encode())
+        took = _closed_after(sock, b"x", 10)
+        assert 1.5 < took < 4, took
+    with socket.create_connection(("127.0.0.1", port)) as sock:  # the next request, kept alive
+        sock.sendall(f"GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        assert _closed_after(sock, b"X: y\r\n", 10) < 3
+
+
+def test_a_slow_answer_is_not_cut(impatient, monkeypatch):
+    """The limits are on what the client sends; the server may take its time to answer."""
+    explorer = impatient.server.config.app.state.explorer
+    monkeypatch.setattr(type(explorer), "atlas_summary", lambda self: time.sleep(2.5))
+    status, _, _ = request(impatient, "GET", "/")
+    assert status == 200
+
+
+def test_the_servers_own_400_answers_carry_the_security_headers(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    head = reply.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 400"), head
+    assert "content-security-policy: default-src 'none'" in head
+    assert "x-frame-options: deny" in head and "x-content-type-options: nosniff" in head

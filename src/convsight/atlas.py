@@ -20,12 +20,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atlas_store import FORMAT, VERSION, layer_arrays, read_folder, save_folder
-from .errors import ConvsightError, ModelNameError, UnitError, UnknownLayerError
+from .errors import ConvsightError, ImageError, ModelNameError, UnitError, UnknownLayerError
 from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
 from .files import npz_bytes, write_atomic
 from .syntheses import SynthesisStore, stored_value
 
-__all__ = ["Atlas", "Hit", "FORMAT", "VERSION", "npz_bytes", "write_atomic"]
+__all__ = ["Atlas", "Hit", "FORMAT", "VERSION", "npz_bytes", "write_atomic", "inside"]
+
+
+def inside(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether ``path`` is one of ``folders`` or lies under one (paths compared as given)."""
+    return any(path == f or f in path.parents for f in folders)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class Atlas:
         self.info = dict(info or {})
         self._net = None
         self._fields: dict[str, Any] = {}
+        self.confined = False  # image_file: only inside image_folders() (the explorer's rule)
+        self._folders: list[Path] | None = None
 
     def __repr__(self) -> str:
         return (f"Atlas({self.model_name}, layers={self.layers}, k={self.k}, "
@@ -151,21 +158,67 @@ class Atlas:
         (C = 3 for RGB networks, 1 for gray ones)."""
         from .images import load_image, to_tensor
 
-        if not 0 <= int(image_id) < len(self.image_paths):
-            raise ConvsightError(f"image id {image_id} is out of range: this atlas lists "
-                                 f"{len(self.image_paths)} images")
         if self.source is not None:
+            if not 0 <= int(image_id) < len(self.image_paths):
+                raise ConvsightError(f"image id {image_id} is out of range: this atlas lists "
+                                     f"{len(self.image_paths)} images")
             item = self.source[int(image_id)]
             if isinstance(item, (tuple, list)) and not isinstance(item[0], (int, float)):
                 item = item[0]
+            image = load_image(item)
         else:
-            item = Path(self.image_paths[image_id])
-            if str(item).startswith(("dataset[", "images[")):
-                raise ConvsightError("this atlas was mined from a Dataset or in-memory images, "
-                                     "which are not saved with it; set atlas.source = THAT_DATASET")
-            if not item.is_absolute() and self.path is not None and not item.exists():
-                item = self.path / item
-        return to_tensor(load_image(item), self.input_size, self.resize_ratio, len(self.mean))
+            path = self.image_file(image_id)
+            try:
+                image = load_image(path)
+            except ImageError as exc:  # named as the atlas lists it, not where it lives
+                raise ImageError(str(exc).replace(str(path), self.shown_name(path))) from None
+        return to_tensor(image, self.input_size, self.resize_ratio, len(self.mean))
+
+    def image_file(self, image_id: int) -> Path:
+        """The file of image ``image_id``: a relative path is taken from the atlas folder. With
+        ``confined`` set (the explorer does, unless ``--allow-outside``), the file, symbolic
+        links followed, must lie inside ``image_folders()``, else ``ConvsightError``."""
+        if not 0 <= int(image_id) < len(self.image_paths):
+            raise ConvsightError(f"image id {image_id} is out of range: this atlas lists "
+                                 f"{len(self.image_paths)} images")
+        item = Path(self.image_paths[int(image_id)])
+        if str(item).startswith(("dataset[", "images[")):
+            raise ConvsightError("this atlas was mined from a Dataset or in-memory images, "
+                                 "which are not saved with it; set atlas.source = THAT_DATASET")
+        if not item.is_absolute() and self.path is not None and (self.confined
+                                                                 or not item.exists()):
+            item = self.path / item
+        if self.confined and not inside(item.resolve(), self.image_folders()):
+            raise ConvsightError(f"image {image_id} ({self.shown_name(item)}) is outside the "
+                                 "atlas folder and the image folders recorded when it was mined; "
+                                 "it is not read (serve --allow-outside reads it)")
+        return item
+
+    def image_folders(self) -> list[Path]:
+        """Where the atlas's images may be read from when ``confined``: the atlas folder and the
+        folders recorded at mining time (``info["image_folders"]``; for atlases mined before
+        that record, the folders of the listed images), resolved; a folder that holds the
+        user's home folder (``/``, ``/home``) or is it does not count (too broad)."""
+        if self._folders is None:
+            recorded = self.info.get("image_folders")
+            if not (isinstance(recorded, list) and all(isinstance(f, str) for f in recorded)):
+                recorded = sorted({str(Path(p).parent) for p in self.image_paths
+                                   if Path(p).is_absolute()})
+            home = Path.home().resolve()
+            folders = [Path(f).resolve() for f in recorded if Path(f).is_absolute()]
+            folders = [f for f in folders if not inside(home, [f])]
+            self._folders = ([self.path.resolve()] if self.path is not None else []) + folders
+        return self._folders
+
+    def shown_name(self, path: Path) -> str:
+        """A file's name as errors show it: relative to the atlas folder or an image folder, or
+        just its name (never where the user keeps their files)."""
+        for folder in ([self.path] if self.path is not None else []) + self.image_folders():
+            try:
+                return str(Path(path).relative_to(folder))
+            except ValueError:
+                continue
+        return Path(path).name
 
     def receptive_field(self, layer: str, net=None):
         """The layer's receptive field at the atlas' input size (cached)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -30,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConvsightError
-from .files import npz_bytes, write_atomic
+from .files import npz_bytes, parse_json, write_atomic
+from .models import MAX_INPUT_SIDE
 
 FORMAT = "convsight-atlas"
 VERSION = 1
@@ -145,7 +147,7 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], list[str], dict[str, np.n
         except OSError as exc:
             raise _fail(folder, f"{name}: {exc.strerror or exc}") from None
     try:
-        meta = json.loads(blobs[META].decode("utf-8"))
+        meta = parse_json(blobs[META].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _fail(folder, f"{META} is not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -161,7 +163,7 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], list[str], dict[str, np.n
                                     "a save that was cut short or files copied from two runs); "
                                     "mine it again")
     try:
-        paths = json.loads(blobs["images.json"].decode("utf-8"))
+        paths = parse_json(blobs["images.json"].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _fail(folder, f"images.json is not valid JSON ({exc})") from None
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
@@ -181,23 +183,71 @@ def _need(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], folder:
     return value
 
 
+def _whole(value: Any, low: float, high: float) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number(value: Any, low: float, high: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high)
+
+
+MAX_K = 10_000
+RATIOS = (0.5, 8.0)  # resize_ratio: 1 / crop fraction (timm's crop_pct 0.875 -> 1.14)
+
+
+def check_values(meta: dict[str, Any], folder: Path) -> None:
+    """The ranges of ``atlas.json``'s values (a shared atlas may hold anything): sizes as the
+    rest of convsight takes them (``MAX_INPUT_SIDE``), finite numbers."""
+    for key, kind in (("model_name", str), ("mean", list), ("std", list), ("input_size", list),
+                      ("resize_ratio", (int, float)), ("skipped", list), ("k", int),
+                      ("layers", list)):
+        _need(meta, key, kind, folder)
+    size, mean, std = meta["input_size"], meta["mean"], meta["std"]
+    checks = [
+        ("k", _whole(meta["k"], 1, MAX_K), f"a whole number 1..{MAX_K}"),
+        ("input_size", len(size) == 2 and all(_whole(v, 1, MAX_INPUT_SIDE) for v in size),
+         f"[height, width], whole numbers 1..{MAX_INPUT_SIDE}"),
+        ("resize_ratio", _number(meta["resize_ratio"], *RATIOS),
+         f"a number {RATIOS[0]:g}..{RATIOS[1]:g}"),
+        ("mean", 1 <= len(mean) <= 64 and all(_number(v, -1e3, 1e3) for v in mean),
+         "1 to 64 finite numbers, one per input channel"),
+        ("std", len(std) == len(mean) and all(_number(v, 1e-6, 1e3) for v in std),
+         "as many numbers above 0 as mean has"),
+    ]
+    for key, fine, valid in checks:
+        if not fine:
+            shown = repr(meta[key])
+            raise _fail(folder, f"{META} has {key}={shown[:40]}{'...' if len(shown) > 40 else ''}"
+                                f" (expected {valid})")
+
+
+def _check_positions(name: str, shape: tuple, a: dict[str, np.ndarray], folder: Path) -> None:
+    """Every filled slot's (y, x) inside the layer's maps (0, 0 for a layer without them)."""
+    used = a["image"] >= 0
+    sides = (shape[1], shape[2]) if len(shape) >= 3 else (1, 1)
+    for key, side in zip(("y", "x"), sides):
+        v = a[key][used]
+        if not np.issubdtype(a[key].dtype, np.integer) or (v.size and (v.min() < 0
+                                                                      or v.max() >= side)):
+            raise _fail(folder, f"layer {name} has {key} positions outside 0..{side - 1} (its "
+                                f"maps are {sides[0]}x{sides[1]})")
+
+
 def layer_arrays(meta: dict[str, Any], paths: list[str], flat: dict[str, np.ndarray],
                  folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple]]:
     """Per layer its (channels, k) arrays and output shape, checked against each other."""
-    k = _need(meta, "k", int, folder)
-    layers = _need(meta, "layers", list, folder)
-    for key, kind in (("model_name", str), ("mean", list), ("std", list), ("input_size", list),
-                      ("resize_ratio", (int, float)), ("skipped", list)):
-        _need(meta, key, kind, folder)
+    check_values(meta, folder)
+    k, layers = meta["k"], meta["layers"]
     arrays, shapes = {}, {}
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict) or not isinstance(layer.get("name"), str) or \
                 not isinstance(layer.get("shape"), list):
             raise _fail(folder, f"{META}: layer entry {i} needs a name and a shape")
         name, shape = layer["name"], tuple(layer["shape"])
-        if not shape or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape):
+        if not shape or len(shape) > 8 or not all(_whole(v, 1, 1 << 20) for v in shape):
             raise _fail(folder, f"{META}: layer {name!r} has shape {list(shape)!r}; a shape is a "
-                                "list of whole numbers")
+                                "list of whole numbers 1..1,048,576 (at most 8)")
         try:
             a = {key: flat[f"layer{i}_{key}"] for key in KEYS}
         except KeyError as exc:
@@ -210,5 +260,6 @@ def layer_arrays(meta: dict[str, Any], paths: list[str], flat: dict[str, np.ndar
         ids = a["image"]
         if ids.size and (ids.min() < -1 or ids.max() >= len(paths)):
             raise _fail(folder, f"layer {name} refers to image ids outside 0..{len(paths) - 1}")
+        _check_positions(name, shape, a, folder)
         arrays[name], shapes[name] = a, shape
     return arrays, shapes

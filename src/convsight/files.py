@@ -7,8 +7,10 @@ either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,3 +35,24 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
+
+
+MAX_JSON_DEPTH = 32  # convsight's own JSON files nest 4 deep; a shared file may hold anything
+
+
+def parse_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON from a file anyone may have written: ``ValueError`` (one line) for invalid JSON and
+    for values nested deeper than ``max_depth`` (Python's parser would raise RecursionError at
+    about 1,000 levels, and deep values cost every reader that walks them)."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"values nested more than {max_depth} deep") from None
+    level, todo = 0, [value]
+    while todo:
+        level += 1
+        if level > max_depth:
+            raise ValueError(f"values nested more than {max_depth} deep")
+        todo = [v for item in todo if isinstance(item, (dict, list))
+                for v in (item.values() if isinstance(item, dict) else item)]
+    return value

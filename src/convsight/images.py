@@ -114,6 +114,46 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
+# modes whose conversion to 8 bits needs the whole image's value range (see ``_to_rgb``)
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+BAND_BYTES = 4 * 2**20  # a band converted at a time (Pillow keeps 4 bytes a pixel of RGB(A))
+
+
+def shrink(im: Image.Image, side: int) -> Image.Image:
+    """A decoded image of an 8-bit mode (1, L, P, PA, LA, RGB, RGBA, CMYK, YCbCr...) -> RGB at
+    most ``side`` px a side, EXIF rotation applied, without a full-size converted copy.
+
+    Bands of rows are converted (to L, RGB, or RGBA when there is transparency), box-reduced by
+    a whole factor and put on white one at a time, which equals doing so to the whole image (up
+    to rounding); the reduced image (``side`` to twice ``side`` a side) is then resized as
+    ``thumbnail`` does. Memory: the decoded image as it is, a band (``BAND_BYTES``), the reduced
+    image (at most ``(2 side)^2`` pixels of 4 bytes).
+    """
+    if im.mode in WIDE_MODES:
+        raise ImageError(f"shrink takes 8-bit images; convert a {im.mode} image with load_image")
+    alpha = "A" in im.getbands() or "transparency" in im.info
+    target = "RGBA" if alpha else "L" if im.mode in ("1", "L") else "RGB"
+    w, h = im.size
+    factor = max(1, max(w, h) // side)
+    rows = max(1, BAND_BYTES // (4 * w * factor)) * factor
+    out = Image.new("RGB", (-(-w // factor), -(-h // factor)))
+    for top in range(0, h, rows):
+        band = im.crop((0, top, w, min(h, top + rows))).convert(target)
+        if factor > 1:  # (RGBA is averaged with its colours weighted by alpha)
+            band = band.reduce(factor)
+        out.paste(_to_rgb(band), (0, top // factor))  # transparency on white, as load_image
+        del band
+    turn = _ORIENTATION.get(im.getexif().get(0x0112))
+    if turn is not None:
+        out = out.transpose(turn)
+    out.thumbnail((side, side), Image.Resampling.BICUBIC)
+    return out
+
+
 def load_image(source: Any) -> Image.Image:
     """A path, PIL image or NumPy array -> RGB PIL image (see the module docstring)."""
     if isinstance(source, Image.Image):

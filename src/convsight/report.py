@@ -24,6 +24,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -142,7 +143,8 @@ class _Assets:
         self.count += 1
         name = f"{self.count:05d}.{'jpg' if kind == 'jpeg' else kind}"
         (self.folder / name).write_bytes(data)
-        return f"{self.folder.name}/{name}"
+        # the page's own name may hold quotes, '#', '?' or spaces: percent-encoded, then escaped
+        return _e(f"{quote(self.folder.name, safe='')}/{name}")
 
 
 def _unit_count(atlas: Atlas, layer: str, max_units: int | None) -> int:

@@ -25,7 +25,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from .errors import ConvsightError, UnitError
-from .files import write_atomic
+from .files import parse_json, write_atomic
 from .images import check_size
 from .models import MAX_INPUT_SIDE
 
@@ -80,7 +80,7 @@ class SynthesisStore:
         if not path.is_file():
             return None
         try:
-            info = json.loads(path.read_text(encoding="utf-8"))
+            info = parse_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConvsightError(f"cannot read {path}: {exc}") from None
         if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
@@ -99,7 +99,7 @@ class SynthesisStore:
         names = []
         for sub in sorted(folder.iterdir()):
             try:
-                layer = json.loads((sub / INFO).read_text(encoding="utf-8"))["layer"]
+                layer = parse_json((sub / INFO).read_text(encoding="utf-8"))["layer"]
                 if layer_folder(self.root, layer) == sub and self.info(layer) is not None:
                     names.append(layer)
             except (OSError, ValueError, TypeError, KeyError, ConvsightError):

@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also answer requests that name the server NAME (a name it is reached "
                         "by through a proxy or DNS; repeatable). Others are refused, so that "
                         "web pages cannot reach it through DNS rebinding")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="also read atlas images outside the atlas folder and the image folders "
+                        "recorded when it was mined, and stored syntheses that link outside the "
+                        "atlas folder (by default they are refused)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="folder for cached pictures (default ~/.cache/convsight/web/...)")
     p.add_argument("--synth-steps", type=int, default=64,
@@ -59,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
     settings = SynthesisSettings(preset=args.synth_preset, steps=args.synth_steps,
                                  size=args.synth_size)
     serve(args.atlas, net, host=args.host, port=args.port, cache_dir=args.cache,
-          synthesis=settings, allowed_hosts=args.allow_host, device=args.device)
+          synthesis=settings, allowed_hosts=args.allow_host, device=args.device,
+          allow_outside=args.allow_outside)
     return 0

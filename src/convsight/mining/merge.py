@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atlas import Atlas
+from ..atlas import Atlas, inside
 from ..errors import ConvsightError
 from ..models import Network
 from .checkpoint import State
@@ -24,6 +25,21 @@ def _version() -> str:
 def dataset_of(images: Any) -> Any:
     """The Dataset (or list) the images came from, for an atlas to read them back; None for a folder."""
     return None if isinstance(images, (str, Path)) else images
+
+
+def image_folders(images: Any, paths: list[str]) -> list[str]:
+    """The folders the images were read from, as the explorer may read them again (its rule
+    for files outside them, ``Atlas.image_folders``): a mined folder (resolved), plus the
+    folders of files outside it (photos that were symbolic links to elsewhere); for a list or
+    a Dataset, the folder that holds all its files."""
+    files = [Path(p) for p in paths if Path(p).is_absolute()]
+    if not isinstance(images, (str, Path)):
+        return [os.path.commonpath([str(f.parent) for f in files])] if files else []
+    folders = [Path(images).resolve()]
+    for parent in sorted({f.parent for f in files}, key=lambda f: len(f.parts)):
+        if not inside(parent, folders):
+            folders.append(parent)
+    return [str(f) for f in folders]
 
 
 def merged_atlas(group: Group, state: State, device: torch.device, net: Network, images: Any,
@@ -49,6 +65,7 @@ def merged_atlas(group: Group, state: State, device: torch.device, net: Network,
                   mean=net.mean, std=net.std, input_size=net.input_size,
                   resize_ratio=net.resize_ratio, source=dataset_of(images),
                   info={"convsight_version": _version(),
-                        "source": str(images) if isinstance(images, (str, Path)) else type(images).__name__})
+                        "source": str(images) if isinstance(images, (str, Path)) else type(images).__name__,
+                        "image_folders": image_folders(images, paths)})
     atlas.info["config"] = config
     return atlas

@@ -13,6 +13,7 @@ headers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from pathlib import Path
@@ -31,6 +32,7 @@ from .jobs import SynthesisQueue, SynthesisSettings
 from .live import LiveEngine
 from .routes import HANDLERS, ROUTES
 from .routes.live import Sockets
+from .routes.respond import whole_paths
 
 HERE = Path(__file__).parent
 
@@ -40,7 +42,8 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
                synthesis: SynthesisSettings | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES,
                max_upload_pixels: int = MAX_UPLOAD_PIXELS, prewarm: bool = False,
-               allowed_hosts: Iterable[str] = (), device: Any = None) -> Starlette:
+               allowed_hosts: Iterable[str] = (), device: Any = None,
+               allow_outside: bool = False) -> Starlette:
     """The explorer as an ASGI app, over an atlas (folder or ``Atlas``) and/or a model.
 
     With only ``atlas``, the network is the one the atlas was mined with (``atlas.network()``).
@@ -49,20 +52,26 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     tile in a background thread (``app.state.prewarm_stop.set()`` ends it). Requests must name
     the server by ``localhost``, a loopback address, the address they arrived on, or one of
     ``allowed_hosts`` (names or addresses, for a server reached by another name). ``device``
-    runs the network there (a copy: ``convsight.models.on_device``).
+    runs the network there (a copy: ``convsight.models.on_device``). Atlas images are read
+    only inside the atlas folder and the image folders recorded at mining time, symbolic links
+    followed, and stored syntheses only inside the atlas folder, unless ``allow_outside``.
     """
     names = allowed_names(allowed_hosts)  # checked before the (slow) model is loaded
     atlas_dir = Path(atlas) if isinstance(atlas, (str, Path)) else None
     atlas, net = _atlas_and_network(atlas, model)
+    if atlas is not None and not allow_outside:  # a copy: the caller's atlas stays as it is
+        atlas = copy.copy(atlas)
+        atlas.confined, atlas._folders = True, None
     net = convsight.models.on_device(net, device)
     explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir,
-                        max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels)
+                        max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels,
+                        allow_outside=allow_outside)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(model_name=net.name, has_atlas=atlas is not None,
                                  input_size=net.input_size,
                                  unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS)
     static = Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app = ExplorerApp(routes=[*ROUTES, static], exception_handlers=dict(HANDLERS))
+    app = ExplorerApp(routes=[*ROUTES, *whole_paths([static])], exception_handlers=dict(HANDLERS))
     app.state.allowed_hosts = names
     app.state.explorer = explorer
     app.state.jobs = SynthesisQueue(net, explorer.cache, synthesis)

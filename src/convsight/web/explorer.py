@@ -45,10 +45,10 @@ class Explorer:
     def __init__(self, net: convsight.Network, atlas: Any | None = None,
                  cache_dir: str | Path | None = None, atlas_dir: str | Path | None = None,
                  max_upload_bytes: int = MAX_UPLOAD_BYTES,
-                 max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
+                 max_upload_pixels: int = MAX_UPLOAD_PIXELS, allow_outside: bool = False) -> None:
         folder = Path(atlas_dir).resolve() if atlas_dir else None
         cache = DiskCache(cache_dir or default_cache_dir(net, folder))
-        self.bench = Workbench(net, atlas, folder, cache)
+        self.bench = Workbench(net, atlas, folder, cache, allow_outside=allow_outside)
         self.net, self.atlas, self.atlas_dir, self.cache = net, atlas, folder, cache
         self.model_lock = self.bench.model_lock
         self.unit_part = Layers(self.bench)

@@ -13,6 +13,11 @@ other sites out:
   was sent to is refused (403), and the request must carry ``X-Convsight: 1`` (a header no other
   site can add without a CORS preflight, which the explorer never grants) or a matching
   ``Origin`` (the page's own form posted without script; browsers send ``Origin`` on every POST).
+- **Reads** from other sites' pages (``Sec-Fetch-Site: cross-site`` or ``same-site``) are
+  answered only when they are top-level navigations (a link) to an HTML page: ``<img>``,
+  ``fetch``, frames, ``<object>`` and links to pictures, scores or the API get 403 before
+  anything is computed. (The image page, which runs the network, shows a link to itself
+  instead for such a visit: ``CROSS_SITE``.)
 - **WebSockets** (the Live page's): the same Host check, and a foreign ``Origin`` or a
   ``Sec-Fetch-Site`` other than ``same-origin`` is refused (browsers apply no same-origin policy
   to WebSockets, so any page could otherwise open one).
@@ -45,7 +50,16 @@ SECURITY_HEADERS = [
 ]
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-_HOST = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?$")
+# paths no other site may request, not even by a link: everything but the HTML pages
+NOT_LINKED = ("/img/", "/api/", "/static/")
+CROSS_SITE = ("cross-site", "same-site")  # Sec-Fetch-Site values of another site's page
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::([0-9]{1,5}))?")  # matched whole
+
+
+def cross_site(headers: dict[str, list[str]]) -> bool:
+    """Whether the browser says the request comes from another site's page (another port of
+    localhost is the same *site*, yet another origin: refused alike)."""
+    return headers.get("sec-fetch-site", [""])[-1] in CROSS_SITE
 
 
 def host_name(host: str) -> str | None:
@@ -54,7 +68,7 @@ def host_name(host: str) -> str | None:
     host = host.strip().lower()
     if host.count(":") > 1 and not host.startswith("["):  # a bare IPv6 address
         host = f"[{host}]"
-    m = _HOST.match(host)
+    m = _HOST.fullmatch(host)
     if m is None:
         return None
     return m.group(1).strip("[]").rstrip(".")
@@ -123,18 +137,25 @@ class Guard:
         if problem:
             return 400, problem
         if scope.get("method", "GET") in SAFE_METHODS:
-            return self.embed_problem(headers)
+            return self.embed_problem(headers, scope.get("path", ""))
         return self.write_problem(headers, hosts[0])
 
     @staticmethod
-    def embed_problem(headers: dict[str, list[str]]) -> tuple[int, str] | None:
-        """Another site's page may link to the explorer (a navigation) but not make it compute
-        for it: pictures, scores and API calls requested from another site's page (``<img>``,
-        ``fetch``) are refused, as browsers say with ``Sec-Fetch-Site`` / ``Sec-Fetch-Mode``."""
-        site = headers.get("sec-fetch-site", [""])[-1]
+    def embed_problem(headers: dict[str, list[str]], path: str) -> tuple[int, str] | None:
+        """Another site's page may link to the explorer's HTML pages (a top-level navigation)
+        but not make it compute for it, as browsers say with ``Sec-Fetch-Site``, ``-Mode`` and
+        ``-Dest``: requests that are not navigations (``<img>``, ``fetch``), frames, objects and
+        embeds (navigations too) and any request for ``NOT_LINKED`` paths (pictures, scores,
+        the API) are refused."""
+        if not cross_site(headers):
+            return None
         mode = headers.get("sec-fetch-mode", [""])[-1]
-        if site in ("cross-site", "same-site") and mode != "navigate":
+        dest = headers.get("sec-fetch-dest", [""])[-1]
+        if mode != "navigate" or path.startswith(NOT_LINKED):
             return 403, "the explorer serves its pictures and data only to its own pages"
+        if dest not in ("document", ""):
+            return 403, ("other sites may link to the explorer's pages, not frame or embed "
+                         f"them (Sec-Fetch-Dest: {dest[:20]})")
         return None
 
     def host_problem(self, host: str, scope: Scope) -> str | None:

@@ -9,13 +9,17 @@ An upload's memory follows its bytes, not only its pixels. Its size and mode are
 its header before decoding: ``max_upload_pixels``, ``convsight.images.check_size``, and the
 bytes decoding takes (``decoded_bytes``: 16-bit, 32-bit and alpha images need more than 8-bit
 RGB) at most those of an 8-bit RGB image of ``max_upload_pixels``. JPEGs decode at a reduced
-scale, most modes are shrunk before their conversion to RGB, and at most ``DECODERS`` uploads
-decode at once, on threads kept for that (others wait up to ``decode_wait`` seconds, then get
-503).
+scale; no image is converted at full size (8-bit modes, palette and 1-bit included, go to RGB a
+band at a time while reduced: ``images.shrink``; 16/32-bit ones are box-shrunk in their own
+mode first), so an upload costs about its decoded size in its own mode plus a few tens of MB.
+At most ``DECODERS`` uploads decode at once, on threads kept for that (others wait up to
+``decode_wait`` seconds, then get 503), and each hands its freed memory back to the system.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import re
@@ -29,22 +33,37 @@ from PIL import Image
 
 import convsight
 from convsight.capture import eval_mode
-from convsight.images import check_size, decoded_bytes
+from convsight.images import WIDE_MODES, check_size, decoded_bytes, shrink
 from convsight.pictures import jpeg_bytes, png_bytes
 
 from .cache import atomic_write
 from .workbench import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, BadUpload, NotFound, Workbench
 
-IMAGE_ID = re.compile(r"^(sample-[a-z_]{1,32}|u-[0-9a-f]{16}|a-[0-9]{1,9})$")
+# one spelling per image: matched whole (``$`` would let a trailing newline through), atlas
+# numbers without leading zeros
+IMAGE_ID = re.compile(r"sample-[a-z_]{1,32}|u-[0-9a-f]{16}|a-(?:0|[1-9][0-9]{0,8})")
+
+
+def image_id_ok(image_id: str | None) -> bool:
+    """Whether ``image_id`` is spelled as the explorer writes ids (``IMAGE_ID``, whole)."""
+    return IMAGE_ID.fullmatch(image_id or "") is not None
 STORED_SIDE = 1024  # uploads are kept at most this large (the network sees a 224-ish crop)
 DECODERS = 2  # uploads decoding at once
-# Modes shrunk before their conversion to RGB (a pointwise map); the wide ones with a box filter,
-# which never overshoots, so their value range (used to scale them to 8 bits) stays.
-SHRINK_FIRST = {"RGB": Image.Resampling.BICUBIC, "RGBA": Image.Resampling.BICUBIC,
-                "L": Image.Resampling.BICUBIC, "LA": Image.Resampling.BICUBIC,
-                "CMYK": Image.Resampling.BICUBIC, "I;16": Image.Resampling.BOX,
-                "I;16B": Image.Resampling.BOX, "I": Image.Resampling.BOX,
-                "F": Image.Resampling.BOX}
+
+
+def give_back_memory() -> None:
+    """Return the C allocator's free memory to the system (glibc's ``malloc_trim``): a decode
+    frees tens of MB in blocks that glibc would otherwise keep for the process."""
+    try:
+        _LIBC.malloc_trim(0)
+    except AttributeError:  # not glibc
+        pass
+
+
+try:
+    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+except OSError:  # no C library by that name: nothing to trim
+    _LIBC = None
 
 
 class InputImages:
@@ -81,7 +100,7 @@ class InputImages:
         return choices
 
     def image(self, image_id: str) -> Image.Image:
-        if not IMAGE_ID.match(image_id or ""):
+        if not image_id_ok(image_id):
             raise NotFound(f"no image {image_id!r}: ids look like sample-chelsea, a-12 or u-<hash>")
         if image_id.startswith("sample-"):
             name = image_id[len("sample-"):]
@@ -102,13 +121,14 @@ class InputImages:
         paths = list(self.atlas.image_paths)
         if not 0 <= index < len(paths):
             raise NotFound(f"image {index} is not in the atlas (it has {len(paths)} images)")
-        path = Path(paths[index])
-        if not path.is_absolute() and self.bench.atlas_dir is not None:
-            path = self.bench.atlas_dir / path
+        try:  # (outside the atlas's folders: refused, see Atlas.image_file)
+            path = self.atlas.image_file(index)
+        except convsight.ConvsightError as exc:
+            raise NotFound(str(exc)) from None
         try:
             return convsight.load_image(path)
-        except convsight.ImageError as exc:  # the file's name, not where it lives
-            reason = str(exc).replace(str(path), path.name)
+        except convsight.ImageError as exc:  # named from the atlas, not where it lives
+            reason = str(exc).replace(str(path), self.atlas.shown_name(path))
             raise NotFound(f"data-set image {index} cannot be read: {reason}") from None
 
     def add_upload(self, data: bytes | BinaryIO) -> str:
@@ -120,7 +140,10 @@ class InputImages:
 
         def keep() -> str:
             started.set()
-            return self._keep(data)
+            try:
+                return self._keep(data)
+            finally:
+                give_back_memory()
 
         job = self._decoders.submit(keep)
         if not started.wait(self.decode_wait) and job.cancel():
@@ -162,10 +185,12 @@ class InputImages:
                         f"image of {self.max_upload_pixels:,} pixels)", status=413)
                 probe.draft(None, (STORED_SIDE, STORED_SIDE))  # JPEG: decode at 1/2..1/8 scale
                 probe.load()
-                if probe.mode in SHRINK_FIRST:  # (Pillow's reduce() takes no 16-bit images)
-                    box = SHRINK_FIRST[probe.mode] == Image.Resampling.BOX
-                    probe.thumbnail((STORED_SIDE, STORED_SIDE), SHRINK_FIRST[probe.mode],
-                                    reducing_gap=None if box else 2.0)
+                if probe.mode not in WIDE_MODES:  # converted band by band while reduced
+                    return shrink(probe, STORED_SIDE)
+                # 16/32-bit: shrunk with a box filter (Pillow's reduce() takes no 16-bit
+                # images), which never overshoots, so the value range that scales them stays
+                probe.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.BOX,
+                                reducing_gap=None)
                 image = convsight.load_image(probe)
             image.thumbnail((STORED_SIDE, STORED_SIDE))
             return image

@@ -11,6 +11,7 @@ joins the job already queued.
 from __future__ import annotations
 
 import copy
+import logging
 import queue
 import threading
 import time
@@ -25,6 +26,7 @@ from convsight.pictures import png_bytes
 from .cache import DiskCache
 
 MAX_QUEUED = 16
+log = logging.getLogger("convsight.web")
 
 
 @dataclass
@@ -128,8 +130,12 @@ class SynthesisQueue:
             try:
                 self.cache.put(job.key, self._synthesise(job))
                 job.state = "done"
-            except Exception as exc:  # shown on the page; the server keeps going
-                job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
+            except convsight.ConvsightError as exc:  # a one-line reason (no paths): shown
+                job.state, job.error = "error", str(exc)
+            except Exception as exc:  # e.g. the cache cannot be written: its text (paths) is
+                log.error("synthesis of %s:%s failed", job.layer, job.channel, exc_info=exc)
+                job.state, job.error = "error", (f"the synthesis failed ({type(exc).__name__}); "
+                                                 "the server's log says why")
             job.finished = time.time()
 
     def _synthesise(self, job: Job) -> bytes:

@@ -1,7 +1,8 @@
 """Run the explorer: ``serve`` until Ctrl-C (``convsight serve``), or ``BackgroundServer`` in a
 background thread on a free local port (tests, notebooks).
 
-``serve`` binds its port before anything else starts, so a port in use is one line
+Connections that send their request too slowly are closed (``connections.py``: 10 s for the
+headers, 60 s more for the body). ``serve`` binds its port before anything else starts, so a port in use is one line
 (``ConvsightError``) instead of a crash with the prewarm thread half-way through a picture.
 
 >>> from convsight.web import create_app
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ConvsightError
+from .connections import BODY_TIMEOUT, HEADER_TIMEOUT, protocol
 from .guard import host_name
 
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -78,13 +80,15 @@ def _network_address() -> str | None:
 def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
           host: str = "127.0.0.1", port: int = 8000, cache_dir: str | Path | None = None,
           synthesis: Any | None = None, allowed_hosts: Iterable[str] = (),
-          device: Any = None, page: str = "/", prewarm: bool = True) -> None:
+          device: Any = None, page: str = "/", prewarm: bool = True,
+          allow_outside: bool = False) -> None:
     """Run the explorer with uvicorn until Ctrl-C (bound to 127.0.0.1 unless ``host`` says).
 
     The port is bound first; then the atlas and model load and the prewarm thread starts; on the
     way out the prewarm thread is stopped and waited for. With a wildcard ``host`` (0.0.0.0),
     this machine's host name is also accepted in the ``Host`` header. ``page`` is the path
     printed to open (``convsight live``: ``/live``, without the prewarm thread).
+    ``allow_outside``: see ``create_app``.
     """
     import uvicorn
 
@@ -96,12 +100,13 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
         own = socket.gethostname() if host in WILDCARDS else ""
         hosts = [*allowed_hosts, *([own] if own and host_name(own) else [])]
         app = create_app(atlas, model, cache_dir=cache_dir, synthesis=synthesis, prewarm=prewarm,
-                         allowed_hosts=hosts, device=device)
+                         allowed_hosts=hosts, device=device, allow_outside=allow_outside)
         url, warning = addresses(host, sock.getsockname()[1])
         if warning:
             print(f"convsight: warning: {warning}", file=sys.stderr)
         print(f"convsight explorer: {url}{page.lstrip('/')}  (Ctrl-C to stop)", flush=True)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", **WS_OPTIONS)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", http=protocol(),
+                                **WS_OPTIONS)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C is how one stops it
         pass
@@ -117,11 +122,12 @@ class BackgroundServer:
     """uvicorn serving ``app`` from a daemon thread; port 0 picks a free port (no race)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, header_timeout: float = HEADER_TIMEOUT,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
         import uvicorn
 
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                **WS_OPTIONS)
+                                http=protocol(header_timeout, body_timeout), **WS_OPTIONS)
         self.server = uvicorn.Server(config)
         self.host = host
         self.timeout = timeout

@@ -25,6 +25,7 @@ from PIL import Image
 import convsight
 from convsight.microscope import model_fingerprint
 from convsight.pictures import fit_square, jpeg_bytes
+from convsight.atlas import inside
 from convsight.syntheses import BAD_IMAGE, SynthesisStore, open_checked, stored_value
 
 from .layers import Layers
@@ -78,6 +79,7 @@ class StoredSyntheses:
         self.net, self.atlas, self.cache = bench.net, bench.atlas, bench.cache
         folder = getattr(self.atlas, "path", None) if self.atlas is not None else None
         self.store = SynthesisStore(folder) if folder is not None else None  # any model's
+        self.root = Path(folder).resolve() if folder is not None else None
         self._fingerprint: str | None = None
         self._guard = threading.Lock()
 
@@ -138,9 +140,14 @@ class StoredSyntheses:
         out = []
         for k in range(recipe.copies):
             path = self.store.path(layer, channel, k)
-            if path.is_file():
+            if path.is_file() and self._allowed(path):
                 out.append(Facet(k, _value(path), f"/img/atlas-synth/{layer}/{channel}/{k}.png"))
         return out
+
+    def _allowed(self, path: Path) -> bool:
+        """Whether a stored file, links followed, lies inside the atlas folder (or
+        ``--allow-outside``): a link in ``syntheses/`` to elsewhere is not served."""
+        return self.bench.allow_outside or inside(path.resolve(), [self.root])
 
     def _file(self, layer: str, channel: int, copy: int) -> Path:
         """The stored PNG of a unit's copy, checked (unknown unit or copy, or none: 404)."""
@@ -155,6 +162,10 @@ class StoredSyntheses:
         path = self.store.path(layer, channel, copy)
         if not path.is_file():
             raise NotFound(f"unit {layer}:{channel} has no stored synthesis (copy {copy})")
+        if not self._allowed(path):
+            raise NotFound(f"the stored synthesis of {layer}:{channel} (copy {copy}) is a link to "
+                           "a file outside the atlas folder; it is not served (serve "
+                           "--allow-outside serves it)")
         return path
 
     def png(self, layer: str, channel: int, copy: int = 0) -> bytes:

@@ -49,13 +49,15 @@ def check_method(method: str, allowed: tuple[str, ...]) -> None:
 
 @dataclass
 class Workbench:
-    """The network, the atlas (or None), the atlas's folder (or None), the cache and the lock."""
+    """The network, the atlas (or None), the atlas's folder (or None), the cache, the lock and
+    whether files outside the atlas and its image folders may be read."""
 
     net: convsight.Network
     atlas: Any | None
     atlas_dir: Path | None
     cache: DiskCache
     model_lock: threading.RLock = field(default_factory=threading.RLock)
+    allow_outside: bool = False  # read files outside the atlas and image folders too
 
     @property
     def mined_layers(self) -> list[str]:

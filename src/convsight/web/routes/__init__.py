@@ -6,7 +6,8 @@
 
 from . import api, live, pages, pictures, uploads
 from .errors import HANDLERS
+from .respond import whole_paths
 
-ROUTES = pages.ROUTES + uploads.ROUTES + pictures.ROUTES + api.ROUTES + live.ROUTES
+ROUTES = whole_paths(pages.ROUTES + uploads.ROUTES + pictures.ROUTES + api.ROUTES + live.ROUTES)
 
 __all__ = ["ROUTES", "HANDLERS"]

@@ -3,12 +3,14 @@
 ``HANDLERS`` maps each exception type to its HTTP status: a missing layer, unit, image or page
 404, a bad upload 4xx (its own status), a full synthesis queue 503, other ``ConvsightError`` 400,
 and anything else 500: the details go to the server's log, the answer says only "internal error"
-(an exception's text can hold paths and data that are nobody else's business).
+(an exception's text can hold paths and data that are nobody else's business). Messages name
+files relative to the atlas; ``scrub`` also takes out the atlas, cache and home folders.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,7 +24,20 @@ from ..workbench import BadUpload, NotFound
 log = logging.getLogger("convsight.web")
 
 
+def scrub(request: Request, message: str) -> str:
+    """``message`` without the folders where the user keeps things (the atlas, the cache, the
+    home folder): a last net under the errors that name files relative to the atlas."""
+    ex = request.app.state.explorer
+    folders = [ex.atlas_dir, ex.cache.root, Path.home()]
+    for folder, shown in zip(folders, ("ATLAS", "CACHE", "~")):
+        if folder is not None and len(str(folder)) > 1:
+            message = message.replace(str(Path(folder).resolve()), shown)
+            message = message.replace(str(folder), shown)
+    return message
+
+
 def error(request: Request, status: int, message: str) -> Response:
+    message = scrub(request, message)
     path = request.url.path
     if path.startswith("/api/"):
         return JSONResponse({"error": message}, status_code=status)

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from ..guard import CROSS_SITE
 from ..workbench import UNIT_METHODS, NotFound, check_method
 from .api import unit_info
 from .respond import explorer, int_param, jobs, page
@@ -63,6 +64,9 @@ def images_page(request: Request) -> HTMLResponse:
 def image_page(request: Request) -> HTMLResponse:
     ex, image_id = explorer(request), request.path_params["image_id"]
     ex.image(image_id)
+    if request.headers.get("sec-fetch-site") in CROSS_SITE:  # a link on another site's page:
+        query = f"?{request.url.query}" if request.url.query else ""  # run nothing for it
+        return page(request, "visit.html", image_id=image_id, url=request.url.path + query)
     layer = request.query_params.get("layer") or ex.default_image_layer()
     ex.layer(layer)
     layout = ex.map_layout(image_id, layer)

@@ -4,7 +4,9 @@ The app keeps its parts in ``request.app.state`` (set by ``create_app``): ``expl
 pages show), ``jobs`` (syntheses on demand) and ``templates`` (the Jinja2 pages).
 
 Numbers in URLs are ASCII digits only, at most nine of them (``str.isdigit`` and ``int`` also
-take "²" or Arabic-Indic digits): the ``{name:number}`` path convertor and ``int_param``.
+take "²" or Arabic-Indic digits), without leading zeros (``01`` would be a second URL, and cache
+entry, for 1): the ``{name:number}`` path convertor and ``int_param``. Route patterns end in
+``\\Z``, not ``$`` (which matches before a trailing newline): ``whole_paths``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute
 
 from ..explorer import Explorer, NotFound
 from ..jobs import SynthesisQueue
@@ -38,13 +41,14 @@ def picture(data: bytes, kind: str) -> Response:
     return Response(data, media_type=f"image/{kind}", headers=IMAGE_HEADERS)
 
 
-DIGITS = "[0-9]{1,9}"
+DIGITS = "0|[1-9][0-9]{0,8}"  # one spelling per number: no leading zeros
 
 
 class Number(Convertor[int]):
-    """Path values of ``{name:number}``: 0..999,999,999 in ASCII digits (others find no route)."""
+    """Path values of ``{name:number}``: 0..999,999,999 in ASCII digits, no leading zeros (others
+    find no route)."""
 
-    regex = DIGITS
+    regex = f"(?:{DIGITS})"
 
     def convert(self, value: str) -> int:
         return int(value)
@@ -68,3 +72,13 @@ def int_param(request: Request, name: str, default: int | None,
     if top is not None and value >= top:
         raise NotFound(f"{name} {value} does not exist: valid values are 0..{top - 1}")
     return value
+
+
+def whole_paths(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """``routes`` with each pattern made to match whole paths: Starlette ends them in ``$``,
+    which also matches before a trailing newline (``/unit/conv2/1%0A``)."""
+    for route in routes:
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and pattern.pattern.endswith("$"):
+            route.path_regex = re.compile(pattern.pattern[:-1] + r"\Z")
+    return routes
