@@ -33,7 +33,8 @@ from ..errors import ConvsightError
 from ..models import as_network
 from ..targets import Target, evaluate, parse_target
 from ..units import did_you_mean
-from . import maps, robustness
+from .maps import complexity, pointing_game, region_mask, relevance_mass, sparseness
+from .robustness import infidelity, max_sensitivity, random_logit, randomisation
 from .faithfulness import faithfulness, pixel_scores
 from .road import DEFAULT_PERCENTAGES, MEASURES, ORDERS, check_percentages, imputed_batches, \
     removal_sets
@@ -167,10 +168,11 @@ def metric(name: str, model: Any, images: torch.Tensor, attributions: Any, targe
     attr = attr.detach().to(x.device)
     n, _, h, w = x.shape
     if name in ("sparseness", "complexity"):
-        return getattr(maps, name)(attr).float().cpu()
+        return (sparseness if name == "sparseness" else complexity)(attr).float().cpu()
     if name in NEEDS_REGION:
-        inside = maps.region_mask(n, h, w, s["box"], s["mask"])
-        return getattr(maps, name)(attr, inside, bool(s["absolute"])).float().cpu()
+        inside = region_mask(n, h, w, s["box"], s["mask"])
+        score = pointing_game if name == "pointing_game" else relevance_mass
+        return score(attr, inside, bool(s["absolute"])).float().cpu()
     if name in ("deletion", "insertion"):
         return faithfulness(net, x, attr, target, kind=name, **s)
     targets = fixed_targets(net, x, target)
@@ -185,12 +187,12 @@ def metric(name: str, model: Any, images: torch.Tensor, attributions: Any, targe
             return (curves["lerf"] - curves["morf"]).mean(1).float()
         return curves[s["order"]].mean(1).float()
     if name == "infidelity":
-        return robustness.infidelity(net, x, attr, targets, s["samples"], float(s["noise_std"]),
+        return infidelity(net, x, attr, targets, s["samples"], float(s["noise_std"]),
                                      bool(s["normalize"]), s["noise"], s["seed"], size)
     if name == "max_sensitivity":
-        return robustness.max_sensitivity(net, x, attr, targets, s["method"], opts, s["samples"],
+        return max_sensitivity(net, x, attr, targets, s["method"], opts, s["samples"],
                                           float(s["radius"]), s["noise"], s["seed"], size)
     if name == "random_logit":
-        return robustness.random_logit(net, x, attr, targets, s["method"], opts, s["classes"],
+        return random_logit(net, x, attr, targets, s["method"], opts, s["classes"],
                                        s["seed"])
-    return robustness.randomisation(net, x, attr, targets, s["method"], opts, s["seed"])
+    return randomisation(net, x, attr, targets, s["method"], opts, s["seed"])
