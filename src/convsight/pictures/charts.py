@@ -88,6 +88,7 @@ def table_picture(header: Sequence[str], rows: Sequence[Sequence[str]],
     """A table as a picture: a header row, then rows of text; ``shades[r][c]`` in [0, 1] colours
     a cell from red (0, worst) to green (1, best), None leaves it white (used for report cards)."""
     size, line = 11, 20
+    cell = max(cell, max(len(h) for h in header[1:]) * 7 + 8)
     first = max([len(r[0]) for r in rows] + [len(header[0])]) * 7 + 10
     width = first + cell * (len(header) - 1)
     top = line if title else 0

@@ -71,8 +71,10 @@ class EvaluationTable:
         return [dict({"method": TITLES.get(m, m)},
                      **{k: self._cell(k, m, image) for k in self.metrics}) for m in names]
 
-    def _text(self, image: int | None) -> tuple[list[str], list[list[str]]]:
-        header = ["method"] + [f"{k} {'↑' if HIGHER_IS_BETTER[k] else '↓'}" for k in self.metrics]
+    def _text(self, image: int | None, arrows: tuple[str, str] = ("↑", "↓")
+              ) -> tuple[list[str], list[list[str]]]:
+        header = ["method"] + [f"{k} {arrows[0] if HIGHER_IS_BETTER[k] else arrows[1]}"
+                               for k in self.metrics]
         body = [[r["method"]] + ["n/a" if math.isnan(r[k]) else f"{r[k]:.3f}"
                                  for k in self.metrics] for r in self.image_rows(image)]
         return header, body
@@ -107,10 +109,11 @@ class EvaluationTable:
         return out
 
     def figure(self, image: int | None = None) -> Picture:
-        header, body = self._text(image)
+        header, body = self._text(image, ("^", "v"))  # the bitmap font has no arrows
         what = "median over the images" if image is None else f"image {image}"
         return table_picture(header, body, self.shades(image),
-                             title=f"report card ({what}; green: best of the column)")
+                             title=f"report card ({what}; ^ higher / v lower is better; green: "
+                                   "best of the column)")
 
     def _repr_png_(self) -> bytes:
         return png_bytes(self.figure())
