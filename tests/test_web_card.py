@@ -98,3 +98,33 @@ def test_bad_card_requests_are_clear_4xx(server, query, words):
     assert code == 404 and words in reply["error"]
     code, _, _ = get(f"{server.url}/api/card/sample-nothing?cls=1")
     assert code == 404
+
+
+def test_report_can_include_the_card(tmp_path):
+    """``write_report(card=True)``: under each detailed unit, the card's metrics of the
+    projection, equal to ``convsight.metric`` on the same neuron."""
+    import html
+    import re
+
+    from convsight.report import write_report
+
+    from .test_web_support import tiny_atlas_dir
+
+    atlas = convsight.Atlas.open(tiny_atlas_dir())
+    out = write_report(atlas, tmp_path / "r.html", layers=["blocks.2"], max_units=2,
+                       detail_units=1, progress=False, card=True)
+    lines = re.findall(r"report card: (.*?)</span>",
+                       html.unescape(out.read_text(encoding="utf-8")))
+    assert len(lines) == 1
+    net = atlas.network()
+    hit = atlas.top("blocks.2", 0)[0]
+    x = net.normalize(atlas.image(hit.image)[None])
+    target = f"blocks.2:0@{hit.y},{hit.x}"
+    attr = convsight.attribute(net, x, target, method="guided")
+    sparse = float(convsight.metric("sparseness", net, x, attr.abs(), target))
+    sens = float(convsight.metric("max_sensitivity", net, x, attr, target, method="guided",
+                                  samples=3))
+    assert f"sparseness {sparse:.3f}" in lines[0] and f"max-sensitivity {sens:.3f}" in lines[0]
+    plain = write_report(atlas, tmp_path / "p.html", layers=["blocks.2"], max_units=2,
+                         detail_units=1, progress=False)
+    assert "report card:" not in plain.read_text(encoding="utf-8")
