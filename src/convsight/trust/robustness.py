@@ -149,7 +149,9 @@ def random_logit(net: Any, x: torch.Tensor, attr: torch.Tensor, targets: Sequenc
         a = a / np.abs(a).max() if np.abs(a).max() > 0 else a
         b = b / np.abs(b).max() if np.abs(b).max() > 0 else b
         both = np.concatenate([a, b])
-        out.append(structural_similarity(a, b, data_range=float(abs(both.max() - both.min()))))
+        span = float(abs(both.max() - both.min()))
+        # two all-zero maps (e.g. Grad-CAM of a class the layer does not see): no similarity
+        out.append(structural_similarity(a, b, data_range=span) if span > 0 else float("nan"))
     return torch.tensor(out, dtype=torch.float32)
 
 
