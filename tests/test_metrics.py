@@ -124,3 +124,12 @@ def test_evaluate_table(setup):
     pic = card.figure()
     assert pic.ndim == 3 and pic.shape[1] > 300
     assert card._repr_png_().startswith(b"\x89PNG")
+
+
+def test_evaluate_reads_road_direction_from_its_order(setup):
+    net, x, _ = setup
+    card = convsight.evaluate(net, x, methods=("gradcam",), metrics=("road",),
+                              road={"percentages": [50], "order": "morf"})
+    assert card.to_markdown().splitlines()[0] == "| method | road ↓ |"
+    assert convsight.evaluate(net, x, methods=("gradcam",), metrics=("road",),
+                              road={"percentages": [50]}).better("road")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -47,6 +47,11 @@ class EvaluationTable:
     values: dict[str, dict[str, torch.Tensor]]
     random: dict[str, torch.Tensor]
     targets: list[Target]
+    higher: dict[str, bool] = field(default_factory=dict)  # per metric: higher is better
+
+    def better(self, metric_name: str) -> bool:
+        """Whether a higher value of the metric is better (ROAD: by its ``order``)."""
+        return self.higher.get(metric_name, HIGHER_IS_BETTER[metric_name])
 
     def array(self, metric_name: str) -> np.ndarray:
         """(methods, N) values of one metric, methods in ``self.methods`` order."""
@@ -73,7 +78,7 @@ class EvaluationTable:
 
     def _text(self, image: int | None, arrows: tuple[str, str] = ("↑", "↓")
               ) -> tuple[list[str], list[list[str]]]:
-        header = ["method"] + [f"{k} {arrows[0] if HIGHER_IS_BETTER[k] else arrows[1]}"
+        header = ["method"] + [f"{k} {arrows[0] if self.better(k) else arrows[1]}"
                                for k in self.metrics]
         body = [[r["method"]] + ["n/a" if math.isnan(r[k]) else f"{r[k]:.3f}"
                                  for k in self.metrics] for r in self.image_rows(image)]
@@ -105,7 +110,7 @@ class EvaluationTable:
             s = (vals - vals[ok].min()) / np.ptp(vals[ok])
             for r in range(len(rows)):
                 if ok[r]:
-                    out[r][c] = float(s[r] if HIGHER_IS_BETTER[k] else 1 - s[r])
+                    out[r][c] = float(s[r] if self.better(k) else 1 - s[r])
         return out
 
     def figure(self, image: int | None = None) -> Picture:
@@ -157,7 +162,10 @@ def evaluate(model: Any, images: torch.Tensor, target: Any = None,
         for k in metrics:
             if k not in NEEDS_METHOD:
                 random[k] = metric(k, net, x, noise_map, targets, **per_metric[k])
-    return EvaluationTable(methods, metrics, values, random, targets)
+    higher = {k: HIGHER_IS_BETTER[k] for k in metrics}
+    if "road" in metrics and per_metric["road"].get("order") == "morf":
+        higher["road"] = False  # most relevant first: the probability should fall
+    return EvaluationTable(methods, metrics, values, random, targets, higher)
 
 
 def raise_unknown(settings: Mapping[str, Any]) -> None:
