@@ -35,3 +35,33 @@ def test_check_unknown_method_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown method 'guidde'" in err and "Did you mean: guided" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_check_metrics_prints_the_card(tmp_path, capsys, one_thread):
+    photo = tmp_path / "coffee.jpg"
+    convsight.sample_images()["coffee"].save(photo)
+    out = tmp_path / "check.png"
+    assert main(["check", str(photo), "--methods", "gradient,gradcam", "--metrics",
+                 "sparseness,relevance_mass,road", "--box", "40,40,180,180", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "espresso" in text
+    assert "| method | sparseness ↑ | relevance_mass ↑ | road ↑ |" in text
+    for row in ("| gradient |", "| Grad-CAM |", "| random map |"):
+        assert row in text
+    card = np.asarray(Image.open(tmp_path / "check_card.png"))
+    assert card.shape[1] > 300 and card.std() > 0.05
+    assert not (tmp_path / "check_curves.png").exists()  # the card instead of the check
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--metrics", "sparsenes"], "unknown metric 'sparsenes'"),
+    (["--metrics", "relevance_mass", "--box", "1,2,3"], "--box takes four integers"),
+    (["--metrics", "relevance_mass", "--box", "0,0,500,5"], "is not inside the"),
+])
+def test_check_metrics_errors_are_one_line(tmp_path, capsys, argv, message):
+    photo = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
+    assert main(["check", str(photo), "--methods", "gradient"] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") <= 2

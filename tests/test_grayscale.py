@@ -250,6 +250,27 @@ def _faithfulness(net):
     assert scores["stroke", "insertion"] > scores["background", "insertion"] + 0.2, scores
 
 
+def _metrics(net):
+    """The drawn stroke (an oracle independent of the network) is where a map should point:
+    taken as a map it localises itself, and removing it first (ROAD, most relevant first) keeps
+    less of the class than removing the background first. The report card runs on gray."""
+    x, mask = _stroke_input(net, 2)
+    truth = torch.from_numpy(mask.astype(np.float32))[None, None]
+    stroke = torch.from_numpy(mask)
+    assert float(convsight.metric("relevance_mass", net, x, truth, mask=stroke)) == 1.0
+    assert float(convsight.metric("pointing_game", net, x, truth + 0.1 * torch.rand_like(truth),
+                                  mask=stroke)) == 1.0
+    road = {name: float(convsight.metric("road", net, x, m, "class:2", order="morf",
+                                         percentages=[10, 20, 30]))
+            for name, m in (("stroke", truth + 1e-3 * torch.rand_like(truth)),
+                            ("background", 1 - truth + 1e-3 * torch.rand_like(truth)))}
+    assert road["stroke"] < road["background"] - 0.2, road
+    card = convsight.evaluate(net, x, "class:2", methods=("gradient", "gradcam"),
+                              metrics=("road", "sparseness", "max_sensitivity"),
+                              road={"percentages": [20, 60]}, max_sensitivity={"samples": 2})
+    assert card.array("road").shape == (2, 1) and _gray(card.figure()) is False  # green cells
+
+
 def _sanity_check(net):
     x, _ = _stroke_input(net, 1)
     report = convsight.sanity_check(net, x, "class:1", methods=("gradient", "guided"),
@@ -332,6 +353,7 @@ CALLS = {
     "demo": lambda net, tmp_path, **_: _demo(net, tmp_path),
     "faithfulness": lambda net, **_: _faithfulness(net),
     "sanity_check": lambda net, **_: _sanity_check(net),
+    "metric+evaluate": lambda net, **_: _metrics(net),
     "visualize_layer": lambda net, folder, tmp_path, **_: _visualize_layer(net, folder, tmp_path),
 }
 # what each public name is checked by (functions that take no model are listed as such)
@@ -346,6 +368,7 @@ COVERS = {
     "layer_grid": "mine+Atlas", "unit_figure": "mine+Atlas", "PatchCutter": "mine+Atlas",
     "default_tile": "mine+Atlas", "atlas_html": "atlas_html",
     "faithfulness": "faithfulness", "sanity_check": "sanity_check",
+    "metric": "metric+evaluate", "evaluate": "metric+evaluate",
     "visualize_layer": "visualize_layer", "LayerSynthesis": "visualize_layer",
     "synthesis_facets": "visualize_layer", "with_synthesis": "visualize_layer",
 }

@@ -207,6 +207,24 @@ def _visualize_layer(model):
     convsight.figures.synthesis_facets(atlas, "conv3", 0)
 
 
+def _metrics_all(net):
+    x = torch.rand(2, 3, 32, 32)
+    a = torch.rand(2, 1, 32, 32)
+    for name in convsight.trust.METRICS:
+        extra = {"method": "gradient"} if name in ("max_sensitivity", "random_logit",
+                                                   "randomisation") else {}
+        extra.update({"box": (2, 2, 20, 20)} if name in ("pointing_game", "relevance_mass")
+                     else {})
+        extra.update({"samples": 2} if name in ("max_sensitivity", "infidelity") else {})
+        extra.update({"percentages": [50]} if name == "road" else {})
+        extra.update({"steps": 3} if name in ("deletion", "insertion") else {})
+        convsight.metric(name, net, x, a if "method" not in extra else
+                         convsight.attribute(net, x, method="gradient"), **extra)
+    convsight.evaluate(net, x, methods=("gradient", "gradcam"),
+                       metrics=("road", "max_sensitivity", "complexity"),
+                       road={"percentages": [50]}, max_sensitivity={"samples": 2}).figure()
+
+
 CALLS = {
     "atlas_html": _atlas_html,
     "network_and_display": _network_and_display,
@@ -216,6 +234,9 @@ CALLS = {
     "web_live": _web_live,
     "attribute": _attribute_all,
     "trust": _trust,
+    "metrics": _metrics_all,
+    "metric_unknown": lambda net: convsight.metric("roads", net, torch.rand(1, 3, 32, 32),
+                                                   torch.rand(1, 1, 32, 32)),
     "occlusion_bad_window": lambda net: convsight.attribute(net, torch.rand(1, 3, 32, 32),
                                                             method="occlusion", window=40),
     "faithfulness_bad_shape": lambda net: convsight.faithfulness(net, torch.rand(2, 3, 32, 32),
@@ -262,6 +283,7 @@ FAILING = {
     "attribute_failing_forward": RuntimeError,
     "occlusion_bad_window": convsight.ConvsightError,
     "faithfulness_bad_shape": convsight.ConvsightError,
+    "metric_unknown": convsight.ConvsightError,
     "sanity_check_failing_forward": RuntimeError,
     "sanity_check_unknown_method": convsight.ConvsightError,
     "attribute_bad_gradcam_layer": convsight.UnitError,

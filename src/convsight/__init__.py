@@ -15,7 +15,7 @@ from .mining import mine
 from .microscope import LayerSynthesis, visualize_layer
 from . import attribute  # callable: convsight.attribute(model, images, target, method=...)
 from . import trust
-from .trust import faithfulness, sanity_check
+from .trust import evaluate, faithfulness, metric, sanity_check
 from . import faces, figures, pictures, report  # convsight.report.write_report, convsight.faces...
 from .pictures import Picture, show
 from .cpu import set_threads, thread_policy, threads

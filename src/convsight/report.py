@@ -34,7 +34,8 @@ from .models import Network
 from .figures import PatchCutter, with_synthesis
 from .pictures import jpeg_bytes, patch_montage, png_bytes
 from .progress import ProgressArg, progress_bar
-from .trust import PAGE_STEPS as TRUST_STEPS, trust_score
+from .attribute import attribute
+from .trust import PAGE_STEPS as TRUST_STEPS, metric, trust_score
 
 
 STYLE = """
@@ -67,7 +68,7 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
                  layers: Sequence[str] | None = None, max_units: int | None = 128,
                  detail_units: int = 3, method: str = "guided", net: Network | None = None,
                  inline: bool = True, tile: int = 40, trust: bool = True,
-                 progress: ProgressArg = True) -> Path:
+                 progress: ProgressArg = True, card: bool = False) -> Path:
     """Write the report of an atlas (an ``Atlas`` or its folder) to ``out_path``; return the path.
 
     ``layers`` (default: all mined layers), ``max_units`` per layer (``None``: all units),
@@ -76,7 +77,8 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
     ``trust``: under each detailed unit, the trust score of its projection on its top image (a
     few seconds per unit on a CPU; ``False`` leaves them out). ``progress``: True, False or
     ``fn(done, total)`` (see ``convsight.progress``), counting unit cells, detailed units'
-    figures and trust scores.
+    figures and trust scores. ``card``: with the trust score, a line of the report card's
+    metrics of the same projection (``REPORT_CARD``; ``convsight.metric``).
     """
     atlas = atlas_or_dir if isinstance(atlas_or_dir, Atlas) else Atlas.open(atlas_or_dir)
     out = Path(out_path)
@@ -95,7 +97,7 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
     with progress_bar(work, "report", "picture", progress) as bar:
         for layer in layers:
             sections.append(_layer_section(atlas, layer, max_units, detail_units, method, net,
-                                           assets, tile, bar, cutter, trust))
+                                           assets, tile, bar, cutter, trust, card))
     rows = "".join(
         f"<tr><td><a href='#{_anchor(name)}'>{_e(name)}</a></td>"
         f"<td>{_e('x'.join(map(str, atlas.shapes.get(name, ()))))}</td>"
@@ -174,8 +176,24 @@ def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
         return "-"
 
 
+REPORT_CARD = {"sparseness": {}, "complexity": {}, "max_sensitivity": {"samples": 3},
+               "infidelity": {"samples": 5}}
+
+
+def _card_line(model: Network, x: Any, target: str, method: str) -> str:
+    """The report card's metrics of a unit's projection (those that need no class)."""
+    attr = attribute(model, x, target, method=method)
+    parts = []
+    for name, settings in REPORT_CARD.items():
+        extra = {"method": method} if name == "max_sensitivity" else {}
+        value = float(metric(name, model, x, attr.abs() if name in ("sparseness", "complexity")
+                             else attr, target, **extra, **settings)[0])
+        parts.append(f"{name.replace('_', '-')} {value:.3f}")
+    return "<br><span>report card: " + _e(" · ".join(parts)) + "</span>"
+
+
 def _trust_html(atlas: Atlas, layer: str, channel: int, net: Network | None,
-                method: str) -> str:
+                method: str, card: bool = False) -> str:
     """The trust line of the ``method`` projection of the unit's top image (its neuron there)."""
     hits = atlas.top(layer, channel)
     if not hits:
@@ -186,17 +204,18 @@ def _trust_html(atlas: Atlas, layer: str, channel: int, net: Network | None,
         x = model.normalize(atlas.image(hit.image)[None]).to(model.device)
         with warnings.catch_warnings():  # a unit that is not positive: its AUCs read n/a
             warnings.simplefilter("ignore", UserWarning)
-            score = trust_score(model, x, f"{layer}:{channel}@{hit.y},{hit.x}", method,
-                                steps=TRUST_STEPS)
+            target = f"{layer}:{channel}@{hit.y},{hit.x}"
+            score = trust_score(model, x, target, method, steps=TRUST_STEPS)
+            extra = _card_line(model, x, target, method) if card else ""
     except ConvsightError as exc:
         return f"<p class='trust'>no trust score: {_e(exc)}</p>"
     return (f"<p class='trust'>{_e(method)} projection of the top image: {_e(score.line(0))}"
-            f"<br><span>{_e(score.verdict(0))}</span></p>")
+            f"<br><span>{_e(score.verdict(0))}</span>{extra}</p>")
 
 
 def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units: int,
                    method: str, net: Network | None, assets: _Assets, tile: int, bar: Any,
-                   cutter: PatchCutter, trust: bool = True) -> str:
+                   cutter: PatchCutter, trust: bool = True, card: bool = False) -> str:
     n = _unit_count(atlas, layer, max_units)
     total = atlas.channels(layer)
     details = min(detail_units, n)
@@ -228,7 +247,7 @@ def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units
         bar(1)
         scores = ""
         if trust:
-            scores = _trust_html(atlas, layer, c, net, method)
+            scores = _trust_html(atlas, layer, c, net, method, card)
             bar(1)
         parts.append(f"<div class='detail' id='{_anchor(layer, c)}'><h3>{_e(layer)}:{c}"
                      f"</h3><p class='sub'>top patches with their {_e(method)} "

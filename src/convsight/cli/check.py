@@ -29,6 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, default=32, help="occlusion window (default 32)")
     p.add_argument("--stride", type=int, default=16, help="occlusion stride (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and maps")
+    p.add_argument("--metrics", default=None, metavar="M1,M2|all",
+                   help="print the report card of these metrics (road, max_sensitivity, "
+                        "infidelity, random_logit, randomisation, sparseness, complexity, "
+                        "pointing_game, relevance_mass, deletion, insertion; 'all': every one, "
+                        "the localisation ones when --box is given) instead of the table, and "
+                        "write it as NAME_card.png")
+    p.add_argument("--box", default=None, metavar="T,L,B,R",
+                   help="the object's box (top, left, bottom, right) in the model's input "
+                        "pixels, for pointing_game and relevance_mass")
     p.add_argument("-o", "--out", default="check.png",
                    help="randomisation figure (PNG); the curves go beside it as NAME_curves.png")
     p.set_defaults(func=run)
@@ -50,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
                                  f"{did_you_mean(m, list(METHODS))}")
     net = network_from_args(args)
     x = net.preprocess(args.image).to(net.device)
+    if args.metrics is not None:
+        return print_card(args, net, x, methods)
     options = {"occlusion": {"window": args.window, "stride": args.stride}}
     result = check(net, x, args.target, methods=methods, steps=args.steps, seed=args.seed,
                    group=args.group, options={m: o for m, o in options.items() if m in methods},
@@ -62,4 +73,44 @@ def run(args: argparse.Namespace) -> int:
     figure = save_png(result.sanity.figure(), out)
     curves = save_png(result.curves_figure(), out.with_name(f"{out.stem}_curves.png"))
     print(f"\nwrote {figure} (randomisation, one column per step) and {curves} (curves)")
+    return 0
+
+
+def print_card(args: argparse.Namespace, net, x, methods: list[str]) -> int:
+    """``--metrics``: the report card of ``methods`` on the image (``convsight.evaluate``)."""
+    from ..errors import ConvsightError
+    from ..pictures import save_png
+    from ..trust import METRICS, evaluate
+    from ..units import did_you_mean
+
+    box = None
+    if args.box is not None:
+        try:
+            box = tuple(int(v) for v in args.box.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4:
+            raise ConvsightError(f"--box takes four integers T,L,B,R, got {args.box!r}")
+    local = ("pointing_game", "relevance_mass")
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if names == ["all"]:
+        names = [m for m in METRICS if box is not None or m not in local]
+    for m in names or [args.metrics]:
+        if m not in METRICS:
+            raise ConvsightError(f"unknown metric {m!r}: choose from {', '.join(METRICS)} or "
+                                 f"all.{did_you_mean(m, list(METRICS))}")
+    settings = {k: {"steps": args.steps} for k in ("deletion", "insertion") if k in names}
+    card = evaluate(net, x, args.target, methods=methods, metrics=names, seed=args.seed,
+                    options={"occlusion": {"window": args.window, "stride": args.stride}}
+                    if "occlusion" in methods else None,
+                    **({"box": box} if box is not None else {}), **settings, progress=True)
+    target = card.targets[0]
+    name = f" ({net.class_name(target.class_index)})" if target.class_index is not None else ""
+    print(f"{args.image}: target {target}{name}{'' if args.target else ', the top class'}\n")
+    print(card.to_markdown())
+    print("\n↑: higher is better, ↓: lower is better; random map: a uniform random number per "
+          "pixel; n/a: no random map for a metric that explains again (docs/sanity.md)")
+    out = Path(args.out)
+    written = save_png(card.figure(), out.with_name(f"{out.stem}_card.png"))
+    print(f"\nwrote {written} (the card, best of each column in green)")
     return 0

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-trust", dest="trust", action="store_false",
                    help="leave out the trust score (deletion, insertion, randomisation) under "
                         "each detailed unit: faster")
+    p.add_argument("--card", action="store_true",
+                   help="with the trust score, the report card's metrics of the same projection "
+                        "(sparseness, complexity, max-sensitivity, infidelity)")
     p.add_argument("--files", action="store_true",
                    help="write pictures to a folder beside the page instead of inlining them")
     add_quiet_arg(p)
@@ -36,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
     path = write_report(args.atlas, args.out, layers=layers, max_units=args.max_units or None,
                         detail_units=args.details, method=args.method, inline=not args.files,
-                        trust=args.trust, progress=not args.quiet)
+                        trust=args.trust, progress=not args.quiet,
+                        card=args.card)
     print(f"report written: {path.resolve()}")
     return 0

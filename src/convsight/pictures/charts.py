@@ -80,3 +80,32 @@ def line_chart(series: Sequence[tuple], title: str = "", xlabel: str = "", ylabe
         d.text((w - right - 88, legend_y), str(name)[:16], fill="black", font=f)
         legend_y += 14
     return Picture(np.asarray(im, dtype=np.float32) / 255.0)
+
+
+def table_picture(header: Sequence[str], rows: Sequence[Sequence[str]],
+                  shades: Sequence[Sequence[float | None]] | None = None, cell: int = 96,
+                  title: str = "") -> Picture:
+    """A table as a picture: a header row, then rows of text; ``shades[r][c]`` in [0, 1] colours
+    a cell from red (0, worst) to green (1, best), None leaves it white (used for report cards)."""
+    size, line = 11, 20
+    cell = max(cell, max(len(h) for h in header[1:]) * 7 + 8)
+    first = max([len(r[0]) for r in rows] + [len(header[0])]) * 7 + 10
+    width = first + cell * (len(header) - 1)
+    top = line if title else 0
+    img = Image.new("RGB", (width, top + line * (len(rows) + 1)), "white")
+    draw = ImageDraw.Draw(img)
+    if title:
+        draw.text((4, 3), title, fill="black", font=font(size + 1))
+    for r, row in enumerate([list(header)] + [list(x) for x in rows]):
+        y = top + r * line
+        for c, text in enumerate(row):
+            x0 = 0 if c == 0 else first + (c - 1) * cell
+            x1 = first if c == 0 else x0 + cell
+            v = None if r == 0 or c == 0 or shades is None else shades[r - 1][c - 1]
+            if v is not None and np.isfinite(v):
+                g = float(np.clip(v, 0, 1))
+                fill = (int(250 - 70 * g), int(180 + 70 * g), 180)
+                draw.rectangle([x0, y, x1 - 1, y + line - 1], fill=fill)
+            draw.text((x0 + 4, y + 4), str(text), fill="black", font=font(size))
+        draw.line([0, y + line - 1, width, y + line - 1], fill=GREY)
+    return Picture(np.asarray(img, dtype=np.float32) / 255.0)

@@ -26,7 +26,7 @@ from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, p
                                 render_attribution)
 from convsight.targets import parse_target
 from convsight.trust import PAGE_STEPS as TRUST_STEPS
-from convsight.trust import TrustScore, map_kind, random_reference, trust_score
+from convsight.trust import TrustScore, evaluate, map_kind, random_reference, trust_score
 
 from .inputs import InputImages
 from .layers import Layers
@@ -41,6 +41,18 @@ def trust_summary(score: TrustScore, i: int = 0) -> dict[str, Any]:
     return dict(summary, line=score.line(i), steps=TRUST_STEPS)
 
 
+# the report card under the class attributions: fewer points and samples than the defaults, so
+# that it takes seconds, not minutes, on a CPU (docs/explorer.md)
+CARD_METRICS = ("road", "infidelity", "max_sensitivity", "random_logit", "sparseness",
+                "complexity")
+CARD_SETTINGS = {"road": {"percentages": [20, 50, 80]}, "infidelity": {"samples": 5},
+                 "max_sensitivity": {"samples": 3}}
+
+
+class CardCancelled(convsight.ConvsightError):
+    """The page asked to stop computing a report card."""
+
+
 class Attributions:
     """Activations (memoised per image and layer) and attribution pictures of one image."""
 
@@ -52,6 +64,7 @@ class Attributions:
         self._trust_lock = threading.Lock()  # guards the two below
         self._trust_net: convsight.Network | None = None
         self._references: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
+        self._cancel: dict[tuple[str, int], threading.Event] = {}
 
     def activations(self, image_id: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) activations of ``layer`` and each channel's strongest (y, x)."""
@@ -163,6 +176,42 @@ class Attributions:
         data = self.cache.get_or_make(f"trust/{image_id}/{cls}/{method}/{TRUST_STEPS}.json",
                                       make)
         return json.loads(data)
+
+    def class_card(self, image_id: str, cls: int) -> dict[str, Any]:
+        """The report card (``convsight.evaluate``) of the class attributions of the page: a row
+        per method and the random map's, as HTML and numbers (NaN as null). Computed once, then
+        cached; ``cancel_card`` stops a computation between two scores."""
+        self.check_class(image_id, cls)
+        key = (image_id, cls)
+
+        def make() -> bytes:
+            x = self.inputs.input_tensor(image_id)
+            stop = self._cancel.setdefault(key, threading.Event())
+            stop.clear()
+
+            def check(done: int, total: int) -> None:
+                if stop.is_set():
+                    raise CardCancelled("report card cancelled")
+
+            try:
+                with self._trust_lock:
+                    card = evaluate(self._trust_network(), x, f"class:{cls}",
+                                    methods=CLASS_METHODS, metrics=CARD_METRICS, progress=check,
+                                    **CARD_SETTINGS)
+            finally:
+                self._cancel.pop(key, None)
+            rows = [{k: None if isinstance(v, float) and math.isnan(v) else v
+                     for k, v in r.items()} for r in card.rows]
+            return json.dumps({"html": card.to_html(0), "rows": rows,
+                               "metrics": list(card.metrics)}).encode("utf-8")
+        return json.loads(self.cache.get_or_make(f"card/{image_id}/{cls}/v1.json", make))
+
+    def cancel_card(self, image_id: str, cls: int) -> bool:
+        """Stop the report card of (image, class) being computed; False when none is."""
+        stop = self._cancel.get((image_id, cls))
+        if stop is not None:
+            stop.set()
+        return stop is not None
 
     def _reference(self, net: convsight.Network, x: torch.Tensor, image_id: str, cls: int,
                    method: str) -> dict[str, torch.Tensor]:

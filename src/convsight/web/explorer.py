@@ -110,3 +110,5 @@ class Explorer:
     unit_attribution = _ask("attribution_part", Attributions.unit_attribution)
     class_attribution = _ask("attribution_part", Attributions.class_attribution)
     class_trust = _ask("attribution_part", Attributions.class_trust)
+    class_card = _ask("attribution_part", Attributions.class_card)
+    cancel_card = _ask("attribution_part", Attributions.cancel_card)

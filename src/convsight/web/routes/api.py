@@ -1,5 +1,5 @@
 """``/api/``: JSON for the page scripts (a synthesis's progress, a unit on an image, the trust
-score of a class attribution)."""
+score of a class attribution, the report card of the class attributions)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,19 @@ def trust(request: Request) -> JSONResponse:
     return JSONResponse(ex.class_trust(image_id, cls, method))
 
 
+def card(request: Request) -> JSONResponse:
+    """``/api/card/IMAGE?cls=N``: the report card of the class attributions (GET: computed on
+    the first request, seconds to a minute, then cached; POST ``?cls=N&cancel=1``: stop it)."""
+    ex, image_id = explorer(request), request.path_params["image_id"]
+    ex.image(image_id)
+    cls = int_param(request, "cls", None)
+    if cls is None:
+        raise NotFound("give the class as cls=N (a class number, e.g. one of the top 5)")
+    if request.method == "POST":
+        return JSONResponse({"cancelled": ex.cancel_card(image_id, cls)})
+    return JSONResponse(ex.class_card(image_id, cls))
+
+
 def unit_info(ex: Explorer, image_id: str, layer: str, channel: int) -> dict[str, Any]:
     """A unit on an image: where it is strongest, the input box it sees there, its pictures."""
     y, x, value = ex.strongest(image_id, layer, channel)
@@ -61,4 +74,5 @@ ROUTES = [
     Route("/api/synth/{layer}/{channel:number}", synthesis, methods=["GET", "POST"]),
     Route("/api/unit/{image_id}/{layer}/{channel:number}", unit),
     Route("/api/trust/{image_id}", trust),
+    Route("/api/card/{image_id}", card, methods=["GET", "POST"]),
 ]

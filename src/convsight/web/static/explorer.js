@@ -191,3 +191,53 @@ for (const bar of document.querySelectorAll("[data-percent]")) {
   }
   (async () => { for (const box of boxes) await fill(box); })();
 })();
+
+// Image view: the report card of the class attributions, computed on request and cancellable
+// (the page stops waiting and the server stops between two scores).
+(function reportCard() {
+  const box = document.querySelector(".card[data-card]");
+  if (!box) return;
+  const go = box.querySelector(".card-go"), stop = box.querySelector(".card-stop");
+  const state = box.querySelector(".card-state"), table = box.querySelector(".card-table");
+  const better = { road: "↑", sparseness: "↑", pointing_game: "↑", relevance_mass: "↑",
+                   insertion: "↑" };
+  let waiting = null;
+  function draw(reply) {
+    const t = document.createElement("table");
+    const head = t.insertRow();
+    for (const name of ["method", ...reply.metrics]) {
+      const th = document.createElement("th");
+      th.textContent = name === "method" ? name : `${name} ${better[name] || "↓"}`;
+      head.appendChild(th);
+    }
+    for (const row of reply.rows) {
+      const tr = t.insertRow();
+      tr.insertCell().textContent = row.method;
+      for (const name of reply.metrics) {
+        const v = row[name];
+        tr.insertCell().textContent = v === null || v === undefined ? "n/a" : v.toFixed(3);
+      }
+    }
+    table.replaceChildren(t);
+  }
+  go.addEventListener("click", async () => {
+    waiting = new AbortController();
+    go.disabled = true; stop.hidden = false; state.textContent = "computing…";
+    try {
+      const r = await fetch(box.dataset.card, { signal: waiting.signal });
+      const json = (r.headers.get("content-type") || "").includes("json");
+      const reply = json ? await r.json() : { error: (await r.text()).trim() };
+      if (!r.ok) throw new Error(reply.error || `HTTP ${r.status}`);
+      draw(reply); state.textContent = "";
+    } catch (e) {
+      state.textContent = e.name === "AbortError" ? "cancelled"
+        : "report card failed: " + (e.message || e).toString().split("\n")[0];
+    } finally {
+      go.disabled = false; stop.hidden = true; waiting = null;
+    }
+  });
+  stop.addEventListener("click", () => {
+    fetch(box.dataset.card, { method: "POST", headers: WRITE }).catch(() => {});
+    if (waiting) waiting.abort();
+  });
+})();
