@@ -9,10 +9,14 @@ import torch
 
 from ..images import sample_images
 from ..models import Network
+from ..progress import ProgressArg
 from ..pictures import save_png
 
 
-def section(net: Network, out: Path, quick: bool) -> str:
+STEP = "top-5 predictions on the sample photos"
+
+
+def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False) -> str:
     """Top-5 classes for each sample photo, with the photo as the network saw it."""
     photos = sample_images()
     x = net.preprocess(list(photos.values())).to(net.device)

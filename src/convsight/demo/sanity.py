@@ -8,9 +8,13 @@ from pathlib import Path
 from ..images import sample_images
 from ..models import Network
 from ..pictures import save_png
-from ..trust import randomization_steps, sanity_check, trust_score
+from ..progress import ProgressArg
+from ..trust import SanityReport, randomization_steps, sanity_check, trust_score
 
-QUICK_PARTS = 4  # quick demo: the blocks merged into this many steps
+STEP = "randomising the network step by step: which explanation survives"
+PARTS = (4, 8)           # (quick, full): the blocks merged into this many randomisation steps
+TRUST_METHODS = ("guided", "gradcam")
+TRUST_STEPS = 10         # points per deletion / insertion curve (the explorer uses 20)
 
 
 def _merged(net: Network, x, parts: int):
@@ -23,35 +27,59 @@ def _merged(net: Network, x, parts: int):
     return lambda name: where[name]
 
 
-def section(net: Network, out: Path, quick: bool) -> str:
+def _table(rep: SanityReport) -> str:
+    """Rank correlation with the trained map after the first step, half way and at the end."""
+    last = len(rep.layers)
+    cols = sorted({1, (last + 1) // 2, last})
+    head = "".join(f"<th>down to {html.escape(rep.layers[s - 1].split('..')[-1])}</th>"
+                   for s in cols)
+    rows = "".join(f"<tr><td>{html.escape(m)}</td>" + "".join(
+        f"<td>{float(rep.spearman_abs[m][s, 0]):.2f}</td>" for s in cols) + "</tr>"
+        for m in rep.methods)
+    return (f"<table><tr><th>method: rank correlation with the trained map, layers random from "
+            f"the output</th>{head}</tr>{rows}</table>")
+
+
+def _finding(rep: SanityReport) -> str:
+    """What the run showed, in its own numbers: guided backprop against the gradient, half way."""
+    if not {"gradient", "guided"} <= set(rep.methods) or not rep.layers:
+        return ""
+    half = (len(rep.layers) + 1) // 2
+    down_to = html.escape(rep.layers[half - 1].split("..")[-1])
+    g, d = (float(rep.spearman_abs[m][half, 0]) for m in ("guided", "gradient"))
+    first_g, first_d = (float(rep.spearman_abs[m][1, 0]) for m in ("guided", "gradient"))
+    return (f"In this run, with the top step random guided backprop's map still correlates "
+            f"{first_g:.2f} with the trained one (the gradient's: {first_d:.2f}); with every "
+            f"layer down to {down_to} random, {g:.2f} (the gradient's: {d:.2f}).")
+
+
+def _trust_table(net: Network, x) -> str:
+    scores = [trust_score(net, x, None, m, steps=TRUST_STEPS) for m in TRUST_METHODS]
+    cells = "".join(f"<tr><td>{s.method}</td><td>{float(s.deletion[0]):.3f} "
+                    f"({float(s.random_deletion[0]):.3f})</td><td>{float(s.insertion[0]):.3f} "
+                    f"({float(s.random_insertion[0]):.3f})</td>"
+                    f"<td>{html.escape(s.verdict(0))}</td></tr>" for s in scores)
+    return ("<p class='note'>Deletion (lower is better) and insertion (higher is better) "
+            "areas of the top class probability, beside random maps of the same kind "
+            f"(Petsiuk et al. 2018), {TRUST_STEPS} points per curve; <code>convsight check "
+            "IMAGE</code> makes this table for any photo and more methods.</p>"
+            f"<table><tr><th>method</th><th>deletion (random)</th><th>insertion (random)"
+            f"</th><th>verdict</th></tr>{cells}</table>")
+
+
+def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False) -> str:
     """Adebayo et al.'s cascading randomisation on the cat, and (full demo) a score table."""
     x = net.preprocess(sample_images()["chelsea"]).to(net.device)
-    methods = ("gradient", "guided") if quick else ("gradient", "guided", "deconv", "gradcam")
-    group = _merged(net, x, QUICK_PARTS) if quick else "block"
-    rep = sanity_check(net, x, methods=methods, group=group, progress=False)
-    save_png(rep.figure(tile=104 if quick else 72), out / "sanity_cat.png")
-    rows = "".join(f"<tr><td>{html.escape(m)}</td>"
-                   f"<td>{float(rep.spearman_abs[m][1, 0]):.2f}</td>"
-                   f"<td>{float(rep.spearman_abs[m][-1, 0]):.2f}</td></tr>" for m in methods)
+    methods = ("gradient", "guided") if quick else ("gradient", "guided", "gradcam")
+    group = _merged(net, x, PARTS[0] if quick else PARTS[1])
+    rep = sanity_check(net, x, methods=methods, group=group, progress=progress)
+    save_png(rep.figure(tile=104 if quick else 96), out / "sanity_cat.png")
     parts = ["<h2>Which picture to believe: randomising the network</h2>",
              "<p class='note'>Adebayo et al. (2018): re-initialise the weights from the output "
-             "down, one step per column, and redraw each explanation of the top class (grey-scale "
-             "|map|). A picture that survives random weights shows the image, not what the model "
-             "learned. Guided backprop keeps its picture while the top half of the network is "
-             "random; the gradient changes as soon as the classifier is.</p>",
-             '<img src="sanity_cat.png" alt="cascading randomisation of the cat">',
-             "<table><tr><th>method</th><th>rank correlation, top step random</th>"
-             f"<th>all layers random</th></tr>{rows}</table>"]
+             "down, one step per column (each step a few blocks), and redraw each explanation of "
+             "the top class (grey-scale |map|). A picture that survives random weights shows the "
+             f"image, not what the model learned. {_finding(rep)}</p>",
+             '<img src="sanity_cat.png" alt="cascading randomisation of the cat">', _table(rep)]
     if not quick:
-        scores = [trust_score(net, x, None, m, steps=25) for m in ("gradient", "guided", "gradcam")]
-        cells = "".join(f"<tr><td>{s.method}</td><td>{float(s.deletion[0]):.3f} "
-                        f"({float(s.random_deletion[0]):.3f})</td><td>{float(s.insertion[0]):.3f} "
-                        f"({float(s.random_insertion[0]):.3f})</td>"
-                        f"<td>{html.escape(s.verdict(0))}</td></tr>" for s in scores)
-        parts += ["<p class='note'>Deletion (lower is better) and insertion (higher is better) "
-                  "areas of the top class probability, beside random maps of the same kind "
-                  "(Petsiuk et al. 2018); <code>convsight check IMAGE</code> makes this table for "
-                  "any photo.</p>",
-                  f"<table><tr><th>method</th><th>deletion (random)</th><th>insertion (random)"
-                  f"</th><th>verdict</th></tr>{cells}</table>"]
+        parts.append(_trust_table(net, x))
     return "\n".join(parts)
