@@ -30,11 +30,12 @@ SECTIONS: list[Section] = [predictions.section, layers.section, filters.section,
                            microscope.section, report.section, attribution.section, sanity.section,
                            synthesis.section]
 
-# Seconds of each section (quick, full) in runs of the default model with one thread; used only for
-# the estimate printed before a section, rescaled by how fast the sections before it ran.
-EXPECTED = {"predictions": (1, 1), "layers": (0, 0), "filters": (1, 1), "mining": (2, 4),
-            "microscope": (2, 8), "report": (1, 2), "attribution": (1, 3), "sanity": (2, 7),
-            "synthesis": (3, 14)}
+# Seconds of each section (quick, full): processor time of one thread, measured in a run of the
+# default model; used only for the estimate printed before a section, rescaled by how fast the
+# sections before it ran on this machine.
+EXPECTED = {"predictions": (0.7, 0.7), "layers": (0.1, 0.1), "filters": (0.2, 0.3),
+            "mining": (1.6, 6.3), "microscope": (2.0, 8.2), "report": (1.4, 2.7),
+            "attribution": (1.0, 2.9), "sanity": (1.4, 2.5), "synthesis": (4.8, 14.5)}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>convsight demo: {name}</title>
@@ -114,9 +115,9 @@ def demo(out: str | Path = "demo", model: Network | None = None, quick: bool = F
                   "left)", file=sys.stderr, flush=True)
         began = time.time()
         fragment = _run(section, net, out, quick, progress is True)
-        seconds = time.time() - began
+        seconds = round(time.time() - began, 2)  # the same number on the page and in the file
         timings.append({"section": section_name(section), "step": section_step(section),
-                        "seconds": round(seconds, 2)})
+                        "seconds": seconds})
         parts.append(f"<section>{fragment}<p class='time'>this section took {seconds:.1f} s"
                      "</p></section>")
         if callable(progress) and not isinstance(progress, bool):

@@ -53,21 +53,26 @@ def _alike(net: Network, x: torch.Tensor, targets: list[str | None], method: str
 
 
 def _same_for_every_target(net: Network, x: torch.Tensor, targets: list[str | None]) -> str:
-    """The note under the figure: guided backprop draws the same picture for every target,
-    with the correlations measured now."""
-    guided, gradient = _alike(net, x, targets, "guided"), _alike(net, x, targets, "gradient")
+    """The note under the figure: guided backprop draws the same picture for the class and for
+    whole channels, with the correlations measured now (a neuron's map is local: left out)."""
+    wide = [t for t in targets if t is None or "@" not in t]
+    guided, gradient = _alike(net, x, wide, "guided"), _alike(net, x, wide, "gradient")
     if not guided:
         return ""
     pairs = ", ".join(f"{html.escape(str(t))} {g:.2f} (gradient {d:.2f})"
-                      for t, g, d in zip(targets[1:], guided, gradient))
-    return ("<p class='note'><b>Guided backprop draws nearly the same picture for every "
-            "target</b> (rank correlation of its |map| with the top class's map: "
-            f"{pairs}). This is a known property, not a bug: guided backprop (and deconvnet) "
-            "mostly reconstruct the image's edges whatever the target (Nie, Zhang &amp; Patel "
-            "2018, <i>A Theoretical Explanation for Perplexing Behaviors of Backpropagation-based "
-            "Visualizations</i>), and barely change when the network's top layers are replaced "
-            "by random ones (Adebayo et al. 2018; see the next section). Read it as \"edges the "
-            "network passes on\", not as the evidence for one class or unit.</p>")
+                      for t, g, d in zip(wide[1:], guided, gradient))
+    alike = min(guided) >= 0.7
+    head = ("Guided backprop draws nearly the same picture for the class and for each channel"
+            if alike else "How alike guided backprop's pictures of the class and the channels are")
+    why = (" This is a known property, not a bug: " if alike else " Expect them to be alike: ")
+    return (f"<p class='note'><b>{head}</b> (rank correlation of its |map| with the top class's "
+            f"map: {pairs}).{why}guided backprop (and deconvnet) mostly reconstruct the image's "
+            "edges whatever the target (Nie, Zhang &amp; Patel 2018, <i>A Theoretical "
+            "Explanation for Perplexing Behaviors of Backpropagation-based Visualizations</i>), "
+            "and barely change when the network's top layers are replaced by random ones "
+            "(Adebayo et al. 2018; see the next section). Read it as \"edges the network passes "
+            "on\", not as the evidence for one class or unit. A single neuron's map (LAYER:C@Y,X) "
+            "differs because it only covers the neuron's receptive field.</p>")
 
 
 def _deconv_note(net: Network, x: torch.Tensor) -> str:

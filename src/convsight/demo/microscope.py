@@ -22,7 +22,7 @@ STEP = f"synthesising an image for units of {LAYER}"
 
 def settings(quick: bool) -> tuple[int, int, int]:
     """Units, steps and size (px) of the demo's syntheses."""
-    return (4, 24, 96) if quick else (6, 64, 128)
+    return (4, 32, 96) if quick else (6, 64, 128)
 
 
 def _atlas(net: Network, out: Path, quick: bool) -> Atlas:
