@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..attribute import attribute
-from ..capture import capture
+from ..capture import capture, eval_mode
 from ..figures import attribution_figure
 from ..images import sample_images
 from ..models import Network
@@ -17,7 +17,7 @@ from ..progress import ProgressArg
 from ..trust.similarity import absolute_map, spearman
 from ..units import layer_names
 
-STEP = "explaining the cat photo: gradient, guided backprop, Grad-CAM, SmoothGrad"
+STEP = "explaining the cat photo: gradient, guided backprop, Grad-CAM"
 
 
 def _strong_units(net: Network, x: torch.Tensor, n_channels: int) -> list[str]:
@@ -44,7 +44,7 @@ def _alike(net: Network, x: torch.Tensor, targets: list[str | None], method: str
     """Rank correlation of the |map| of each target after the first with the first's map."""
     if len(targets) < 2:
         return []
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(net.module):
         top = int(net.module(x).argmax(1)[0])
     named = [f"class:{top}" if t is None else t for t in targets]
     maps = absolute_map(attribute(net, x.expand(len(named), *x.shape[1:]), named, method=method))
@@ -88,22 +88,22 @@ def _deconv_note(net: Network, x: torch.Tensor) -> str:
 
 
 def _more(net: Network, x: torch.Tensor, out: Path) -> str:
-    """Grad-CAM, guided Grad-CAM and saliency with and without SmoothGrad (top class)."""
+    """Grad-CAM over the photo and guided Grad-CAM (top class)."""
     cam = attribute(net, x, method="gradcam")[0]
     rgb01 = net.denormalize(x)[0].clamp(0, 1)
     tiles = [label(rgb01.permute(1, 2, 0).cpu().numpy(), "image"),
              label(render_attribution(cam, "heatmap", image=rgb01), "Grad-CAM"),
              label(render_attribution(attribute(net, x, method="guided-gradcam")[0], "rgb"),
-                   "guided Grad-CAM"),
-             label(render_attribution(attribute(net, x, method="smoothgrad", samples=10,
-                                                seed=0)[0], "saliency"), "SmoothGrad |max|"),
-             label(render_attribution(attribute(net, x)[0], "saliency"), "gradient |max|")]
+                   "guided Grad-CAM")]
     save_png(grid(tiles, ncols=len(tiles), pad=4), out / "attribution_cat_more.png")
     return ("<p class='note'>Top class again: Grad-CAM over the photo (which region the class "
-            "score depends on, at the resolution of the last convolutional layer), guided "
-            "Grad-CAM, and Simonyan's saliency (max |gradient| over colours) with and without "
-            "SmoothGrad (10 noisy copies).</p>"
-            '<img src="attribution_cat_more.png" alt="Grad-CAM and saliency for the cat">')
+            "score depends on, at the resolution of the last convolutional layer; Selvaraju et "
+            "al. 2017), and guided Grad-CAM (guided backprop masked by it). Unlike guided "
+            "backprop, Grad-CAM changes as soon as the classifier's weights do (next section). "
+            "Saliency maps (|gradient|, with or without SmoothGrad) are left out: on the default "
+            "model they are diffuse speckle (<code>convsight attribute IMAGE --methods "
+            "smoothgrad</code> draws them).</p>"
+            '<img src="attribution_cat_more.png" alt="Grad-CAM for the cat">')
 
 
 def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..capture import eval_mode
 from ..models import Network
 from ..optimize import DEFAULT_PRESET, maximize
 from ..pictures import image_grid, save_png
@@ -31,7 +32,7 @@ def _probabilities(net: Network, images: torch.Tensor, classes: list[int],
     input size when the preset upsamples)."""
     if upsample:
         images = F.interpolate(images, size=net.input_size, mode="bilinear", align_corners=False)
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(net.module):
         p = torch.softmax(net.module(net.normalize(images.to(net.device))), dim=1).cpu()
     return [float(p[i, c]) for i, c in enumerate(classes)]
 
