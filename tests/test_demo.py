@@ -127,3 +127,23 @@ def test_next_steps_name_the_atlas_when_there_is_one(tmp_path):
     (tmp_path / "atlas" / "atlas.json").write_text("{}")
     assert [c for c, _ in next_steps(tmp_path)] == ["convsight live",
                                                     f"convsight serve {tmp_path / 'atlas'}"]
+
+
+def test_merged_randomisation_steps_and_their_names():
+    from convsight.demo.sanity import _merged, _span
+    from convsight.trust import randomization_steps
+
+    from .tinynets import tiny_net
+
+    assert _span("blocks.15", "blocks.13") == "blocks.15..13"
+    assert _span("fc", "conv_head") == "fc..conv_head"
+    assert _span("blocks.0", "conv_stem") == "blocks.0..conv_stem"
+    assert _span("fc", "fc") == "fc"
+    net = convsight.Network(tiny_net(), input_size=(32, 32))
+    x = torch.rand(1, 3, 32, 32)
+    steps = randomization_steps(net, x, "block")  # fc, conv3, conv2, bn1, conv1 (output first)
+    group, deepest = _merged(net, x, 2)
+    size = -(-len(steps) // 2)
+    names = [group(m) for _, members in steps for m in members]
+    assert len(set(names)) == 2 and names[0] == _span(steps[0][0], steps[size - 1][0])
+    assert deepest[names[0]] == steps[size - 1][0] and deepest[names[-1]] == steps[-1][0]
