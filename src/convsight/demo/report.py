@@ -25,5 +25,5 @@ def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False)
             f'patches beside their guided-backprop projections: <a href="{path.name}">'
             f"{path.name}</a> (a static page). <code>convsight report {atlas_dir}</code> adds "
             "how far each projection can be trusted (deletion, insertion and randomisation "
-            "scores, a few seconds per unit). Browse interactively with "
+            "scores). Browse interactively with "
             f"<code>convsight serve {atlas_dir}</code>.</p>")
