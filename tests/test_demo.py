@@ -147,3 +147,18 @@ def test_merged_randomisation_steps_and_their_names():
     names = [group(m) for _, members in steps for m in members]
     assert len(set(names)) == 2 and names[0] == _span(steps[0][0], steps[size - 1][0])
     assert deepest[names[0]] == steps[size - 1][0] and deepest[names[-1]] == steps[-1][0]
+
+
+def test_summary_names_the_program_as_it_was_started(monkeypatch):
+    import shutil
+
+    from convsight.cli import demo as cli_demo
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # not on PATH (after `make demo`)
+    monkeypatch.setattr("sys.argv", [".venv/bin/convsight", "demo"])
+    assert cli_demo._program() == ".venv/bin/convsight"
+    monkeypatch.setattr("sys.argv", ["/x/convsight/__main__.py", "demo"])  # python -m convsight
+    assert cli_demo._program() == "convsight"
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/convsight")
+    monkeypatch.setattr("sys.argv", [".venv/bin/convsight", "demo"])
+    assert cli_demo._program() == "convsight"

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for t in timings["sections"]:
         print(f"  {t['seconds']:6.1f} s  {t['section']}: {t['step']}")
     program = _program()
+    print("open it live:")
     for command, what in next_steps(args.out):
-        print(f"{what}: {program}{command[len('convsight'):]}")
+        print(f"  {program}{command[len('convsight'):]}    # {what}")
     return 0
