@@ -72,3 +72,13 @@ def test_demo_quick(tmp_path):
     for name in ("filters.png", "face_units.png", "photo_chelsea.png"):
         assert name in html and (tmp_path / "demo" / name).is_file()
     assert "tiger cat" in html or "tabby" in html or "Egyptian cat" in html
+    # each section is named before it runs, with an estimate; its seconds are on the page, in
+    # timings.json and in the summary, with the commands that open the live view and the atlas
+    assert "[4/9] mining the top-9 patches of blocks.1" in r.stderr and " s left)" in r.stderr
+    timings = json.loads((tmp_path / "demo" / "timings.json").read_text())
+    assert len(timings["sections"]) == 9 and html.count("this section took") == 9
+    for t in timings["sections"]:
+        assert f"{t['seconds']:6.1f} s  {t['section']}: {t['step']}" in r.stdout
+        assert f"{t['section']} {t['seconds']:.1f} s" in html
+    assert "convsight live" in r.stdout and f"serve {tmp_path / 'demo' / 'atlas'}" in r.stdout
+    assert "<code>convsight live</code>" in html

@@ -191,11 +191,23 @@ def test_demo_section_quick_writes_its_pictures(lite0, tmp_path):
 
     with untouched(lite0.module):
         fragment = syntheses(lite0, tmp_path, quick=True)
-    assert 'src="maximize_classes.png"' in fragment and 'src="maximize_presets.png"' in fragment
-    assert "contrast-stretched" in fragment and "20 steps at 64 px" in fragment
+    assert 'src="maximize_classes.png"' in fragment and "maximize_presets.png" not in fragment
+    assert "contrast-stretched" in fragment and "40 steps at 80 px" in fragment
+    assert "smoother in their own way" not in fragment
     classes = Image.open(tmp_path / "maximize_classes.png")
-    presets = Image.open(tmp_path / "maximize_presets.png")
-    assert classes.width > 5 * 64 and presets.width > len(PRESETS) * 48
+    assert classes.width > 5 * 80
+
+
+def test_demo_plain_ascent_beside_the_default_preset(lite0, tmp_path):
+    from convsight.demo.synthesis import PIXEL_PRESETS, _compare, _plain_note
+
+    images, probs = _compare(lite0, 130, steps=2, size=32, progress=False)
+    assert len(images) == len(probs) == len(PIXEL_PRESETS) and images[0].shape == (3, 32, 32)
+    assert all(0 <= p <= 1 for p in probs)
+    # the note says what the run measured: a sure network, or a low p after few steps
+    assert "gives it p=0.97, yet it is high-frequency noise" in _plain_note("flamingo", 0.97)
+    assert "reached p=0.03 in these few steps" in _plain_note("flamingo", 0.03)
+    assert "Nguyen" in _plain_note("flamingo", 0.5)
 
 
 def test_progress_rules_by_hand():

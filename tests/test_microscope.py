@@ -340,14 +340,23 @@ def test_cli_layer_into_an_atlas_and_bad_units(lite0, tmp_path, capsys):
     assert rc == 2 and "cannot read --units '3-x'" in capsys.readouterr().err
 
 
-def test_demo_section_quick_shows_syntheses_beside_patches(lite0, tmp_path):
-    from convsight.demo.microscope import LAYER, section
+def test_demo_section_quick_shows_syntheses_beside_patches(lite0, tmp_path, monkeypatch):
+    from convsight.demo import microscope
+    from convsight.demo.microscope import LAYER, section, settings
+    from convsight.demo.mining import informative_units
 
     html = section(lite0, tmp_path, quick=True)
     assert "microscope.png" in html and (tmp_path / "microscope.png").is_file()
     atlas = convsight.Atlas.open(tmp_path / "microscope_atlas")
-    assert all(atlas.synthesis(LAYER, c) is not None for c in range(4))
-    assert atlas.synthesis(LAYER, 4) is None
+    units = informative_units(atlas, LAYER, settings(True)[0])
+    assert len(units) == 4 and f"Units {', '.join(map(str, units))}:" in html
+    assert [c for c in range(atlas.channels(LAYER)) if atlas.synthesis(LAYER, c) is not None] \
+        == units
+    # a second run into the same folder with other settings replaces the syntheses, not refused
+    monkeypatch.setattr(microscope, "settings", lambda quick: (3, 2, 32))
+    section(lite0, tmp_path, quick=True)
+    assert [c for c in range(atlas.channels(LAYER)) if atlas.synthesis(LAYER, c) is not None] \
+        == informative_units(atlas, LAYER, 3)
 
 
 def test_cli_mine_synthesize(lite0, tmp_path, capsys):

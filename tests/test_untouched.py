@@ -225,8 +225,18 @@ def _metrics_all(net):
                        road={"percentages": [50]}, max_sensitivity={"samples": 2}).figure()
 
 
+def _demo(model):
+    import tempfile
+
+    from convsight.demo import demo
+
+    with tempfile.TemporaryDirectory() as folder:
+        demo(folder, model=convsight.as_network(model), quick=True, progress=False)
+
+
 CALLS = {
     "atlas_html": _atlas_html,
+    "demo": _demo,
     "network_and_display": _network_and_display,
     "web_explorer": _web_explorer,
     "web_report": _web_report,

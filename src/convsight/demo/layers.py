@@ -7,9 +7,13 @@ from pathlib import Path
 
 from ..capture import layer_table
 from ..models import Network
+from ..progress import ProgressArg
 
 
-def section(net: Network, out: Path, quick: bool) -> str:
+STEP = "the layer table"
+
+
+def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False) -> str:
     """The layer table (as `convsight layers` prints it)."""
     rows = layer_table(net)
     body = "".join(

@@ -7,16 +7,21 @@ from pathlib import Path
 
 import torch
 
+from ..capture import eval_mode
 from ..images import sample_images
 from ..models import Network
+from ..progress import ProgressArg
 from ..pictures import save_png
 
 
-def section(net: Network, out: Path, quick: bool) -> str:
+STEP = "top-5 predictions on the sample photos"
+
+
+def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False) -> str:
     """Top-5 classes for each sample photo, with the photo as the network saw it."""
     photos = sample_images()
     x = net.preprocess(list(photos.values())).to(net.device)
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(net.module):  # a module left in train mode stays as it was
         probs = torch.softmax(net.module(x), dim=1).cpu()
     cards = []
     for (name, _), xi, p in zip(photos.items(), x, probs):
