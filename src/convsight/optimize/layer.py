@@ -105,7 +105,8 @@ def final_values(net: Network, layer: str, channels: Sequence[int], images: torc
     """Each image's target value as the network sees the image itself: no random transform,
     resized to the network's input size when smaller (as the ascent upsampled it)."""
     x = images.to(net.device)
-    if x.shape[-2] < net.input_size[0] or x.shape[-1] < net.input_size[1]:
+    if not net.input_size_assumed and (x.shape[-2] < net.input_size[0]
+                                       or x.shape[-1] < net.input_size[1]):
         x = F.interpolate(x, size=net.input_size, mode="bilinear", align_corners=False)
     targets = [f"{layer}:{c}" for c in channels for _ in range(copies)]
     return evaluate(net, net.normalize(x), targets, detach=True)[0].float().cpu()
