@@ -29,7 +29,7 @@ from ..capture import layer_shape
 from ..errors import ConvsightError, UnitError
 from ..models import Network
 from ..targets import evaluate, parse_target
-from ..units import check_layer
+from ..units import check_layer, format_ranges
 from .ascent import Objective, Synthesis, ascend, check_diversity
 from .presets import Settings
 
@@ -64,7 +64,7 @@ def check_channels(net: Network, layer: str, channels: Any, width: int | None = 
         raise UnitError(f"no channels given: {valid}")
     bad = [c for c in chosen if not 0 <= c < n]
     if bad:
-        raise UnitError(f"channel{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
+        raise UnitError(f"channel{'s' if len(bad) > 1 else ''} {format_ranges(bad)} "
                         f"out of range: {valid}")
     twice = sorted({c for c in chosen if chosen.count(c) > 1})
     if twice:
