@@ -17,9 +17,25 @@ COMMANDS = ["demo", "layers", "filters", "mine", "serve", "report", "maximize", 
             "rf"]
 
 
+class _Version(argparse.Action):
+    """``--version``: the package version, read only when asked (importing it loads torch)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print convsight's version and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import __version__
+
+        print(f"convsight {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convsight",
-                                     description="See how a convolutional network sees.")
+    from .common import Parser
+
+    parser = Parser(prog="convsight", description="See how a convolutional network sees.")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
