@@ -59,7 +59,8 @@ def test_errors_are_one_line_messages(tmp_path):
     r = run_cli("layers", "--model", "resnet18", "--weights", str(tmp_path / "none.pth"))
     assert r.returncode == 2 and "weights file not found" in r.stderr
     r = run_cli("filters", "--units", "a,b")
-    assert r.returncode == 2 and "comma-separated integers" in r.stderr
+    assert r.returncode == 2 and "ranges such as 0-31" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("convsight: error:")
 
 
 @pytest.mark.slow
