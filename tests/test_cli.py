@@ -73,3 +73,16 @@ def test_demo_quick(tmp_path):
     for name in ("filters.png", "face_units.png", "photo_chelsea.png"):
         assert name in html and (tmp_path / "demo" / name).is_file()
     assert "tiger cat" in html or "tabby" in html or "Egyptian cat" in html
+
+
+def test_samples_writes_the_files_the_docs_name(tmp_path, capsys):
+    import convsight
+    from convsight.images import list_images
+
+    assert main(["samples", "-o", str(tmp_path / "s"), "--crops", "3"]) == 0
+    for name, image in convsight.sample_images().items():
+        written = np.asarray(Image.open(tmp_path / "s" / f"{name}.jpg").convert("RGB"), np.float32)
+        assert written.shape == np.asarray(image).shape
+        assert np.abs(written - np.asarray(image, np.float32)).mean() < 3  # JPEG, quality 95
+    assert len(list_images(tmp_path / "s")) == 5 + 3
+    assert "chelsea.jpg" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import warnings
 
 # Sub-command modules, in the order ``convsight --help`` lists them.
 COMMANDS = ["demo", "layers", "filters", "mine", "serve", "report", "maximize", "attribute", "check",
-            "rf"]
+            "rf", "samples"]
 
 
 class _Version(argparse.Action):
