@@ -91,6 +91,15 @@ def test_units_take_ranges_in_every_command(text, units):
                               text]).synthesize == units
 
 
+def test_synthesize_alone_means_every_unit():
+    parser = build_parser()
+    mine = ["mine", "d", "--layers", "x", "-o", "a"]
+    assert parser.parse_args(mine).synthesize is False
+    assert parser.parse_args(mine + ["--synthesize"]).synthesize is None  # every unit
+    assert parser.parse_args(mine + ["--synthesize", "all"]).synthesize is None
+    assert parser.parse_args(["filters", "--units", "all"]).units is None
+
+
 def test_filters_draws_a_range_of_units(tmp_path, capsys):
     assert main(["filters", "--units", "0-2", "-o", str(tmp_path / "a.png")]) == 0
     assert main(["filters", "--units", "0,1,2", "-o", str(tmp_path / "b.png")]) == 0

@@ -54,9 +54,12 @@ def add_quiet_arg(p: argparse.ArgumentParser) -> None:
                         "every few seconds)")
 
 
-def units_list(text: str) -> list[int]:
-    """``--units``: ``"0-31"``, ``"3,7,10-12"`` -> channel numbers (the one parser of unit lists;
-    whether they exist is checked against the layer by the call that uses them)."""
+def units_list(text: str) -> list[int] | None:
+    """``--units``: ``"0-31"``, ``"3,7,10-12"`` -> channel numbers, ``"all"`` -> None (every
+    unit). The one parser of unit lists; whether the units exist is checked against the layer by
+    the call that uses them."""
+    if text.strip() == "all":
+        return None
     units: list[int] = []
     for part in text.split(","):
         first, dash, last = part.strip().partition("-")
@@ -76,7 +79,8 @@ def units_list(text: str) -> list[int]:
 
 def add_units_arg(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--units", type=units_list, default=None, metavar="LIST",
-                   help=f"{help}: numbers and ranges such as 0-31 or 3,7,10-12 (default: all)")
+                   help=f"{help}: numbers and ranges such as 0-31 or 3,7,10-12, or all "
+                        "(default: all)")
 
 
 def add_input_size_arg(p: argparse.ArgumentParser, default: str = "the model's own") -> None:

@@ -32,11 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grids", type=int, default=0, metavar="N",
                    help="also draw the first N units of each layer as LAYER.png in the atlas folder "
                         "(default 0: none)")
-    p.add_argument("--synthesize", nargs="?", type=units_list, const="all", default=None,
+    # argparse passes a string const through units_list too: "all" -> None, every unit
+    p.add_argument("--synthesize", nargs="?", type=units_list, const="all", default=False,
                    metavar="UNITS",
                    help="after mining, also store a synthesised image for every unit of each "
                         "layer (or only UNITS, e.g. 0-31), as `convsight maximize --layer L "
-                        "--atlas OUT` does; resumable")
+                        "--atlas OUT` does; resumable (default: no syntheses)")
     p.add_argument("--synthesis-preset", default=None, metavar="PRESET",
                    help="preset for --synthesize (default: maximize's default preset)")
     p.add_argument("--synthesis-steps", type=int, default=None, metavar="N",
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {path}: {reason}")
         if len(atlas.skipped) > 20:
             print(f"  ... and {len(atlas.skipped) - 20} more (listed in atlas.json)")
-    if args.synthesize is not None:
+    if args.synthesize is not False:
         _synthesize(args, net, atlas)
     for layer in atlas.layers if args.grids > 0 else []:
         path = save_png(atlas.layer_grid(layer, max_units=args.grids, net=net),
@@ -92,7 +93,7 @@ def _synthesize(args: argparse.Namespace, net, atlas) -> None:
     """A synthesis per unit of each mined layer, stored in the atlas (after mining is done)."""
     from .. import visualize_layer
     from ..optimize import DEFAULT_PRESET
-    units = None if args.synthesize == "all" else args.synthesize
+    units = args.synthesize  # None: every unit
     for layer in atlas.layers:
         out = visualize_layer(net, layer, units, preset=args.synthesis_preset or DEFAULT_PRESET,
                               steps=args.synthesis_steps, atlas=atlas, device=args.device,
