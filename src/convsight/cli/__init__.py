@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..errors import ConvsightError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a one-line argument error (2)
+        return stop.code if isinstance(stop.code, int) else 0
     warnings.simplefilter("default", UserWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"convsight: warning: {msg}\n"
     try:
