@@ -207,8 +207,8 @@ def test_layer_grid_of_a_synthesised_layer_that_was_not_mined(small_atlas, tmp_p
                               progress=False)
     atlas = convsight.Atlas.open(root)
     assert "conv1" not in atlas.layers
-    assert atlas.layer_grid("conv1", tile=20).shape[1] > 3 * 20  # 8 units: 3 columns
-    grid = atlas.layer_grid("conv1", channels=[0, 1, 2, 3], tile=20)
+    assert atlas.layer_grid("conv1", channels=range(8), tile=20).shape[1] > 3 * 20  # 3 columns
+    grid = atlas.layer_grid("conv1", tile=20)  # the 4 units that have a synthesis
     assert grid.ndim == 3 and grid.shape[2] == 3
     # 2 x 2 cells of 20 px tiles (plus pads and labels) holding the syntheses
     assert 2 * 20 <= grid.shape[1] < 2 * 20 + 40

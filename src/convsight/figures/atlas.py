@@ -115,8 +115,11 @@ def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
     """
     info = atlas.synthesis_info(layer) if syntheses and layer not in atlas.layers else None
     if info is not None:  # a layer with syntheses but no patches: the syntheses alone
-        return _synthesis_grid(atlas, layer, _channels(atlas, layer, channels, max_units,
-                                                       int(info["channels"])), tile, labels)
+        n = int(info["channels"])
+        stored = [c for c in range(n) if atlas.synthesis(layer, c) is not None] \
+            if channels is None else []
+        chosen = stored[:max_units] or _channels(atlas, layer, channels, max_units, n)
+        return _synthesis_grid(atlas, layer, chosen, tile, labels)
     chosen = _channels(atlas, layer, channels, max_units)
     if not chosen:
         raise ConvsightError(f"no units to draw for layer {layer}")
