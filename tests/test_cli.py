@@ -59,7 +59,8 @@ def test_errors_are_one_line_messages(tmp_path):
     r = run_cli("layers", "--model", "resnet18", "--weights", str(tmp_path / "none.pth"))
     assert r.returncode == 2 and "weights file not found" in r.stderr
     r = run_cli("filters", "--units", "a,b")
-    assert r.returncode == 2 and "comma-separated integers" in r.stderr
+    assert r.returncode == 2 and "ranges such as 0-31" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("convsight: error:")
 
 
 @pytest.mark.slow
@@ -82,3 +83,16 @@ def test_demo_quick(tmp_path):
         assert f"{t['section']} {t['seconds']:.1f} s" in html
     assert "convsight live" in r.stdout and f"serve {tmp_path / 'demo' / 'atlas'}" in r.stdout
     assert "<code>convsight live</code>" in html
+
+
+def test_samples_writes_the_files_the_docs_name(tmp_path, capsys):
+    import convsight
+    from convsight.images import list_images
+
+    assert main(["samples", "-o", str(tmp_path / "s"), "--crops", "3"]) == 0
+    for name, image in convsight.sample_images().items():
+        written = np.asarray(Image.open(tmp_path / "s" / f"{name}.jpg").convert("RGB"), np.float32)
+        assert written.shape == np.asarray(image).shape
+        assert np.abs(written - np.asarray(image, np.float32)).mean() < 3  # JPEG, quality 95
+    assert len(list_images(tmp_path / "s")) == 5 + 3
+    assert "chelsea.jpg" in capsys.readouterr().out

@@ -1,19 +1,28 @@
-"""Every Python code block of README.md and docs/*.md runs, and shows the output it claims.
+"""Every code block of README.md and docs/*.md runs, and shows the output it claims.
 
-The blocks of one file run in order in one namespace (a guide builds on its earlier blocks), in a
-folder that holds the files the docs name (``photo.jpg``, ``cat.jpg``, ``r18.pth``, ...). A line
-``expression   # value`` whose comment is a Python literal must evaluate to that value, so the
-docs cannot drift from the code. Long work is shrunk for the test (fewer steps, fewer photos),
-never the code paths; shell blocks are covered by the CLI tests.
+The blocks of one file, Python and shell alike, run in document order in one folder and (Python)
+one namespace, as a reader would run them: a guide builds on its earlier blocks. The folder holds
+what the docs say to make (``convsight samples -o .``: ``chelsea.jpg``, ``coffee.jpg``; a
+``photos/`` folder) and the reader's own files they name (``r18.pth``, ``my.pth``: state dicts).
+A Python line ``expression   # value`` whose comment is a Python literal must evaluate to that
+value; a shell line ``$ convsight ...`` followed by lines of output must print those lines; every
+other ``convsight`` line must exit 0 (``--device cuda`` on a machine without a GPU: the one-line
+error, exit 2). Long work is shrunk for the test (fewer steps, photos and units), never the code
+paths. The example notebook's text must name the preset its code runs.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import json
 import numbers
-import shutil
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,16 +31,56 @@ import pytest
 import torch
 
 import convsight
+from convsight.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+ANY_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+SHELL = ("", "bash", "sh", "console", "shell")
+TOUR = ROOT / "examples" / "tour.ipynb"
 
 
 def python_blocks(path: Path) -> list[tuple[int, str]]:
     """(first line number, code) of each ```python block."""
     text = path.read_text(encoding="utf-8")
     return [(text[:m.start()].count("\n") + 2, m.group(1)) for m in FENCE.finditer(text)]
+
+
+def doc_blocks(path: Path) -> list[tuple[int, str, str]]:
+    """(first line number, "python" or "shell", code) of each block that runs, in order."""
+    text = path.read_text(encoding="utf-8")
+    blocks = []
+    for m in ANY_FENCE.finditer(text):
+        kind = "python" if m.group(1) == "python" else "shell" if m.group(1) in SHELL else None
+        if kind == "shell" and not shell_commands(m.group(2)):
+            kind = None  # a layout, a table, a file listing
+        if kind:
+            blocks.append((text[:m.start()].count("\n") + 2, kind, m.group(2)))
+    return blocks
+
+
+def shell_commands(code: str) -> list[tuple[str, list[str] | None]]:
+    """Each ``convsight``/``torchrun`` command of a shell block, without its comment, and the
+    output lines shown under it (``$ `` blocks; None when none are shown)."""
+    commands: list[tuple[str, list[str] | None]] = []
+    prompt = False
+    for line in re.sub(r"\s*\\\n\s*", " ", code).splitlines():
+        prompt = prompt or line.startswith("$ ")
+        text = line[2:] if line.startswith("$ ") else line
+        if re.match(r"(convsight|torchrun) ", text):
+            commands.append((text.split("  #")[0].strip(), [] if prompt else None))
+        elif commands and commands[-1][1] is not None and line.strip():
+            commands[-1][1].append(line.rstrip())
+    return [(c, out or None) for c, out in commands]
+
+
+def expand_optional(command: str) -> str:
+    """``convsight layers [--model resnet18] [--json]`` -> every optional part included, except
+    those naming a placeholder (``[--layer L]``)."""
+    def part(m: re.Match) -> str:
+        return "" if re.search(r"(^|\s)[A-Z]+(\s|$)", m.group(1)) else m.group(1)
+    return re.sub(r"\s+", " ", re.sub(r"\[([^\]]*)\]", part, command)).strip()
 
 
 def claimed_value(line: str):
@@ -99,10 +148,11 @@ class Shrunk:
         visualize_layer = convsight.visualize_layer
 
         @functools.wraps(visualize_layer)
-        def small_visualize_layer(*args, **kwargs):
+        def small_visualize_layer(model, layer, channels=None, **kwargs):
             kwargs["steps"] = min(kwargs.get("steps") or 4, 4)
             kwargs.setdefault("progress", False)
-            return visualize_layer(*args, **kwargs)
+            channels = range(16) if channels is None else channels  # every unit: the first 16
+            return visualize_layer(model, layer, channels, **kwargs)
 
         photo_folder = mining.photo_folder
 
@@ -129,7 +179,7 @@ def mined(tmp_path_factory, lite0):
 
     root = tmp_path_factory.mktemp("mined")
     photo_folder(root / "photos", n=16, seed=3)
-    convsight.mine(lite0, root / "photos", ["blocks.3", "blocks.5", "blocks.10"], k=9,
+    convsight.mine(lite0, root / "photos", ["blocks.3", "blocks.10"], k=9,  # as docs/mining.md
                    out=root / "atlas", progress=False)
     return root
 
@@ -140,9 +190,9 @@ def folder(tmp_path, monkeypatch, photos, mined):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(mined / "photos", tmp_path / "photos")
     shutil.copytree(mined / "atlas", tmp_path / "atlas")
-    photos["chelsea"].save(tmp_path / "cat.jpg")
-    photos["coffee"].save(tmp_path / "photo.jpg")
-    torch.save(__import__("torchvision").models.resnet18().state_dict(), tmp_path / "r18.pth")
+    assert main(["samples", "-o", str(tmp_path)]) == 0  # the docs' chelsea.jpg, coffee.jpg, ...
+    for name in ("r18.pth", "my.pth", "w.pth"):  # the reader's own trained ResNet-18
+        torch.save(__import__("torchvision").models.resnet18().state_dict(), tmp_path / name)
     try:
         import timm
 
@@ -161,21 +211,136 @@ def given_names() -> dict:
     return {"my_module": module, "image_tensor": torch.rand(3, 224, 224)}
 
 
+@pytest.fixture()
+def not_listening(monkeypatch, tmp_path):
+    """``convsight serve`` builds its app and returns instead of binding a port and serving."""
+    import convsight.web
+    import convsight.web.server
+
+    class Socket:
+        def close(self) -> None:
+            pass
+
+    def build(atlas=None, model=None, **kwargs):
+        not_serving(atlas, model, cache_dir=kwargs.get("cache_dir") or tmp_path / "cache")
+
+    monkeypatch.setattr(convsight.web.server, "bind", lambda host, port: Socket())
+    monkeypatch.setattr(convsight.web, "serve", build)
+
+
+# shrunk as the Python calls are: same code paths, fewer points, windows and detailed units
+SHRINK = {"check": ["--steps", "4", "--group", "all", "--window", "64", "--stride", "64"],
+          "report": ["--details", "1"]}
+SKIP = {"demo": "tests/test_cli.py::test_demo_quick runs it"}
+
+
+def run_command(command: str, shown: list[str] | None, where: str, capsys) -> None:
+    """Run one documented command as the reader would; check its exit status and output."""
+    words = shlex.split(expand_optional(command))
+    torchrun = words[0] == "torchrun"
+    if torchrun:
+        nproc = int(next(w for w in words if w.startswith("--nproc_per_node=")).split("=")[1])
+        words = words[words.index("convsight.cli") + 1:]
+    else:
+        words = words[1:]
+    if words[0] in SKIP:
+        return
+    device = words[words.index("--device") + 1] if "--device" in words else "cpu"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.startswith("cuda") and gpus == 0:  # the documented one-line refusal
+        assert main(words) == 2, f"{where}: {command}"
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no CUDA GPU" in err[0], (where, err)
+        return
+    if torchrun:
+        if device.startswith("cuda") and gpus < nproc:
+            return  # needs nproc GPUs
+        env = dict(os.environ, OMP_NUM_THREADS="1", CONVSIGHT_DIST_TIMEOUT="120",
+                   PYTHONPATH=str(ROOT / "src"))
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc_per_node={nproc}", "-m", "convsight.cli", *words], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{where}: {command}\n{r.stderr[-2000:]}"
+        return
+    code = main(words + SHRINK.get(words[0], []))
+    out, err = capsys.readouterr()
+    assert code == 0, f"{where}: {command} exited {code}: {err[-1000:]}"
+    if shown is not None:
+        assert [line.rstrip() for line in out.strip().splitlines()] == shown, \
+            f"{where}: {command} printed\n{out}\nthe docs show\n" + "\n".join(shown)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("doc", [d for d in DOCS if python_blocks(d)],
+@pytest.mark.parametrize("doc", [d for d in DOCS if doc_blocks(d)],
                          ids=lambda d: d.relative_to(ROOT).as_posix())
-def test_python_blocks_run_and_show_their_output(doc, folder):
+def test_blocks_run_and_show_their_output(doc, folder, not_listening, capsys):
     namespace = {"__name__": "__docs__", **given_names()}
-    for line, code in python_blocks(doc):
+    for line, kind, code in doc_blocks(doc):
         where = f"{doc.relative_to(ROOT)}:{line}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # random-weight notices
             try:
-                run_block(code, namespace, where)
+                if kind == "python":
+                    run_block(code, namespace, where)
+                else:
+                    for command, shown in shell_commands(code):
+                        run_command(command, shown, where, capsys)
             except AssertionError:
                 raise
             except Exception as exc:
                 pytest.fail(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def test_shell_commands_are_read_as_written():
+    code = "$ convsight rf blocks.5 --unit 1@2,3\nsize     83 x 83\n\n$ convsight layers   # note\n"
+    assert shell_commands(code) == [("convsight rf blocks.5 --unit 1@2,3", ["size     83 x 83"]),
+                                    ("convsight layers", None)]
+    code = ("convsight attribute a.jpg --target class:1 \\\n    --methods gradient -o f.png\n"
+            "torchrun --nproc_per_node=2 -m convsight.cli mine p/ -o a   # CPU\n")
+    assert shell_commands(code) == [("convsight attribute a.jpg --target class:1 --methods "
+                                     "gradient -o f.png", None),
+                                    ("torchrun --nproc_per_node=2 -m convsight.cli mine p/ -o a",
+                                     None)]
+    assert shell_commands("ATLAS/syntheses/x.png   a file\n") == []
+    assert expand_optional("convsight filters [--layer L] [--units 0,1,2] -o f.png [--json]") == \
+        "convsight filters --units 0,1,2 -o f.png --json"
+
+
+def preset_claims(nb: dict) -> list[tuple[str, str]]:
+    """(preset the text says it uses, the next code cell) for each markdown cell of a notebook
+    that names one as ``preset `NAME```."""
+    cells = nb["cells"]
+    claims = []
+    for i, cell in enumerate(cells):
+        text = "".join(cell["source"])
+        for name in re.findall(r"preset `([\w-]+)`", text) if cell["cell_type"] == "markdown" else []:
+            code = next("".join(c["source"]) for c in cells[i + 1:] if c["cell_type"] == "code")
+            claims.append((name, code))
+    return claims
+
+
+def presets_run(code: str) -> list[str]:
+    """The preset of each maximize / visualize_layer call of a cell (the default when none)."""
+    from convsight.optimize import DEFAULT_PRESET
+
+    runs = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+                in ("maximize", "visualize_layer"):
+            given = [k.value for k in node.keywords if k.arg == "preset"]
+            runs.append(ast.literal_eval(given[0]) if given else DEFAULT_PRESET)
+    return runs
+
+
+def test_notebook_text_names_the_preset_its_code_runs():
+    claims = preset_claims(json.loads(TOUR.read_text(encoding="utf-8")))
+    assert claims, "the tour's synthesis section names its preset"
+    for name, code in claims:
+        assert presets_run(code) and set(presets_run(code)) == {name}, (name, code)
+    wrong = {"cells": [{"cell_type": "markdown", "source": ["uses preset `yosinski-3`"]},
+                       {"cell_type": "code", "source": ["convsight.maximize(net, 'class:1')"]}]}
+    (name, code), = preset_claims(wrong)
+    assert presets_run(code) != [name]  # the check above can fail
 
 
 def test_claims_are_read_as_literals():

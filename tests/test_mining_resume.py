@@ -191,6 +191,11 @@ def test_two_processes_merge_to_the_single_process_atlas(net, folder, oracle, tm
     assert_matches(merged, oracle, LAYERS, K)
     single = convsight.mine(net, folder, LAYERS, k=K, batch_size=5, progress=False)
     assert_same_atlas(merged, single, exact_values=False)
+    # a finished torchrun run resumes (opens) in one process, as docs/mining.md says
+    reopened = convsight.mine(net, folder, LAYERS, k=K, batch_size=5, out=out, resume=True,
+                              progress=False)
+    assert_same_atlas(reopened, merged)
+    assert reopened.info["config"]["processes"] == 2  # opened, not mined again
 
 
 def test_cli_mine(folder, tmp_path, capsys):

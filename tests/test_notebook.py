@@ -51,3 +51,7 @@ def test_tour_runs_and_shows_pictures(tmp_path, monkeypatch):
     assert html.count("data:image/png;base64,") == 3  # one picture per mined layer
     assert "blocks.5" in html and "receptive field 83 px, stride 16" in html
     assert (tmp_path / "tour_photos").is_dir()
+    # the synthesis's progress bar: one output redrawn in place, not one output per redraw
+    outputs = by_tag["synthesis"].outputs
+    assert not [o for o in outputs if o.output_type == "stream"], outputs
+    assert len([o for o in outputs if o.output_type == "display_data"]) <= 1

@@ -48,6 +48,42 @@ def test_a_kernel_is_needed_for_a_notebook_bar(monkeypatch):
     assert progress.in_notebook()
 
 
+def test_a_notebook_bar_is_one_output_redrawn_in_place(monkeypatch):
+    """In a notebook without ipywidgets: one display per bar, updated in place (throttled), the
+    last update showing the total; nothing written to stderr (each write would be an output)."""
+    IPython_display = pytest.importorskip("IPython.display")
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed
+    monkeypatch.setattr(progress, "_in_notebook", lambda: True)
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    stream = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stderr", stream)
+    shown, updates = [], []
+
+    class Handle:
+        def update(self, obj):
+            updates.append(obj.data)
+
+    def display(obj, display_id=False):
+        assert display_id is True
+        shown.append(obj.data)
+        return Handle()
+
+    monkeypatch.setattr(IPython_display, "display", display)
+    for leave in (True, False):
+        shown.clear(), updates.clear()
+        with progress.progress_bar(400, "maximize", "step", progress=True, leave=leave) as report:
+            for _ in range(400):
+                now[0] += 0.0125  # 5 s in all: a redraw every 0.5 s
+                report(1, objective=2.5)
+        assert len(shown) == 1 and shown[0].startswith("maximize:")
+        assert 9 <= len(updates) <= 11
+        dones = [int(u.split("/400")[0].split()[-1].split("|")[-1]) for u in updates[:-1]]
+        assert dones == sorted(dones) and dones[0] < 60 and "objective=2.5" in updates[-2]
+        assert ("400/400" in updates[-1]) if leave else updates[-1] == ""
+    assert stream.getvalue() == ""
+
+
 def test_false_none_and_callables(capfd):
     calls = []
     for arg in (False, None, lambda done, total: calls.append((done, total))):

@@ -250,7 +250,8 @@ class Atlas:
 
         Patches are clipped to the image (``clip=True``) so that deep layers, whose receptive
         fields outgrow the image, show what they see rather than padding. Units with a stored
-        synthesis (``syntheses``) show it left of their patches.
+        synthesis (``syntheses``) show it left of their patches; a layer that has syntheses but
+        was not mined shows its syntheses alone (by default the units that have one).
         """
         return layer_grid(self, layer, channels, max_units, net, tile, clip=clip,
                           syntheses=syntheses)

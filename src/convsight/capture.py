@@ -82,14 +82,19 @@ class LayerInfo:
 
 def layer_table(model, input_size: tuple[int, int] | None = None) -> list[LayerInfo]:
     """Each layer with its type and output shape, from one forward pass at the input size."""
-    from .models import as_network
+    from .models import as_network, undeclared_size_error
 
     net = as_network(model)
     size = input_size or net.input_size
     names = layer_names(net)
     x = torch.zeros(1, len(net.mean), *size, device=net.device)
     with capture(net.module, names, clone=False, strict=False) as acts, torch.no_grad():
-        net.module(x)
+        try:
+            net.module(x)
+        except RuntimeError as exc:
+            if not net.input_size_assumed:
+                raise
+            raise undeclared_size_error(net, size, exc) from None
     rows = []
     module = net.module
     for name in names:

@@ -20,7 +20,7 @@ from torch import nn
 from .errors import UnitError
 from .models import as_network
 from .pictures import symmetric_scale
-from .units import check_layer
+from .units import check_layer, format_ranges
 
 def first_conv_layer(model) -> str:
     """Name of the first ``nn.Conv2d`` in module order."""
@@ -78,16 +78,16 @@ def weight_images(model, layer: str | None = None, input_shape: Sequence[int] | 
     w = mod.weight.detach().float().cpu()
     n_units = w.shape[0]
     units = list(range(n_units)) if units is None else list(units)
-    for u in units:
-        if not 0 <= u < n_units:
-            raise UnitError(f"unit {u} is out of range for layer {layer}: valid units are "
-                            f"0..{n_units - 1}")
+    bad = [u for u in units if not 0 <= u < n_units]
+    if bad:
+        raise UnitError(f"unit{'s' if len(bad) > 1 else ''} {format_ranges(bad)} out of range for "
+                        f"layer {layer}: valid units are 0..{n_units - 1}")
     if isinstance(mod, nn.Linear):
         shape = _linear_shape(net, mod, input_shape)
         if int(np.prod(shape)) != w.shape[1]:
             raise UnitError(f"layer {layer} takes {w.shape[1]} inputs, which cannot be shown as "
-                            f"an image of shape {shape}; pass input_shape=(C, H, W) with "
-                            f"C*H*W = {w.shape[1]}")
+                            f"an image of shape {shape}; pass input_shape=(C, H, W) "
+                            f"(--input-shape C,H,W on the command line) with C*H*W = {w.shape[1]}")
         w = w.reshape(n_units, *shape)
     w = w[units].numpy()
     if not per_unit_scale:

@@ -68,7 +68,7 @@ class Network:
     module: nn.Module
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
-    input_size: tuple[int, int] | int = (224, 224)
+    input_size: tuple[int, int] | int | None = None
     class_names: list[str] | None = None
     name: str = "custom"
     resize_ratio: float = 256 / 224
@@ -78,6 +78,9 @@ class Network:
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
             raise TypeError(f"Network needs an nn.Module, got {type(self.module).__name__}")
+        if self.input_size is None:  # none declared: 224 px assumed (see ``input_size_assumed``)
+            self.input_size = (224, 224)
+            self.info = {**self.info, "input_size": "assumed"}
         self.input_size = check_input_size(self.input_size)
         self.mean, self.std = self._statistics(self.mean, self.std)
 
@@ -105,6 +108,12 @@ class Network:
             values = tuple(float(v) for v in values)
             return values * channels if len(values) == 1 else values
         return fit(mean, default_mean), fit(std, default_std)
+
+    @property
+    def input_size_assumed(self) -> bool:
+        """True when the module came without an input size (224 px assumed): syntheses then feed
+        it images at their own size instead of upsampling them to 224."""
+        return self.info.get("input_size") == "assumed"
 
     def __repr__(self) -> str:
         classes = f"{len(self.class_names)} classes" if self.class_names else "no class names"
@@ -187,6 +196,14 @@ def check_input_size(size: Any) -> tuple[int, int]:
     return h, w
 
 
+def undeclared_size_error(net: Network, size: Sequence[int], exc: Exception) -> ConvsightError:
+    """The one-line error for a module that failed at ``size`` after declaring no input size."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConvsightError(f"the model failed on {size[0]}x{size[1]} px inputs ({first}); it "
+                          "declares no input size, so 224 px was assumed: wrap it as "
+                          "convsight.Network(module, input_size=(H, W))")
+
+
 def as_network(model: Network | nn.Module) -> Network:
     """Accept a ``Network`` or a bare ``nn.Module`` (wrapped with ImageNet mean/std, 224 px)."""
     if isinstance(model, Network):
@@ -205,11 +222,7 @@ def on_device(model: Network | nn.Module, device: str | torch.device | None) -> 
     net = as_network(model)
     if device is None:
         return net
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConvsightError(f"cannot use device {str(device)!r}: {exc}. Valid devices look like "
-                             "cpu, cuda, cuda:1 or mps") from None
+    device = check_device(device)
     here = net.device
     if here.type == device.type and (device.index is None or here.index == device.index):
         return net
@@ -218,6 +231,32 @@ def on_device(model: Network | nn.Module, device: str | torch.device | None) -> 
     except (RuntimeError, AssertionError) as exc:
         raise ConvsightError(f"cannot use device {str(device)!r}: {exc}") from None
     return dataclasses.replace(net, module=module, info=dict(net.info))
+
+
+def check_device(device: str | torch.device, hint: str = "") -> torch.device:
+    """``device`` as a ``torch.device``, or a one-line ``ConvsightError`` when it is not a device
+    name or this machine has no such device (``cuda`` without a CUDA GPU, ``mps`` without Metal,
+    ``cuda:3`` on a machine with 2 GPUs). ``hint`` is added to the message."""
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConvsightError(f"cannot use device {str(device)!r}: {exc}. Valid devices look like "
+                             "cpu, cuda, cuda:1 or mps") from None
+    problem = None
+    if wanted.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            problem = "this machine has no CUDA GPU"
+        elif wanted.index is not None and wanted.index >= count:
+            problem = f"this machine has {count} CUDA GPU{'s' if count > 1 else ''} (cuda:0.." \
+                      f"cuda:{count - 1})"
+    elif wanted.type == "mps" and not (getattr(torch.backends, "mps", None) and
+                                       torch.backends.mps.is_available()):
+        problem = "this machine has no Apple GPU (MPS)"
+    if problem:
+        raise ConvsightError(f"cannot use device {str(device)!r}: {problem}"
+                             f"{hint or ' (leave out --device, or use cpu)'}")
+    return wanted
 
 
 def weights_fingerprint(module: nn.Module) -> str:

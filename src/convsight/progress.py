@@ -3,7 +3,8 @@
 A loop (the ascent, the mining pass, a report) calls ``report(n)`` as work gets done; what that
 shows is decided once, by the public function the user called, through its ``progress`` argument:
 
-- ``True`` (default): on a terminal a live bar; in a notebook a notebook bar; when stderr is a
+- ``True`` (default): on a terminal a live bar; in a notebook one bar redrawn in place (one
+  output per bar, a widget when ipywidgets is installed); when stderr is a
   file or a pipe (logs, CI) at most one plain line every ``LOG_EVERY`` seconds, and a last line.
 - ``False`` or ``None``: nothing.
 - a callable ``fn(done, total)``: called after every update (the explorer's synthesis progress).
@@ -84,17 +85,52 @@ class _LogLines:
             self._line()
 
 
-def _notebook_bar(**kwargs: Any) -> Any:
-    """tqdm's widget bar when ipywidgets is there, else its text bar (a notebook redraws it in
-    place), instead of ``tqdm.auto``'s warning about missing widgets."""
+class _DisplayBar:
+    """A text bar in one notebook output, redrawn in place (an IPython display with a
+    ``display_id``) at most every ``every`` seconds: one output per bar, however long the loop,
+    where a text bar on stderr would add a message (and a stored output) per redraw."""
+
+    def __init__(self, total: int | None, desc: str, unit: str, initial: int, leave: bool,
+                 every: float = 0.5) -> None:
+        from IPython.display import display
+
+        self.total, self.desc, self.unit, self.leave, self.every = total, desc, unit, leave, every
+        self.done, self.postfix = initial, ""
+        self.start = self.last = time.monotonic()
+        self.handle = display(self._text(), display_id=True)
+
+    def _text(self) -> Any:
+        from IPython.display import Pretty
+        from tqdm import tqdm
+
+        return Pretty(tqdm.format_meter(self.done, self.total, time.monotonic() - self.start,
+                                        prefix=self.desc, unit=self.unit, ncols=100,
+                                        postfix=self.postfix or None))
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            self.handle.update(self._text())
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        from IPython.display import Pretty
+
+        self.handle.update(self._text() if self.leave else Pretty(""))
+
+
+def _notebook_bar(total: int | None, desc: str, unit: str, initial: int, leave: bool) -> Any:
+    """tqdm's widget bar when ipywidgets is there, else a text bar redrawn in one output
+    (``_DisplayBar``); never ``tqdm.auto``'s warning about missing widgets."""
     try:
         import ipywidgets  # noqa: F401
         from tqdm.notebook import tqdm
     except ImportError:
-        from tqdm import tqdm
-
-        kwargs.update(file=sys.stderr, mininterval=1.0)  # each redraw is a message to the page
-    return tqdm(**kwargs)
+        return _DisplayBar(total, desc, unit, initial, leave)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave)
 
 
 @contextmanager

@@ -73,6 +73,17 @@ def close_names(name: str, names: list[str], n: int = 5) -> list[str]:
     return close or [c for c in names if c.split(".")[-1] == name.split(".")[-1]][:n]
 
 
+def format_ranges(numbers) -> str:
+    """``[80, 81, ..., 90, 95]`` -> ``"80-90, 95"``: every number, runs written as ranges."""
+    runs: list[list[int]] = []
+    for n in sorted(set(int(v) for v in numbers)):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def did_you_mean(name: str, names: list[str]) -> str:
     """" Did you mean: a, b?" for the names closest to ``name`` ("" when none is close)."""
     close = close_names(name, names)

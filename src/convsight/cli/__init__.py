@@ -16,12 +16,28 @@ import warnings
 
 # Sub-command modules, in the order ``convsight --help`` lists them.
 COMMANDS = ["demo", "layers", "filters", "mine", "serve", "live", "report", "maximize", "attribute",
-            "check", "rf"]
+            "check", "rf", "samples"]
+
+
+class _Version(argparse.Action):
+    """``--version``: the package version, read only when asked (importing it loads torch)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print convsight's version and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import __version__
+
+        print(f"convsight {__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convsight",
-                                     description="See how a convolutional network sees.")
+    from .common import Parser
+
+    parser = Parser(prog="convsight", description="See how a convolutional network sees.")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
@@ -45,7 +61,10 @@ def _thread_count(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     from ..errors import ConvsightError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a one-line argument error (2)
+        return stop.code if isinstance(stop.code, int) else 0
     if args.threads is not None:
         from ..cpu import set_threads
 

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "backprop, deconvnet, SmoothGrad, Grad-CAM")
     add_model_args(p)
     p.add_argument("image", help="image file (any format Pillow reads)")
-    p.add_argument("--target", action="append", default=None, metavar="T",
+    p.add_argument("--target", action="append", default=None, metavar="TARGET",
                    help="class:N, prob:N, LAYER:C, LAYER:C@Y,X or a sum such as "
                         "'class:281 - class:282' or 'class:281 + 0.5*blocks.5:3'; repeat for one "
                         "row per target "

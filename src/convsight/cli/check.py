@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_model_args, network_from_args
+from .attribute import METHOD_NAMES
+from .common import add_model_args, add_quiet_arg, network_from_args
 
 DEFAULT_METHODS = "gradient,guided,deconv,gradcam,occlusion"
+# convsight.trust.check's own occlusion window and stride (trust.check.CHECK_OPTIONS), coarser
+# than attribute's 16 and 8 because the cascade computes the map once per step
+OCCLUSION_WINDOW, OCCLUSION_STRIDE = 32, 16
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,10 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "AUC, and whether it survives randomising the network")
     add_model_args(p)
     p.add_argument("image", help="image file (any format Pillow reads)")
-    p.add_argument("--target", default=None, metavar="T",
+    p.add_argument("--target", default=None, metavar="TARGET",
                    help="class:N, prob:N, LAYER:C or LAYER:C@Y,X (default: the top class)")
     p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help=f"comma-separated attribution methods (default {DEFAULT_METHODS})")
+                   help=f"comma-separated, from {METHOD_NAMES}, occlusion "
+                        f"(default {DEFAULT_METHODS})")
     p.add_argument("--figure-methods", default=None, metavar="M1,M2",
                    help="methods drawn in the randomisation figure (default: all but occlusion, "
                         "which costs one forward pass per window and step)")
@@ -26,9 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="points on each deletion and insertion curve (default 50)")
     p.add_argument("--group", default="block", choices=["block", "layer", "all"],
                    help="randomise block by block (default), layer by layer, or all at once")
-    p.add_argument("--window", type=int, default=32, help="occlusion window (default 32)")
-    p.add_argument("--stride", type=int, default=16, help="occlusion stride (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and maps")
+    p.add_argument("--window", type=int, default=OCCLUSION_WINDOW,
+                   help=f"occlusion window in pixels (default {OCCLUSION_WINDOW}, as "
+                        "convsight.trust.check; `attribute` uses 16)")
+    p.add_argument("--stride", type=int, default=OCCLUSION_STRIDE,
+                   help=f"occlusion stride in pixels (default {OCCLUSION_STRIDE}, as "
+                        "convsight.trust.check; `attribute` uses 8)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random weights and maps (default 0)")
     p.add_argument("--metrics", default=None, metavar="M1,M2|all",
                    help="print the report card of these metrics (road, max_sensitivity, "
                         "infidelity, random_logit, randomisation, sparseness, complexity, "
@@ -39,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the object's box (top, left, bottom, right) in the model's input "
                         "pixels, for pointing_game and relevance_mass")
     p.add_argument("-o", "--out", default="check.png",
-                   help="randomisation figure (PNG); the curves go beside it as NAME_curves.png")
+                   help="randomisation figure (PNG, default check.png); the curves go beside it "
+                        "as NAME_curves.png")
+    add_quiet_arg(p)
     p.set_defaults(func=run)
 
 
@@ -64,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     options = {"occlusion": {"window": args.window, "stride": args.stride}}
     result = check(net, x, args.target, methods=methods, steps=args.steps, seed=args.seed,
                    group=args.group, options={m: o for m, o in options.items() if m in methods},
-                   figure_methods=drawn)
+                   figure_methods=drawn, progress=not args.quiet)
     target = result.sanity.targets[0]
     name = f" ({net.class_name(target.class_index)})" if target.class_index is not None else ""
     print(f"{args.image}: target {target}{name}{'' if args.target else ', the top class'}\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..optimize import DEFAULT_PRESET, PRESETS
-from .common import add_model_args, add_quiet_arg, network_from_args
+from .common import add_model_args, add_quiet_arg, add_units_arg, network_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,28 +22,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="class:N, prob:N, LAYER:C, LAYER:C@Y,X or a sum; repeat for several")
     p.add_argument("--layer", default=None,
                    help="instead of --target: one image per channel of this layer, in batches")
-    p.add_argument("--units", default=None, metavar="LIST",
-                   help="with --layer: channels such as 0-31 or 3,7,10-12 (default: all)")
+    add_units_arg(p, "with --layer: channels")
     p.add_argument("--atlas", default=None, metavar="FOLDER",
                    help="with --layer: store the images in this atlas (resumes an interrupted run)")
-    p.add_argument("--batch-size", type=int, default=16, help="with --layer: channels per batch")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="with --layer: channels per batch (default 16)")
     p.add_argument("--overwrite", action="store_true",
                    help="with --atlas: replace the layer's stored syntheses made with other settings")
     p.add_argument("--copies", type=int, default=1,
                    help="images per target or channel (default 1)")
     p.add_argument("--diversity", type=float, default=0.0,
-                   help="penalty weight on the copies' Gram similarity (Olah et al. 2017)")
+                   help="penalty weight on the copies' Gram similarity (Olah et al. 2017; "
+                        "default 0: none)")
     p.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"{', '.join(PRESETS)} (default {DEFAULT_PRESET})")
     p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's)")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's "
                    "or the network's input size)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same image)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same image; default 0)")
     p.add_argument("--every", type=int, default=None, metavar="N",
                    help="also save the image every N steps (PNGs in OUT_frames/ and OUT.gif)")
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
-                   help="override one setting, e.g. --set blur_radius=0.5 --set lr=50 (repeatable; "
-                        "see docs/maximize.md for the list)")
+                   help="override one setting, e.g. --set lr=0.1, or --preset yosinski-3 --set "
+                        "blur_radius=0.5 (repeatable; see docs/maximize.md for the list)")
     p.add_argument("--raw", action="store_true",
                    help="save the optimised pixels as they are (default: each image contrast-stretched "
                         "to its own min..max, as Yosinski's toolbox shows them)")
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _parse_knobs(items: list[str]) -> dict[str, object]:
     from ..errors import ConvsightError
     from ..optimize import KNOBS, Settings
+    from ..units import did_you_mean
 
     types = {f: type(getattr(Settings(), f)) for f in KNOBS}
     knobs: dict[str, object] = {}
@@ -62,8 +64,9 @@ def _parse_knobs(items: list[str]) -> dict[str, object]:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in KNOBS:
+            hint = did_you_mean(key, list(KNOBS)) if sep else ""
             raise ConvsightError(f"cannot read --set {item!r}: write KNOB=VALUE with KNOB one of "
-                                 f"{', '.join(KNOBS)}")
+                                 f"{', '.join(KNOBS)}.{hint}")
         kind = types[key]
         try:
             if kind is bool:
@@ -127,39 +130,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_units(text: str | None) -> list[int] | None:
-    """``"0-31"``, ``"3,7,10-12"`` -> channel numbers (None: all channels)."""
-    from ..errors import ConvsightError
-
-    if text is None:
-        return None
-    units: list[int] = []
-    for part in text.split(","):
-        first, dash, last = part.strip().partition("-")
-        try:
-            a = int(first)
-            b = int(last) if dash else a
-        except ValueError:
-            raise ConvsightError(f"cannot read --units {text!r}: write channel numbers and ranges "
-                                 "such as 0-31 or 3,7,10-12") from None
-        if b < a:
-            raise ConvsightError(f"cannot read --units {text!r}: the range {part.strip()} runs "
-                                 "backwards")
-        units += range(a, b + 1)
-    return units
-
-
 def _run_layer(args: argparse.Namespace, net) -> int:
     from pathlib import Path
 
     from .. import visualize_layer
     from ..pictures import grid, label, save_png, to_numpy_image
 
-    out = visualize_layer(net, args.layer, parse_units(args.units), preset=args.preset,
-                          batch_size=args.batch_size, atlas=args.atlas, seed=args.seed,
-                          copies=args.copies, diversity=args.diversity, overwrite=args.overwrite,
-                          steps=args.steps, size=args.size, progress=not args.quiet,
-                          **_parse_knobs(args.set))
+    import sys
+
+    knobs = _parse_knobs(args.set)
+    try:
+        out = visualize_layer(net, args.layer, args.units, preset=args.preset,
+                              batch_size=args.batch_size, atlas=args.atlas, seed=args.seed,
+                              copies=args.copies, diversity=args.diversity,
+                              overwrite=args.overwrite, steps=args.steps, size=args.size,
+                              progress=not args.quiet, **knobs)
+    except KeyboardInterrupt:
+        if args.atlas is None:
+            raise
+        print(f"convsight: interrupted; the batches finished so far are stored in {args.atlas}: "
+              "run the same command again to continue (finished batches are skipped)",
+              file=sys.stderr)
+        return 130
     made = len(out.computed)
     where = f" in {Path(args.atlas).resolve()}" if args.atlas else ""
     print(f"{args.layer}: {len(out.channels)} units, {made} synthesised now, "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, network_from_args
+from .common import (add_input_size_arg, add_model_args, add_quiet_arg, input_size_from_args,
+                     network_from_args, units_list)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="atlas folder to write")
     p.add_argument("--k", type=int, default=9, help="images kept per channel (default 9)")
     add_model_args(p)
-    p.add_argument("--input-size", type=int, default=None, metavar="PX",
-                   help="network input size in pixels (default: the model's own, 224 for most)")
+    add_input_size_arg(p, "the model's own, 224 for most")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--resume", action="store_true",
@@ -30,16 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                    help="seconds between checkpoints (default 60; 0: after every batch)")
     p.add_argument("--grids", type=int, default=0, metavar="N",
-                   help="also draw the first N units of each layer as LAYER.png in the atlas folder")
-    p.add_argument("--synthesize", nargs="?", const="all", default=None, metavar="UNITS",
+                   help="also draw the first N units of each layer as LAYER.png in the atlas folder "
+                        "(default 0: none)")
+    # argparse passes a string const through units_list too: "all" -> None, every unit
+    p.add_argument("--synthesize", nargs="?", type=units_list, const="all", default=False,
+                   metavar="UNITS",
                    help="after mining, also store a synthesised image for every unit of each "
                         "layer (or only UNITS, e.g. 0-31), as `convsight maximize --layer L "
-                        "--atlas OUT` does; resumable")
+                        "--atlas OUT` does; resumable (default: no syntheses)")
     p.add_argument("--synthesis-preset", default=None, metavar="PRESET",
                    help="preset for --synthesize (default: maximize's default preset)")
     p.add_argument("--synthesis-steps", type=int, default=None, metavar="N",
                    help="steps for --synthesize (default: the preset's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_arg(p)
     p.set_defaults(func=run)
 
 
@@ -48,19 +51,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..errors import ConvsightError
     from ..mining import mine
-    from ..models import MAX_INPUT_SIDE, check_input_size
     from ..pictures import save_png
 
-    if args.input_size is not None and not 8 <= args.input_size <= MAX_INPUT_SIDE:
-        raise ConvsightError(f"--input-size must be 8 to {MAX_INPUT_SIDE} pixels, got "
-                             f"{args.input_size}")
+    size = input_size_from_args(args)
     # the model stays where it was loaded: mine() runs a copy on --device (under torchrun, a bare
     # cuda is each process' own GPU)
     net = network_from_args(argparse.Namespace(**{**vars(args), "device": None}))
-    if args.input_size:
-        net.input_size = check_input_size(args.input_size)
+    if size:
+        net.input_size = size
     try:
         atlas = mine(net, args.images, args.layers, k=args.k, batch_size=args.batch_size,
                      workers=args.workers, device=args.device, out=args.out, resume=args.resume,
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {path}: {reason}")
         if len(atlas.skipped) > 20:
             print(f"  ... and {len(atlas.skipped) - 20} more (listed in atlas.json)")
-    if args.synthesize is not None:
+    if args.synthesize is not False:
         _synthesize(args, net, atlas)
     for layer in atlas.layers if args.grids > 0 else []:
         path = save_png(atlas.layer_grid(layer, max_units=args.grids, net=net),
@@ -94,9 +93,7 @@ def _synthesize(args: argparse.Namespace, net, atlas) -> None:
     """A synthesis per unit of each mined layer, stored in the atlas (after mining is done)."""
     from .. import visualize_layer
     from ..optimize import DEFAULT_PRESET
-    from .maximize import parse_units
-
-    units = None if args.synthesize == "all" else parse_units(args.synthesize)
+    units = args.synthesize  # None: every unit
     for layer in atlas.layers:
         out = visualize_layer(net, layer, units, preset=args.synthesis_preset or DEFAULT_PRESET,
                               steps=args.synthesis_steps, atlas=atlas, device=args.device,

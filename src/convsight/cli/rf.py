@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, field_json, network_from_args
+from .common import add_input_size_arg, add_model_args, field_json, input_size_from_args, \
+    network_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,8 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("layer", help="layer name, as listed by `convsight layers`")
     p.add_argument("--unit", metavar="C@Y,X", default=None,
                    help="also print the input box seen by this unit (channel C at row Y, column X)")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="input height and width in pixels (default: the model's)")
+    add_input_size_arg(p)
     p.add_argument("--allow-misaligned", action="store_true",
                    help="for layers where paths with different centres meet, give the box covering all")
     p.add_argument("--json", action="store_true",
@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..receptive import receptive_field
 
+    size = input_size_from_args(args)
     net = network_from_args(args)
-    size = tuple(args.input_size) if args.input_size else None
     rf = receptive_field(net, args.layer, size, allow_misaligned=args.allow_misaligned)
     unit_box = _unit_box(net, rf, args.unit, size) if args.unit else None
     if args.json:

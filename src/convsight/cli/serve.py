@@ -34,20 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="steps of an on-demand synthesis (default 64)")
     p.add_argument("--synth-size", type=int, default=128,
                    help="image side of an on-demand synthesis (default 128)")
-    p.add_argument("--synth-preset", default="lucid",
+    p.add_argument("--synth-preset", default="lucid", metavar="PRESET",
                    help="maximisation preset (default lucid: clear patterns in few steps)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..errors import ConvsightError
-    from ..models import on_device
     from ..web import SynthesisSettings, serve
     from ..web.guard import allowed_names
     from ..web.server import bind
-    from .common import network_from_args
+    from .common import check_device_arg, network_from_args
 
     if args.atlas is None and args.model is None:
         raise ConvsightError("give an atlas folder (convsight serve ATLAS_DIR) or a model "
@@ -57,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.synth_steps < 1 or args.synth_size < 16:
         raise ConvsightError("--synth-steps must be at least 1 and --synth-size at least 16")
     allowed_names(args.allow_host)  # a bad name, device or busy port is told before loading
-    on_device(torch.nn.Linear(1, 1), args.device)
+    check_device_arg(args)
     bind(args.host, args.port).close()
     net = network_from_args(args) if args.model is not None else None
     settings = SynthesisSettings(preset=args.synth_preset, steps=args.synth_steps,

@@ -21,6 +21,7 @@ from PIL import Image
 from ..attribute import attribute
 from ..errors import ConvsightError, UnitError
 from ..pictures import as_float, as_pil, crop, fit_square, grid, label, patch_montage, render_attribution
+from ..units import format_ranges
 
 PROJECTIONS = ("guided", "deconv", "gradient")  # what the report and the explorer offer
 EMPTY_TILE = 0.85  # grey of a slot without a hit (fewer readable images than k)
@@ -70,15 +71,16 @@ def _tile(im: Image.Image, side: int) -> np.ndarray:
     return as_float(fit_square(im, side, _GRID_BACKGROUND, resample="smooth"))
 
 
-def _channels(atlas: Any, layer: str, channels: Sequence[int] | None, max_units: int) -> list[int]:
-    n = atlas.channels(layer)
+def _channels(atlas: Any, layer: str, channels: Sequence[int] | None, max_units: int,
+              n: int | None = None) -> list[int]:
+    n = atlas.channels(layer) if n is None else n
     if channels is None:
         return list(range(min(n, max_units)))
     chosen = [int(c) for c in channels]
     bad = [c for c in chosen if not 0 <= c < n]
     if bad:
-        raise UnitError(f"channels {bad} are out of range for layer {layer}: valid channels are "
-                        f"0..{n - 1}")
+        raise UnitError(f"channels {format_ranges(bad)} are out of range for layer {layer}: "
+                        f"valid channels are 0..{n - 1}")
     return chosen[:max_units]
 
 
@@ -111,6 +113,13 @@ def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
     With ``syntheses`` and images stored for the layer (``convsight.visualize_layer(...,
     atlas=...)``), each cell starts with the unit's synthesis, then its patches.
     """
+    info = atlas.synthesis_info(layer) if syntheses and layer not in atlas.layers else None
+    if info is not None:  # a layer with syntheses but no patches: the syntheses alone
+        n = int(info["channels"])
+        stored = [c for c in range(n) if atlas.synthesis(layer, c) is not None] \
+            if channels is None else []
+        chosen = stored[:max_units] or _channels(atlas, layer, channels, max_units, n)
+        return _synthesis_grid(atlas, layer, chosen, tile, labels)
     chosen = _channels(atlas, layer, channels, max_units)
     if not chosen:
         raise ConvsightError(f"no units to draw for layer {layer}")
@@ -125,6 +134,21 @@ def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
         if show:
             cell = with_synthesis(cell, atlas.synthesis(layer, c))
         cells.append(label(cell, f"{c}", height=13, size=11) if labels else cell)
+    return grid(cells, ncols=math.ceil(math.sqrt(len(cells))), pad=6, background=1.0)
+
+
+def _synthesis_grid(atlas: Any, layer: str, chosen: list[int], tile: int | None,
+                    labels: bool) -> np.ndarray:
+    """The grid of a layer that was synthesised but not mined: each unit's synthesis (grey when
+    it has none yet)."""
+    side = tile or 96
+    cells = []
+    for c in chosen:
+        im = atlas.synthesis(layer, c)
+        cell = _tile(im, side) if im is not None else np.full((side, side, 3), EMPTY_TILE, np.float32)
+        cells.append(label(cell, f"{c}", height=13, size=11) if labels else cell)
+    if not cells:
+        raise ConvsightError(f"no units to draw for layer {layer}")
     return grid(cells, ncols=math.ceil(math.sqrt(len(cells))), pad=6, background=1.0)
 
 

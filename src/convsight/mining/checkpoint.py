@@ -122,7 +122,9 @@ def starting_point(out: Path | None, resume: bool, checkpoints: Checkpoints, fre
         start: State | Atlas = checkpoints.load(list(fresh.tops))
     elif resume and out is not None and (out / "atlas.json").is_file():
         start = Atlas.open(out)
-        _check_same_run(start.info.get("config", {}), checkpoints.config, "atlas", out)
+        # a finished atlas is the same whatever the process count that made it
+        same = {k: v for k, v in checkpoints.config.items() if k != "processes"}
+        _check_same_run(start.info.get("config", {}), same, "atlas", out)
         return start
     else:
         start = fresh

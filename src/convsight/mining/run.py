@@ -15,7 +15,8 @@ import torch
 from ..atlas import Atlas
 from ..capture import capture, eval_mode
 from ..errors import ConvsightError
-from ..models import Network, as_network, check_input_size, on_device, weights_fingerprint
+from ..models import (Network, as_network, check_device, check_input_size, on_device,
+                      weights_fingerprint)
 from ..progress import ProgressArg, progress_bar
 from ..units import check_layer
 from .checkpoint import Checkpoints, State, starting_point
@@ -47,16 +48,9 @@ def _check_counts(k: int, batch_size: int, workers: int) -> None:
 def _requested_device(net: Network, device: str | torch.device | None) -> torch.device:
     if device is None:
         return net.device
-    try:
-        wanted = torch.device(device)
-    except (RuntimeError, TypeError):
-        on_device(net, device)  # raises the ConvsightError that names valid devices
-        raise
-    if wanted.type == "cuda" and not torch.cuda.is_available():  # before torchrun picks NCCL
-        raise ConvsightError(f"cannot use device {str(device)!r}: this machine has no CUDA GPU "
-                             "(leave out --device to mine on the CPU; under torchrun the "
-                             "processes then talk over gloo)")
-    return wanted
+    # checked before torchrun picks NCCL
+    return check_device(device, " (leave out --device to mine on the CPU; under torchrun the "
+                                "processes then talk over gloo)")
 
 
 def _placed(net: Network, device: torch.device, group: Group) -> tuple[Network, torch.device]:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import ConvsightError, UnitError
 from ..capture import capture
-from ..models import Network, as_network, on_device
+from ..models import Network, as_network, on_device, undeclared_size_error
 from ..pictures import Picture, image_grid, png_bytes
 from ..progress import ProgressArg, progress_bar
 from ..targets import Target, evaluate, parse_target
@@ -176,7 +176,27 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     generator = torch.Generator().manual_seed(seed)
     objective = Objective(net, [t for t in parsed for _ in range(copies)], copies, diversity, layer)
     with progress_bar(s.steps, f"maximize ({preset})", "step", progress, leave=False) as report:
-        return ascend(objective, s, generator, report, every)
+        try:
+            return ascend(objective, s, generator, report, every)
+        except RuntimeError as exc:
+            if not net.input_size_assumed or "shape" not in str(exc):
+                raise
+            raise undeclared_size_error(net, [s.size or net.input_size[0]] * 2, exc) from None
+
+
+def network_view(img: torch.Tensor, net: Network, upsample: bool,
+                 size: tuple[int, int]) -> torch.Tensor:
+    """The image as the network is fed it. A module that declared no input size
+    (``Network.input_size_assumed``) sees it at the synthesis ``size`` (a fixed-size head then
+    works at the size asked); else, with ``upsample``, an image smaller than the network's input
+    size is resized up to it."""
+    if net.input_size_assumed:
+        if tuple(img.shape[-2:]) == tuple(size):
+            return img
+        return F.interpolate(img, size=size, mode="bilinear", align_corners=False)
+    if upsample and (img.shape[-2] < net.input_size[0] or img.shape[-1] < net.input_size[1]):
+        return F.interpolate(img, size=net.input_size, mode="bilinear", align_corners=False)
+    return img
 
 
 def ascend(objective: Objective, s: Settings, generator: torch.Generator,
@@ -213,8 +233,7 @@ def ascend(objective: Objective, s: Settings, generator: torch.Generator,
             frames.append(param.image(x).detach().clamp(0, 1).cpu())
         x = x.detach().requires_grad_(True)
         img = transform(param.image(x), generator)
-        if s.upsample and (img.shape[-2] < net.input_size[0] or img.shape[-1] < net.input_size[1]):
-            img = F.interpolate(img, size=net.input_size, mode="bilinear", align_corners=False)
+        img = network_view(img, net, s.upsample, (h, w))
         values, loss = objective.values_and_loss(net.layout(net.normalize(img)))
         (grad,) = torch.autograd.grad(loss, [x])
         trace[step] = values.detach().float().cpu()

@@ -29,7 +29,7 @@ from ..capture import layer_shape
 from ..errors import ConvsightError, UnitError
 from ..models import Network
 from ..targets import evaluate, parse_target
-from ..units import check_layer
+from ..units import check_layer, format_ranges
 from .ascent import Objective, Synthesis, ascend, check_diversity
 from .presets import Settings
 
@@ -64,7 +64,7 @@ def check_channels(net: Network, layer: str, channels: Any, width: int | None = 
         raise UnitError(f"no channels given: {valid}")
     bad = [c for c in chosen if not 0 <= c < n]
     if bad:
-        raise UnitError(f"channel{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
+        raise UnitError(f"channel{'s' if len(bad) > 1 else ''} {format_ranges(bad)} "
                         f"out of range: {valid}")
     twice = sorted({c for c in chosen if chosen.count(c) > 1})
     if twice:
@@ -105,7 +105,8 @@ def final_values(net: Network, layer: str, channels: Sequence[int], images: torc
     """Each image's target value as the network sees the image itself: no random transform,
     resized to the network's input size when smaller (as the ascent upsampled it)."""
     x = images.to(net.device)
-    if x.shape[-2] < net.input_size[0] or x.shape[-1] < net.input_size[1]:
+    if not net.input_size_assumed and (x.shape[-2] < net.input_size[0]
+                                       or x.shape[-1] < net.input_size[1]):
         x = F.interpolate(x, size=net.input_size, mode="bilinear", align_corners=False)
     targets = [f"{layer}:{c}" for c in channels for _ in range(copies)]
     return evaluate(net, net.normalize(x), targets, detach=True)[0].float().cpu()

@@ -130,7 +130,9 @@ def check(s: Settings) -> None:
     if s.parameterization == "fourier":
         used = [n for n in _PIXEL_ONLY if getattr(s, n)]
         if used:
-            raise ConvsightError(f"{used[0]} works on pixels: use parameterization='pixel' with it "
-                                 "(the fourier parameterisation has no pixels to regularise)")
+            raise ConvsightError(f"{used[0]} works on pixels: use a pixel preset with it, such "
+                                 "as preset='yosinski-3' (--preset yosinski-3), or "
+                                 "parameterization='pixel' (the fourier parameterisation has no "
+                                 "pixels to regularise)")
     elif s.decorrelate:
         raise ConvsightError("decorrelate=True needs parameterization='fourier'")

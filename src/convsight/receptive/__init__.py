@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import ReceptiveFieldError
 from ..hooks import forward_hooks
-from ..models import Network, as_network
+from ..models import MAX_INPUT_SIDE, Network, as_network
 from ..units import check_layer, layer_names
 from .field import ReceptiveField
 from .geometry import Broken, State, Tracked
@@ -119,6 +119,9 @@ def _check_size(size: tuple[int, int] | int) -> tuple[int, int]:
         raise ReceptiveFieldError(f"input_size must be (height, width) in pixels, got {size!r}") from None
     if h < 1 or w < 1:
         raise ReceptiveFieldError(f"input_size must be positive, got {size!r}")
+    if max(h, w) > MAX_INPUT_SIDE:  # a trace at 100000 px would ask for terabytes
+        raise ReceptiveFieldError(f"input_size {h}x{w} is too large: use 1 to {MAX_INPUT_SIDE} "
+                                  "pixels per side")
     return h, w
 
 
