@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "camera, a video file or a dropped image (the sample photos "
                                    "without them). Frames are never stored.")
     add_model_args(p)
-    p.add_argument("--atlas", default=None, metavar="ATLAS_DIR",
+    p.add_argument("--atlas", default=None, metavar="FOLDER",
                    help="also show each unit's top patches and stored syntheses from this atlas "
                         "(mined from the same model)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
