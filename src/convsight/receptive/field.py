@@ -20,7 +20,9 @@ class ReceptiveField:
     (global pooling, squeeze-and-excitation, attention, flatten + Linear), so every unit sees the
     whole input. ``method`` tells how it was found: ``"trace"`` (the executed graph) or ``"probe"``
     (gradients of a linearised copy, when the trace could not follow an op). ``grid`` is the
-    layer's number of positions (rows, columns).
+    layer's number of positions (rows, columns). ``context`` is ``"exact"`` (every pixel the unit
+    depends on) or ``"local"`` (global-context gates held fixed; ``gates`` names the modules where
+    they were held). A probed field is always exact: the probe cannot hold gates.
 
     >>> rf = ReceptiveField("conv", (3, 3), (1, 1), (1, 1), False, (32, 32), "trace")
     >>> rf.box(0, 0)
@@ -35,6 +37,8 @@ class ReceptiveField:
     input_size: tuple[int, int]
     method: str = "trace"
     grid: tuple[int, int] | None = None
+    context: str = "exact"
+    gates: tuple[str, ...] = ()
 
     def box(self, y: int, x: int) -> tuple[int, int, int, int]:
         """(top, left, bottom, right) of unit (y, x), inclusive and not clipped to the image."""
@@ -52,12 +56,13 @@ class ReceptiveField:
 
     def caption(self) -> str:
         """The field in a few words: "83 px, stride 16", "5x3 px, stride 2x1" or "global"."""
+        tail = " (local)" if self.context == "local" else ""
         if self.is_global:
-            return "global"
+            return "global" + tail
         (h, w), (sy, sx) = self.size, self.stride
         size = f"{h}" if h == w else f"{h}x{w}"
         stride = f"{sy}" if sy == sx else f"{sy}x{sx}"
-        return f"{size} px, stride {stride}"
+        return f"{size} px, stride {stride}{tail}"
 
     def centre(self, y: int, x: int) -> tuple[float, float]:
         """Centre of unit (y, x)'s box in input pixels (may be a half pixel)."""
