@@ -24,13 +24,14 @@ from ..errors import ReceptiveFieldError
 from ..hooks import forward_hooks, running_modules
 from ..models import Network, as_network
 from ..units import check_layer, layer_names
+from .effective import DEFAULT_Q, effective_boxes
 from .field import ReceptiveField
 from .geometry import Broken, State, Tracked
 from .probe import probe_fields
 from .trace import Tracer
 
 __all__ = ["ReceptiveField", "ReceptiveFieldError", "receptive_field", "receptive_fields",
-           "CONTEXTS"]
+           "effective_boxes", "CONTEXTS", "DEFAULT_Q"]
 
 
 def receptive_field(model: Network | nn.Module, layer: str,
