@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ReceptiveFieldError
-from ..hooks import forward_hooks, running_modules
+from ..hooks import StopForward, forward_hooks, run_until_stopped, running_modules
 from ..models import Network, as_network
 from ..units import check_layer, layer_names
 from .effective import DEFAULT_Q, effective_boxes
@@ -57,12 +57,14 @@ def receptive_field(model: Network | nn.Module, layer: str,
 
 def receptive_fields(model: Network | nn.Module, layers: Iterable[str] | None = None,
                      input_size: tuple[int, int] | int | None = None, *,
-                     allow_misaligned: bool = False, context: str = "exact"
-                     ) -> dict[str, ReceptiveField]:
+                     allow_misaligned: bool = False, context: str = "exact",
+                     stop_early: bool = False) -> dict[str, ReceptiveField]:
     """Receptive fields of many layers from one analysis (all layers when ``layers`` is None).
 
     With ``layers=None`` layers without a receptive field (no tensor output, never run, after
-    upsampling...) are left out; named layers raise instead.
+    upsampling...) are left out; named layers raise instead. ``stop_early`` ends the traced pass
+    once every named layer has run (a module called twice then gives its first call's field, as
+    mining records its first call's output); by default it runs to the end (the last call's).
 
     >>> fields = receptive_fields(net, ["blocks.3", "conv_head"])
     >>> fields["conv_head"].size
@@ -79,7 +81,7 @@ def receptive_fields(model: Network | nn.Module, layers: Iterable[str] | None = 
         if name not in known_set:
             check_layer(net, name)  # raises with suggestions
     try:
-        states = trace_states(net, names, size, local=context == "local")
+        states = trace_states(net, names, size, local=context == "local", stop_early=stop_early)
     except ReceptiveFieldError:
         raise
     except Exception:  # the forward does not run under the tracer: measure everything instead
@@ -165,7 +167,7 @@ def _field(name: str, state: Tracked, size: tuple[int, int], allow_misaligned: b
 
 
 def trace_states(net: Network, names: list[str], size: tuple[int, int],
-                 local: bool = False) -> dict[str, State | None]:
+                 local: bool = False, stop_early: bool = False) -> dict[str, State | None]:
     """Run one forward pass under the tracer; the state of each layer's output as it returns.
 
     ``local``: hold global-context gates fixed (the module running at each one names it).
@@ -177,9 +179,14 @@ def trace_states(net: Network, names: list[str], size: tuple[int, int],
     tracer = Tracer(size, local)
     states: dict[str, State | None] = {}
 
+    waiting = set(names)
+
     def make_hook(name: str):
         def hook(_mod, _inp, out) -> None:
             states[name] = tracer.state(out) if isinstance(out, torch.Tensor) else None
+            waiting.discard(name)
+            if stop_early and not waiting:  # every layer asked for has run: skip the rest
+                raise StopForward
         return hook
 
     param = next(module.parameters(), None)
@@ -193,7 +200,7 @@ def trace_states(net: Network, names: list[str], size: tuple[int, int],
             x = torch.rand(1, len(net.mean), *size, dtype=dtype).to(net.device)
             with torch.inference_mode(), tracer:
                 tracer.start(x)
-                module(x)  # if this fails, the caller falls back to the probe, which reports it
+                run_until_stopped(module, x)  # if it fails, the caller falls back to the probe
     finally:
         with torch.no_grad():
             for name, b in module.named_buffers():

@@ -88,20 +88,27 @@ class ReceptiveField:
         with ``fill`` (a value or one per channel) or else the image's mean colour. The result has
         the box's size and the input's type.
         """
-        from PIL import Image
+        return crop_box(image, self.box(y, x), fill)
 
-        top, left, bottom, right = self.box(y, x)
-        if isinstance(image, Image.Image):
-            array = np.asarray(image)
-            chw = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-            out = _crop_array(chw.astype(np.float64), top, left, bottom, right, fill)
-            out = np.clip(np.round(out), 0, 255).astype(array.dtype)
-            return Image.fromarray(out[0] if array.ndim == 2 else out.transpose(1, 2, 0), image.mode)
-        if isinstance(image, torch.Tensor):
-            if image.dim() != 3:
-                raise ImageError(f"crop needs an image tensor (C, H, W), got shape {tuple(image.shape)}")
-            return _crop_tensor(image, top, left, bottom, right, fill)
-        raise ImageError(f"crop needs a tensor (C, H, W) or a PIL image, got {type(image).__name__}")
+
+def crop_box(image: Any, box: tuple[int, int, int, int], fill: float | Sequence[float] | None = None
+             ) -> Any:
+    """The (top, left, bottom, right) box (inclusive) of ``image``, a tensor (C, H, W) or a PIL
+    image, padded with ``fill`` (default: the image's mean colour) where it leaves the image."""
+    from PIL import Image
+
+    top, left, bottom, right = (int(v) for v in box)
+    if isinstance(image, Image.Image):
+        array = np.asarray(image)
+        chw = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        out = _crop_array(chw.astype(np.float64), top, left, bottom, right, fill)
+        out = np.clip(np.round(out), 0, 255).astype(array.dtype)
+        return Image.fromarray(out[0] if array.ndim == 2 else out.transpose(1, 2, 0), image.mode)
+    if isinstance(image, torch.Tensor):
+        if image.dim() != 3:
+            raise ImageError(f"crop needs an image tensor (C, H, W), got shape {tuple(image.shape)}")
+        return _crop_tensor(image, top, left, bottom, right, fill)
+    raise ImageError(f"crop needs a tensor (C, H, W) or a PIL image, got {type(image).__name__}")
 
 
 def _fill_values(channels: int, mean: Sequence[float], fill: Any) -> list[float]:
