@@ -46,8 +46,9 @@ def smallest_box(mass: torch.Tensor, q: float) -> Box:
 
     Smallest by area; among boxes of equal area the one holding the most mass, then the topmost,
     then the leftmost. An all-zero map gives the whole map. The narrowest width that works never
-    grows with the height, so a staircase walk over (height, width) checks O(H + W) sizes, each
-    with every position at once through 2-D running sums: O((H + W) H W) in all.
+    grows with the height, so a staircase walk over (height, width) checks at most O(H + W)
+    sizes (fewer: it starts at the lowest height that fits and stops once no taller box can be
+    smaller), each at every position at once through 2-D running sums.
     """
     q = check_q(q)
     m = mass.detach().to("cpu", torch.float64).clamp_min(0)
@@ -65,11 +66,24 @@ def smallest_box(mass: torch.Tensor, q: float) -> Box:
     def fits(bh: int, bw: int) -> bool:
         return bool(sums(bh, bw).max() >= need)
 
-    area, width = h * w, w
-    for height in range(1, h + 1):  # width(height): the narrowest that fits, never growing
-        if not fits(height, width):
-            continue
-        while width > 1 and fits(height, width - 1):
+    def narrowest(bh: int) -> int:  # binary search: the narrowest width that fits at this height
+        lo, hi = 1, w
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if fits(bh, mid) else (mid + 1, hi)
+        return lo
+
+    lo, hi = 1, h  # the lowest height that fits at full width
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid, w) else (mid + 1, hi)
+    floor = narrowest(h)  # no box of any height is narrower than this
+    width = narrowest(lo)
+    area = lo * width
+    for height in range(lo + 1, h + 1):  # the narrowest width never grows with the height
+        if height * floor >= area:
+            break  # taller boxes are at least floor wide: none can be smaller
+        while width > floor and fits(height, width - 1):
             width -= 1
         area = min(area, height * width)
     best: tuple | None = None
