@@ -55,7 +55,6 @@ class Layers:
     def __init__(self, bench: Workbench) -> None:
         self.bench = bench
         self.net, self.atlas, self.cache = bench.net, bench.atlas, bench.cache
-        self.cutter = PatchCutter(self.atlas, self.net) if self.atlas is not None else None
         self._cutters = {rule: PatchCutter(self.atlas, self.net, crop=rule)
                          for rule in CROPS} if self.atlas is not None else {}
         self._rows: list[LayerRow] | None = None
@@ -182,8 +181,10 @@ class Layers:
 
     def mined_patch(self, layer: str, hit: Any, crop: str | None = None) -> Image.Image:
         """The hit's box under the crop rule, clipped to its image (see ``PatchCutter``)."""
+        cutter = self._cutter(layer, crop)
         with self.bench.model_lock:  # an effective box not stored runs a backward pass
-            return self._cutter(layer, crop).cut(layer, hit)
+            box = cutter.box(layer, hit)
+        return cut_box(cutter.image(hit.image), box)
 
     def patch(self, layer: str, channel: int, rank: int, side: int = 160,
               crop: str | None = None) -> bytes:
