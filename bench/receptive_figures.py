@@ -45,9 +45,12 @@ def three_boxes(atlas: convsight.Atlas, net: convsight.Network, out: Path, scale
         draw.rectangle((left * scale + inset, top * scale + inset, (right + 1) * scale - 1 - inset,
                         (bottom + 1) * scale - 1 - inset), outline=colour, width=2)
         words.append(f"{rule} {bottom - top + 1}x{right - left + 1}")
-    caption = f"{LAYER}:{UNIT} at ({hit.y}, {hit.x}): " + ", ".join(words) + " (blue, green, red)"
     picture = np.asarray(image, dtype=np.float32) / 255
-    return save_png(label(picture, caption, height=18, size=12), out / "three_fields.png")
+    picture = label(picture, ", ".join(f"{w} ({c})" for w, c in zip(words, ("blue", "green", "red"))),
+                    height=18, size=12)
+    picture = label(picture, f"timm efficientnet_b0 (random weights) {LAYER}:{UNIT}, its best hit "
+                             f"at ({hit.y}, {hit.x})", height=18, size=12)
+    return save_png(picture, out / "three_fields.png")
 
 
 def screenshot(atlas_dir: Path, net: convsight.Network, out: Path, chromium: str) -> Path:

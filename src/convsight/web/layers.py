@@ -202,7 +202,9 @@ class Layers:
             with self.bench.model_lock:
                 cutter = self._cutter(layer, rule)
                 box = cutter.box(layer, hit)
-            return jpeg_bytes(fit_square(draw_box(cutter.image(hit.image), box), side))
+            image = cutter.image(hit.image)
+            width = max(2, round(2 * max(image.size) / side))  # about 2 px once fitted to the tile
+            return jpeg_bytes(fit_square(draw_box(image, box, width=width), side))
         return self.cache.get_or_make(f"context/{layer}/{channel}/{rank}/{side}/{rule}.jpg", make)
 
     def projection(self, layer: str, channel: int, rank: int, method: str, side: int = 160,
