@@ -125,3 +125,22 @@ def test_cli_mines_timm_efficientnet_b0_with_patches_that_are_not_whole_images(f
         assert max(sides) < 128 and np.median(areas) < 128 * 128 / 2, (layer, sorted(sides))
         grid = Image.open(out / f"{layer}.png")
         assert grid.size[0] > 0
+
+
+def test_cli_rf_context_local_names_the_gates(tmp_path, capsys):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    weights = tmp_path / "b0.pth"
+    torch.save(timm.create_model("efficientnet_b0", pretrained=False).state_dict(), weights)
+    args = ["rf", "--model", "timm:efficientnet_b0", "--weights", str(weights), "blocks.1"]
+    assert main(args + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["field"]["global"] is True
+    assert main(args + ["--context", "local", "--json"]) == 0
+    field = json.loads(capsys.readouterr().out)["field"]
+    assert (field["size"], field["stride"], field["context"]) == ([19, 19], [4, 4], "local")
+    assert field["gates"] == ["blocks.0.0.se", "blocks.1.0.se", "blocks.1.1.se"]
+    assert main(args + ["--context", "local"]) == 0
+    assert "context  local (gates held fixed: blocks.0.0.se, blocks.1.0.se, blocks.1.1.se)" in \
+        capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse: "invalid choice: 'global'", exit status 2
+        main(args + ["--context", "global"])
