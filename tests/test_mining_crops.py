@@ -144,3 +144,15 @@ def test_cli_rf_context_local_names_the_gates(tmp_path, capsys):
         capsys.readouterr().out
     with pytest.raises(SystemExit):  # argparse: "invalid choice: 'global'", exit status 2
         main(args + ["--context", "global"])
+
+
+def test_report_names_the_crop_rule_of_each_layer(gated, folder, tmp_path):
+    from convsight.report import write_report
+
+    atlas = convsight.mine(gated, folder, ["conv1"], k=2, crop="effective", progress=False)
+    out = write_report(atlas, tmp_path / "r.html", net=gated, detail_units=1, trust=False,
+                       max_units=4, progress=False)
+    text = out.read_text()
+    assert "<th>patches cut by</th>" in text
+    assert "<td>effective box (Luo et al. 2016)</td>" in text
+    assert "cut by the effective box (Luo et al. 2016), strongest first" in text
