@@ -8,8 +8,7 @@ receptive field (local by default, see ``receptive_field(..., context=)``) that 
 ``q`` of that magnitude within the field.
 
 >>> boxes = effective_boxes(net, "blocks.5", x, [(12, 3, 4)], q=0.5)   # x: (1, C, H, W)
->>> boxes[0]                                                         # top, left, bottom, right
-(30, 41, 71, 84)
+>>> top, left, bottom, right = boxes[0]        # inside receptive_field(net, "blocks.5").box(3, 4)
 """
 
 from __future__ import annotations
