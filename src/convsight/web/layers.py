@@ -174,7 +174,10 @@ class Layers:
             if crop not in CROPS:
                 raise NotFound(f"unknown crop rule {crop!r}: use one of {', '.join(CROPS)}")
             return crop
-        return self.atlas.crop_rule(layer, self.net) if self.atlas is not None else "exact"
+        if self.atlas is None:
+            return "exact"
+        with self.bench.model_lock:  # an atlas mined before crop rules traces the model once
+            return self.atlas.crop_rule(layer, self.net)
 
     def _cutter(self, layer: str, crop: str | None) -> PatchCutter:
         return self._cutters[self.crop_rule(layer, crop)]
