@@ -1,12 +1,19 @@
 """Mining cost against plain inference, and memory against dataset size.
 
     python bench/mining.py [--images 256] [--reps 3] [--sizes 128,512] [--device cpu]
+                           [--effective-channels all]
 
 1. Mining all channels of 4 layers of the default model over a folder of real photo crops, versus
    plain inference (the full forward pass) over the same images with the same loader, alternated
    in the same run; prints the median times and their ratio (target: at most 1.10).
 2. Images/s and peak resident memory of a mining run for two dataset sizes, each in a fresh
    process (memory must not grow with the number of images).
+3. The cost of effective boxes (``mine(..., crop="effective")``) for all hits of the 4 layers, as
+   a fraction of the mining pass over the same images (target: at most 0.25). Effective boxes
+   cost one backward pass per hit (channels x k of them, whatever the dataset size) while mining
+   costs one forward pass per image, so the fraction falls as the dataset grows: the bench also
+   prints the dataset size at which it would reach 0.25. ``--effective-channels N`` times only the
+   first N channels of each layer and scales up linearly (said so in the output).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import torch
 
 import convsight
 from convsight.mining import photo_folder
+from convsight.mining.boxes import attach_boxes
 from convsight.mining.data import ImageSource, make_loader, resolve_images
 
 LAYERS = ["blocks.2", "blocks.6", "blocks.12", "conv_head"]
@@ -51,6 +59,41 @@ def mining(net: convsight.Network, folder: Path, batch_size: int, workers: int) 
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def effective_cost(net: convsight.Network, folder: Path, batch_size: int, workers: int,
+                   channels: str) -> None:
+    """Seconds (wall and this process' CPU) of the effective boxes of every hit against the
+    mining pass that found them."""
+    start, cpu = time.perf_counter(), time.process_time()
+    atlas = convsight.mine(net, folder, LAYERS, k=9, batch_size=batch_size, workers=workers,
+                           progress=False, crop="exact")
+    mining_s = (time.perf_counter() - start, time.process_time() - cpu)
+    hits = sum(int((atlas.arrays(name)["image"] >= 0).sum()) for name in LAYERS)
+    if channels != "all":  # time a slice of each layer; the cost per hit is what scales
+        n = int(channels)
+        for name in LAYERS:
+            a = atlas.arrays(name)
+            for key in list(a):
+                a[key] = a[key][:n]
+    timed = sum(int((atlas.arrays(name)["image"] >= 0).sum()) for name in LAYERS)
+    items, paths = resolve_images(folder)
+    source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
+    start, cpu = time.perf_counter(), time.process_time()
+    attach_boxes(atlas, net, lambda i: source[i][1], "effective", convsight.receptive.DEFAULT_Q,
+                 batch_size)
+    effective_s = ((time.perf_counter() - start) * hits / timed,
+                   (time.process_time() - cpu) * hits / timed)
+    images = len(paths)
+    note = "" if timed == hits else f"; timed {timed} of them and scaled up linearly"
+    print(f"effective boxes of all {hits} hits of {', '.join(LAYERS)} (q = "
+          f"{convsight.receptive.DEFAULT_Q}{note}), against mining {images} images:")
+    for i, what in enumerate(["wall", "CPU"]):
+        fraction = effective_s[i] / mining_s[i]
+        print(f"  {what:4s} time: effective boxes {effective_s[i]:8.1f} s "
+              f"({effective_s[i] / hits * 1000:.1f} ms per hit), mining {mining_s[i]:6.1f} s; "
+              f"fraction {fraction:.2f} (target <= 0.25); 0.25 at about "
+              f"{images * fraction / 0.25:.0f} images")
+
+
 def child(n: int, root: Path, device: str, batch_size: int, workers: int) -> None:
     """Mine ``n`` images in this fresh process; print images/s and peak memory as JSON."""
     net = convsight.load_model()
@@ -72,6 +115,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--effective-channels", default="all",
+                   help="channels per layer whose effective boxes are timed (default all)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -110,6 +155,7 @@ def main() -> None:
                   f"(each: {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.10)")
         print("  (CPU time is this process' own, so it resists load from other processes; with "
               "--workers > 0 it leaves out the loader processes)")
+        effective_cost(net, folder, args.batch_size, args.workers, args.effective_channels)
         print("dataset size vs memory (each in a fresh process):")
         for n in sizes:
             out = subprocess.run([sys.executable, __file__, "--child", str(n), "--root", str(root),

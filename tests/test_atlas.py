@@ -92,9 +92,11 @@ def test_atlas_round_trip(atlas, tiny, folder):
             values = [h.value for h in again.top(layer, c)]
             assert values == sorted(values, reverse=True)
     meta = json.loads((atlas.path / "atlas.json").read_text())
-    assert meta["format"] == "convsight-atlas" and meta["layers"][1] == {"name": "conv2", "shape": [6, 8, 8]}
+    assert meta["format"] == "convsight-atlas" and meta["layers"][1] == {
+        "name": "conv2", "shape": [6, 8, 8], "crop": "exact"}  # finite exact field: exact boxes
     with np.load(atlas.path / "top.npz") as z:
         assert z["layer1_image"].shape == (6, 4) and z["layer1_value"].dtype == np.float32
+        assert z["layer1_box"].shape == (6, 4, 4)
     # a hit's value is the unit's activation at (y, x) on the preprocessed image
     hit = again.top("conv2", 2)[0]
     with torch.no_grad():

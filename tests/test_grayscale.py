@@ -90,6 +90,15 @@ def _receptive_fields(net):
     assert fields["pool1"].size == (6, 6) and fields["fc"].is_global
 
 
+def _effective_boxes(net):
+    image = torch.from_numpy(stroke(0, np.random.default_rng(1))[0])[None]  # (1, 28, 28)
+    x = net.normalize(image[None])
+    rf = convsight.receptive_field(net, "conv3")
+    (box,) = convsight.effective_boxes(net, "conv3", x, [(0, 3, 3)], q=0.5)
+    top, left, bottom, right = rf.clipped_box(3, 3)
+    assert top <= box[0] <= box[2] <= bottom and left <= box[1] <= box[3] <= right
+
+
 def _receptive_field_draw(net):
     image = torch.from_numpy(stroke(0, np.random.default_rng(1))[0])[None]  # (1, 28, 28)
     rf = convsight.receptive_field(net, "conv2")  # (10, 2, 4): unit (0, 0) sees -4..5
@@ -339,6 +348,7 @@ CALLS = {
     "capture+evaluate": lambda net, **_: _capture_and_evaluate(net),
     "receptive_field(s)": lambda net, **_: _receptive_fields(net),
     "ReceptiveField.draw": lambda net, **_: _receptive_field_draw(net),
+    "effective_boxes": lambda net, **_: _effective_boxes(net),
     "weight_images": lambda net, **_: _weight_images(net),
     "filter_grid": lambda net, **_: _filter_grid(net),
     "attribute": lambda net, **_: _attribute(net),
@@ -362,6 +372,7 @@ COVERS = {
     "Network": "Network.preprocess", "as_network": "attribute", "show": "show",
     "Picture": "show", "receptive_field": "receptive_field(s)",
     "receptive_fields": "receptive_field(s)", "ReceptiveField": "ReceptiveField.draw",
+    "effective_boxes": "effective_boxes",
     "maximize": "maximize", "Synthesis": "maximize", "Atlas": "mine+Atlas",
     "Hit": "mine+Atlas", "mine": "mine+Atlas", "attribute": "attribute",
     "attribution_figure": "attribution_figure", "filter_grid": "filter_grid",

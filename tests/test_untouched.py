@@ -284,6 +284,10 @@ CALLS = {
         net, "conv3", [0, 16], steps=2, size=24, progress=False),
     "receptive_field": lambda net: convsight.receptive_field(net, "conv3", input_size=(32, 32)),
     "receptive_fields": lambda net: convsight.receptive_fields(net),
+    "receptive_field_local": lambda net: convsight.receptive_field(net, "conv3", (32, 32),
+                                                                   context="local"),
+    "effective_boxes": lambda net: convsight.effective_boxes(
+        net, "conv3", torch.rand(2, 3, 32, 32), [(0, 1, 1), (2, 3, 3)], q=0.5),
     "receptive_field_unknown_layer": lambda net: convsight.receptive_field(net, "conv9"),
     "receptive_field_failing_forward": lambda net: convsight.receptive_field(net, "conv3",
                                                                              input_size=(1, 1)),

@@ -8,7 +8,7 @@ from .errors import (ConvsightError, ImageError, MissingExtraError, ModelNameErr
                      ReceptiveFieldError, UnitError, UnknownLayerError, WeightsError)
 from .images import load_image, sample_images
 from .models import Network, as_network, load_model
-from .receptive import ReceptiveField, receptive_field, receptive_fields
+from .receptive import ReceptiveField, effective_boxes, receptive_field, receptive_fields
 from .optimize import Synthesis, maximize
 from .atlas import Atlas, Hit
 from .mining import mine

@@ -7,41 +7,53 @@
 
 On disk an atlas is a folder (see docs/mining.md): ``atlas.json`` (model, preprocessing, layers,
 counts, skipped files), ``images.json`` (path of every image id) and ``top.npz`` (per layer the
-(channels, k) arrays ``value``, ``image``, ``y``, ``x``). Empty slots (fewer than k readable
-images) have image id -1 and are left out of ``top``.
+(channels, k) arrays ``value``, ``image``, ``y``, ``x``, and since crop rules, ``box``: the
+(channels, k, 4) box each hit's patch is cut from, made by the layer's crop rule). Empty slots
+(fewer than k readable images) have image id -1 and are left out of ``top``.
+
+Crop rules (docs/receptive_fields.md): ``"exact"`` the receptive field, ``"local"`` the local
+receptive field (global-context gates held fixed), ``"effective"`` the effective box of the hit
+(Luo et al. 2016). Atlases mined before boxes were stored open as before; their default rule is
+the exact box when it is finite, else the local one, computed on demand.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .atlas_store import FORMAT, VERSION, layer_arrays, read_folder, save_folder
+from .atlas_store import FORMAT, VERSION, layer_arrays, layer_boxes, read_folder, save_folder
 from .errors import ConvsightError, ImageError, ModelNameError, UnitError, UnknownLayerError
 from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
-from .files import npz_bytes, write_atomic
+from .files import inside, npz_bytes, write_atomic
 from .syntheses import SynthesisStore, stored_value
 
-__all__ = ["Atlas", "Hit", "FORMAT", "VERSION", "npz_bytes", "write_atomic", "inside"]
+__all__ = ["Atlas", "Hit", "CROPS", "FORMAT", "VERSION", "npz_bytes", "write_atomic", "inside"]
+
+CROPS = ("exact", "local", "effective")  # how a hit's patch is cut: see the module docstring
 
 
-def inside(path: Path, folders: Sequence[Path]) -> bool:
-    """Whether ``path`` is one of ``folders`` or lies under one (paths compared as given)."""
-    return any(path == f or f in path.parents for f in folders)
+def check_crop(crop: str) -> str:
+    if crop not in CROPS:
+        raise ConvsightError(f"unknown crop rule {crop!r}: use one of {', '.join(CROPS)}")
+    return crop
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One of a channel's top images: image id, its path, the argmax position and the value."""
+    """One of a channel's top images: image id, its path, the argmax position and the value;
+    ``channel``, and ``box``: the stored (top, left, bottom, right) its patch is cut from, if any."""
 
     image: int
     path: str
     y: int
     x: int
     value: float
+    channel: int = -1
+    box: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
 
 
 class Atlas:
@@ -53,7 +65,8 @@ class Atlas:
                  weights_source: str = "", mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225),
                  input_size: tuple[int, int] = (224, 224), resize_ratio: float = 256 / 224,
-                 path: Path | None = None, source: Any = None, info: dict | None = None) -> None:
+                 path: Path | None = None, source: Any = None, info: dict | None = None,
+                 crops: dict[str, dict] | None = None) -> None:
         self._arrays = arrays
         self.shapes = dict(shapes)
         self.layers = list(arrays)
@@ -71,9 +84,12 @@ class Atlas:
         self.source = source  # the Dataset the images came from (kept in memory only)
         self.info = dict(info or {})
         self._net = None
-        self._fields: dict[str, Any] = {}
+        self._fields: dict[tuple[str, str], Any] = {}
         self.confined = False  # image_file: only inside image_folders() (the explorer's rule)
         self._folders: list[Path] | None = None
+        # per layer the rule that made its stored "box" array: {"crop": rule, "q": q if effective}
+        self.crops = {name: dict(c) for name, c in (crops or {}).items()}
+        self._effective: dict[tuple, tuple[int, int, int, int]] = {}
 
     def __repr__(self) -> str:
         return (f"Atlas({self.model_name}, layers={self.layers}, k={self.k}, "
@@ -110,8 +126,11 @@ class Atlas:
             raise UnitError(f"channel {channel} is out of range for layer {layer}: valid channels "
                             f"are 0..{n - 1}")
         c = int(channel)
-        return [Hit(int(i), self.image_paths[int(i)], int(y), int(x), float(v))
-                for v, i, y, x in zip(a["value"][c], a["image"][c], a["y"][c], a["x"][c]) if i >= 0]
+        boxes = a["box"][c] if "box" in a else [None] * len(a["value"][c])
+        return [Hit(int(i), self.image_paths[int(i)], int(y), int(x), float(v), c,
+                    None if b is None else tuple(int(t) for t in b))
+                for v, i, y, x, b in zip(a["value"][c], a["image"][c], a["y"][c], a["x"][c], boxes)
+                if i >= 0]
 
     def hit(self, layer: str, channel: int, rank: int) -> Hit:
         hits = self.top(layer, channel)
@@ -220,32 +239,77 @@ class Atlas:
                 continue
         return Path(path).name
 
-    def receptive_field(self, layer: str, net=None):
-        """The layer's receptive field at the atlas' input size (cached)."""
+    def receptive_field(self, layer: str, net=None, context: str = "exact"):
+        """The layer's receptive field at the atlas' input size (cached); ``context="local"``
+        holds global-context gates fixed."""
         from .receptive import receptive_field
 
-        if layer not in self._fields:
+        if (layer, context) not in self._fields:
             self._layer(layer)
             model = self.network(allow_random=True, net=net)
-            self._fields[layer] = receptive_field(model, layer, input_size=self.input_size)
-        return self._fields[layer]
+            self._fields[layer, context] = receptive_field(model, layer, input_size=self.input_size,
+                                                           context=context)
+        return self._fields[layer, context]
 
-    def box(self, layer: str, channel: int, rank: int, net=None) -> tuple[int, int, int, int]:
-        """The (top, left, bottom, right) input box, inclusive and unclipped, of a hit."""
-        hit = self.hit(layer, channel, rank)
-        return tuple(int(v) for v in self.receptive_field(layer, net).box(hit.y, hit.x))
+    def crop_rule(self, layer: str, net=None) -> str:
+        """The rule that cut the layer's stored boxes; for a layer without stored boxes (mined
+        before they were), the default: the exact box when it is finite, else the local one."""
+        stored = self.crops.get(layer, {}).get("crop")
+        if stored is not None:
+            return stored
+        return "local" if self.receptive_field(layer, net).is_global else "exact"
 
-    def patch(self, layer: str, channel: int, rank: int, net=None, clip: bool = False):
-        """The receptive-field crop of a hit from its preprocessed image, as a PIL image.
+    def hit_box(self, layer: str, hit: Hit, crop: str | None = None, net=None
+                ) -> tuple[int, int, int, int]:
+        """The (top, left, bottom, right) box a hit's patch is cut from under rule ``crop`` (default:
+        the layer's ``crop_rule``): stored when the layer was mined with that rule, else computed
+        (exact and local boxes are not clipped to the image; effective ones lie inside it)."""
+        rule = check_crop(crop) if crop is not None else self.crop_rule(layer, net)
+        if hit.box is not None and rule == self.crops.get(layer, {}).get("crop"):
+            return hit.box
+        if rule != "effective":
+            return tuple(int(v) for v in self.receptive_field(layer, net, rule).box(hit.y, hit.x))
+        key = (layer, hit.channel, hit.image, hit.y, hit.x)
+        if key not in self._effective:
+            self._effective[key] = self._effective_box(layer, hit, net)
+        return self._effective[key]
+
+    def _effective_box(self, layer: str, hit: Hit, net) -> tuple[int, int, int, int]:
+        from .receptive import DEFAULT_Q, effective_boxes
+
+        try:
+            model = self.network(net=net)
+            x = model.normalize(self.image(hit.image)[None])
+        except ConvsightError as exc:
+            stored = self.crops.get(layer, {}).get("crop", "no")
+            raise ConvsightError(f"this atlas cannot give crop 'effective' for layer {layer}: it "
+                                 f"stores {stored} boxes, and computing effective ones needs its "
+                                 f"model and images ({exc})") from None
+        field = self.receptive_field(layer, net, "local")
+        return effective_boxes(model, layer, x, [(hit.channel, hit.y, hit.x)], DEFAULT_Q,
+                               field=field)[0]
+
+    def box(self, layer: str, channel: int, rank: int, net=None, crop: str | None = None
+            ) -> tuple[int, int, int, int]:
+        """The (top, left, bottom, right) input box, inclusive, a hit's patch is cut from (see
+        ``hit_box``; ``crop``: "exact", "local" or "effective", default the layer's rule)."""
+        return self.hit_box(layer, self.hit(layer, channel, rank), crop, net)
+
+    def patch(self, layer: str, channel: int, rank: int, net=None, clip: bool = False,
+              crop: str | None = None):
+        """A hit's patch from its preprocessed image, as a PIL image, cut by rule ``crop``:
+        ``"exact"`` (receptive field), ``"local"`` (gates held fixed) or ``"effective"`` (Luo et
+        al.); default: the rule the layer was mined with (``crop_rule``).
 
         The box is padded with the image's mean colour where it leaves the image; ``clip=True``
         keeps only the part inside the image.
         """
-        return PatchCutter(self, net, keep=1).cut(layer, self.hit(layer, channel, rank), clip)
+        return PatchCutter(self, net, keep=1, crop=crop).cut(layer, self.hit(layer, channel, rank),
+                                                             clip)
 
     def layer_grid(self, layer: str, channels: Sequence[int] | None = None, max_units: int = 64,
                    net=None, tile: int | None = None, clip: bool = True,
-                   syntheses: bool = True) -> np.ndarray:
+                   syntheses: bool = True, crop: str | None = None) -> np.ndarray:
         """One cell per unit holding its k patches (the Zeiler & Fergus figure), as an RGB array.
 
         Patches are clipped to the image (``clip=True``) so that deep layers, whose receptive
@@ -254,7 +318,7 @@ class Atlas:
         was not mined shows its syntheses alone (by default the units that have one).
         """
         return layer_grid(self, layer, channels, max_units, net, tile, clip=clip,
-                          syntheses=syntheses)
+                          syntheses=syntheses, crop=crop)
 
     def unit_figure(self, layer: str, channel: int, net=None, method: str = "guided") -> np.ndarray:
         """Each hit's patch beside the projection (guided backprop/deconvnet) of its activation."""
@@ -296,7 +360,8 @@ class Atlas:
             "model_name": self.model_name, "weights": self.weights,
             "weights_source": self.weights_source, "mean": list(self.mean), "std": list(self.std),
             "input_size": list(self.input_size), "resize_ratio": self.resize_ratio,
-            "layers": [{"name": n, "shape": list(self.shapes[n])} for n in self.layers],
+            "layers": [dict({"name": n, "shape": list(self.shapes[n])}, **self.crops.get(n, {}))
+                       for n in self.layers],
             "images_listed": len(self.image_paths), "image_count": self.image_count,
             "skipped": [list(s) for s in self.skipped], "info": self.info,
         }
@@ -306,7 +371,8 @@ class Atlas:
         one (see ``convsight.atlas_store``)."""
         path = Path(path)
         flat = {f"layer{i}_{key}": np.asarray(self._arrays[name][key])
-                for i, name in enumerate(self.layers) for key in ("value", "image", "y", "x")}
+                for i, name in enumerate(self.layers) for key in ("value", "image", "y", "x", "box")
+                if key in self._arrays[name]}
         save_folder(path, self.metadata(), flat, self.image_paths)
         self.path = path
         return path
@@ -320,12 +386,14 @@ class Atlas:
         path = Path(path)
         meta, paths, flat = read_folder(path)
         arrays, shapes = layer_arrays(meta, paths, flat, path)
+        crops = layer_boxes(meta, flat, arrays, path)
         try:
             return cls(arrays, shapes, meta["k"], paths, [tuple(s) for s in meta["skipped"]],
                        model_name=meta["model_name"], weights=meta.get("weights"),
                        weights_source=meta.get("weights_source", ""), mean=meta["mean"],
                        std=meta["std"], input_size=tuple(meta["input_size"]),
-                       resize_ratio=meta["resize_ratio"], path=path, info=meta.get("info"))
+                       resize_ratio=meta["resize_ratio"], path=path, info=meta.get("info"),
+                       crops=crops)
         except (TypeError, ValueError) as exc:
             raise ConvsightError(f"cannot read the atlas at {path}: atlas.json has a value of the "
                                  f"wrong kind ({exc})") from None

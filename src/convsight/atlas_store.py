@@ -263,3 +263,25 @@ def layer_arrays(meta: dict[str, Any], paths: list[str], flat: dict[str, np.ndar
         _check_positions(name, shape, a, folder)
         arrays[name], shapes[name] = a, shape
     return arrays, shapes
+
+
+def layer_boxes(meta: dict[str, Any], flat: dict[str, np.ndarray],
+                arrays: dict[str, dict[str, np.ndarray]], folder: Path) -> dict[str, dict]:
+    """Each layer's stored crop boxes (``layer{i}_box``, (channels, k, 4)) put into ``arrays``, and
+    its crop rule from ``atlas.json`` ({"crop": rule, "q": ...}). Atlases mined before boxes were
+    stored have neither: their boxes are computed on demand."""
+    crops = {}
+    for i, layer in enumerate(meta["layers"]):
+        name, box = layer["name"], flat.get(f"layer{i}_box")
+        rule = layer.get("crop")
+        if box is None and rule is None:
+            continue
+        channels, k = arrays[name]["value"].shape
+        if box is None or rule not in ("exact", "local", "effective") or \
+                box.shape != (channels, k, 4) or box.dtype.kind not in "iu":
+            raise _fail(folder, f"layer {name}: its crop boxes do not match (rule {rule!r}, "
+                                f"array {None if box is None else box.shape}; need "
+                                f"{(channels, k, 4)} whole numbers)")
+        arrays[name]["box"] = box
+        crops[name] = {key: layer[key] for key in ("crop", "q") if key in layer}
+    return crops

@@ -10,7 +10,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -56,3 +56,8 @@ def parse_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
         todo = [v for item in todo if isinstance(item, (dict, list))
                 for v in (item.values() if isinstance(item, dict) else item)]
     return value
+
+
+def inside(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether ``path`` is one of ``folders`` or lies under one (paths compared as given)."""
+    return any(path == f or f in path.parents for f in folders)

@@ -43,6 +43,29 @@ def forward_hooks(module: nn.Module, hooks: Mapping[str, Hook]) -> Iterator[None
             handle.remove()
 
 
+@contextmanager
+def running_modules(module: nn.Module) -> Iterator[list[str]]:
+    """For the block, a list that holds the names of the modules running now, innermost last
+    ("" is ``module`` itself): which module an op runs in. Hooks removed when the block ends."""
+    stack: list[str] = []
+    handles = []
+
+    def enter(name: str) -> Callable[..., None]:
+        return lambda _m, _i: stack.append(name)
+
+    def leave(_m: nn.Module, _i: Any, _o: Any) -> None:
+        if stack:
+            stack.pop()
+    try:
+        for name, sub in module.named_modules():
+            handles.append(sub.register_forward_pre_hook(enter(name)))
+            handles.append(sub.register_forward_hook(leave))
+        yield stack
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class LayerOutputs:
     """Hooks that hand each named layer's output to ``keep`` and store what it returns in
     ``found[name]``; with ``stop``, the pass ends (``StopForward``) once every layer has run.

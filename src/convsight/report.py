@@ -101,7 +101,8 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
     rows = "".join(
         f"<tr><td><a href='#{_anchor(name)}'>{_e(name)}</a></td>"
         f"<td>{_e('x'.join(map(str, atlas.shapes.get(name, ()))))}</td>"
-        f"<td>{atlas.channels(name)}</td><td>{_e(_rf_text(atlas, name, net))}</td></tr>"
+        f"<td>{atlas.channels(name)}</td><td>{_e(_rf_text(atlas, name, net))}</td>"
+        f"<td>{_e(_crop_text(atlas, name, net))}</td></tr>"
         for name in layers)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -111,7 +112,7 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
 {len(atlas.skipped)} unreadable file(s) skipped; made in {time.time() - start:.0f} s</p></header>
 <main>
 <h2>Layers</h2>
-<table><tr><th>layer</th><th>output shape</th><th>units</th><th>receptive field</th></tr>{rows}</table>
+<table><tr><th>layer</th><th>output shape</th><th>units</th><th>receptive field</th><th>patches cut by</th></tr>{rows}</table>
 {TRUST_NOTE if trust and detail_units > 0 else ''}
 {''.join(sections)}
 </main></body></html>
@@ -192,6 +193,17 @@ def _card_line(model: Network, x: Any, target: str, method: str) -> str:
     return "<br><span>report card: " + _e(" · ".join(parts)) + "</span>"
 
 
+CROP_WORDS = {"exact": "exact receptive field", "local": "local receptive field (gates held fixed)",
+              "effective": "effective box (Luo et al. 2016)"}
+
+
+def _crop_text(atlas: Atlas, layer: str, net: Network | None) -> str:
+    try:
+        return CROP_WORDS[atlas.crop_rule(layer, net)]
+    except Exception:
+        return "-"
+
+
 def _trust_html(atlas: Atlas, layer: str, channel: int, net: Network | None,
                 method: str, card: bool = False) -> str:
     """The trust line of the ``method`` projection of the unit's top image (its neuron there)."""
@@ -236,8 +248,8 @@ def _layer_section(atlas: Atlas, layer: str, max_units: int | None, detail_units
         bar(1)
     shown = f"units 0-{n - 1} of {total}" if n < total else f"all {total} units"
     parts = [f"<h2 id='{_anchor(layer)}'>{_e(layer)}</h2>",
-             f"<p class='sub'>{shown}; each cell holds a unit's top {_e(atlas.k)} patches, strongest "
-             "first" + (", after the image synthesised for it" if paired else "") +
+             f"<p class='sub'>{shown}; each cell holds a unit's top {_e(atlas.k)} patches, cut by the "
+             f"{_e(_crop_text(atlas, layer, net))}, strongest first" + (", after the image synthesised for it" if paired else "") +
              ". Click one of the first units for its patches at full size.</p>",
              f"<div class='units'>{''.join(cells)}</div>"]
     for c in range(details):

@@ -114,4 +114,5 @@ def field_json(rf) -> dict | None:
         return None
     return {"layer": rf.layer, "size": list(rf.size), "stride": list(rf.stride),
             "padding": list(rf.padding), "global": rf.is_global, "input_size": list(rf.input_size),
-            "grid": list(rf.grid) if rf.grid else None, "method": rf.method}
+            "grid": list(rf.grid) if rf.grid else None, "method": rf.method,
+            "context": rf.context, "gates": list(rf.gates)}

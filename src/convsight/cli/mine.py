@@ -2,6 +2,7 @@
 
     convsight mine photos/ --layers blocks.3,blocks.10 -o atlas
     convsight mine photos/ --layers blocks.5 -o atlas --synthesize        # + a synthesis per unit
+    convsight mine photos/ --layers blocks.3 -o atlas --crop effective    # each hit's effective box
     torchrun --nproc_per_node=2 -m convsight.cli mine photos/ --layers blocks.3 -o atlas   # CPU, gloo
     torchrun --nproc_per_node=4 -m convsight.cli mine photos/ --layers blocks.3 -o atlas --device cuda
 """
@@ -29,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue an interrupted run from the checkpoint in the --out folder")
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                    help="seconds between checkpoints (default 60; 0: after every batch)")
+    p.add_argument("--crop", choices=("auto", "exact", "local", "effective"), default="auto",
+                   help="box each patch is cut from: exact or local receptive field, or the hit's "
+                        "effective box (Luo et al. 2016); auto (default): exact where finite, "
+                        "else local")
+    p.add_argument("--q", type=float, default=None, metavar="FRACTION",
+                   help="with --crop effective: fraction of the unit's input-gradient magnitude "
+                        "the box holds (default 0.5)")
     p.add_argument("--grids", type=int, default=0, metavar="N",
                    help="also draw the first N units of each layer as LAYER.png in the atlas folder "
                         "(default 0: none)")
@@ -63,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         atlas = mine(net, args.images, args.layers, k=args.k, batch_size=args.batch_size,
                      workers=args.workers, device=args.device, out=args.out, resume=args.resume,
-                     progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+                     progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+                     crop=args.crop, **({"q": args.q} if args.q is not None else {}))
     except KeyboardInterrupt:
         saved = any(Path(args.out).glob("checkpoint*.npz"))
         print("convsight: interrupted; " + (
@@ -74,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"atlas written: {Path(args.out).resolve()} ({atlas.image_count} images, "
           f"{len(atlas.layers)} layers, k={atlas.k})")
+    rules = ", ".join(f"{layer} {atlas.crop_rule(layer)}" for layer in atlas.layers)
+    print(f"patches cut by: {rules}")
     if atlas.skipped:
         print(f"skipped {len(atlas.skipped)} unreadable files:")
         for path, reason in atlas.skipped[:20]:

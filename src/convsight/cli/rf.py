@@ -17,9 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_size_arg(p)
     p.add_argument("--allow-misaligned", action="store_true",
                    help="for layers where paths with different centres meet, give the box covering all")
+    p.add_argument("--context", choices=("exact", "local"), default="exact",
+                   help="exact: every pixel the unit depends on (default); local: global-context "
+                        "gates (squeeze-and-excitation, ECA, global context...) held fixed")
     p.add_argument("--json", action="store_true",
                    help="print JSON: model, the field (size, stride, padding, global, input size, "
-                        "grid, method) and, with --unit, the unit and its box")
+                        "grid, method, context, gates) and, with --unit, the unit and its box")
     p.set_defaults(func=run)
 
 
@@ -28,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     size = input_size_from_args(args)
     net = network_from_args(args)
-    rf = receptive_field(net, args.layer, size, allow_misaligned=args.allow_misaligned)
+    rf = receptive_field(net, args.layer, size, allow_misaligned=args.allow_misaligned,
+                         context=args.context)
     unit_box = _unit_box(net, rf, args.unit, size) if args.unit else None
     if args.json:
         import json
@@ -49,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"stride   {rf.stride[0]} x {rf.stride[1]}")
         print(f"padding  {rf.padding[0]} x {rf.padding[1]}")
     print(f"method   {rf.method}")
+    if rf.context == "local":
+        held = ", ".join(rf.gates) if rf.gates else "none found"
+        print(f"context  local (gates held fixed: {held})")
     if unit_box:
         unit, (top, left, bottom, right) = unit_box
         print(f"unit {unit}: rows {top}..{bottom}, columns {left}..{right} "

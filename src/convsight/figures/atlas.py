@@ -1,7 +1,8 @@
 """Pictures of an atlas: a unit's patches, a layer's grid of units, a unit beside its projections.
 
-A hit's *patch* is the receptive-field box of its (y, x) cut from the image as the network saw it
-(resized and centre-cropped). Clipped patches keep only the part of the box inside the image (deep
+A hit's *patch* is a box around its (y, x) cut from the image as the network saw it (resized and
+centre-cropped), by a crop rule: the exact or local receptive field, or the hit's effective box
+(``Atlas.hit_box``; by default the rule the layer was mined with). Clipped patches keep only the part of the box inside the image (deep
 layers' boxes outgrow it); unclipped ones are padded with the image's mean colour.
 
 The functions take an ``Atlas`` (``convsight.Atlas``) and use only its public queries, so the
@@ -21,6 +22,7 @@ from PIL import Image
 from ..attribute import attribute
 from ..errors import ConvsightError, UnitError
 from ..pictures import as_float, as_pil, crop, fit_square, grid, label, patch_montage, render_attribution
+from ..receptive.field import crop_box
 from ..units import format_ranges
 
 PROJECTIONS = ("guided", "deconv", "gradient")  # what the report and the explorer offer
@@ -34,8 +36,8 @@ class PatchCutter:
     Thread-safe, so the explorer's request threads can share one.
     """
 
-    def __init__(self, atlas: Any, net: Any = None, keep: int = 512) -> None:
-        self.atlas, self.net, self.keep = atlas, net, keep
+    def __init__(self, atlas: Any, net: Any = None, keep: int = 512, crop: str | None = None) -> None:
+        self.atlas, self.net, self.keep, self.crop = atlas, net, keep, crop
         self._images: OrderedDict[int, Image.Image] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -53,17 +55,26 @@ class PatchCutter:
                 self._images.popitem(last=False)
         return image
 
-    def box(self, layer: str, hit: Any) -> tuple[int, int, int, int] | None:
-        """The hit's box clipped to the image; None for a layer that sees the whole image."""
-        rf = self.atlas.receptive_field(layer, net=self.net)
-        return None if rf.is_global else rf.clipped_box(hit.y, hit.x)
+    def rule(self, layer: str) -> str:
+        """The crop rule the patches of ``layer`` are cut by."""
+        return self.crop or self.atlas.crop_rule(layer, self.net)
+
+    def full_box(self, layer: str, hit: Any) -> tuple[int, int, int, int]:
+        """The hit's box under the crop rule, not clipped to the image."""
+        return self.atlas.hit_box(layer, hit, self.crop, self.net)
+
+    def box(self, layer: str, hit: Any) -> tuple[int, int, int, int]:
+        """The hit's box under the crop rule, clipped to the image."""
+        top, left, bottom, right = self.full_box(layer, hit)
+        h, w = self.atlas.input_size
+        return max(top, 0), max(left, 0), min(bottom, h - 1), min(right, w - 1)
 
     def cut(self, layer: str, hit: Any, clip: bool = True) -> Image.Image:
         """The hit's patch: clipped to the image, or (``clip=False``) the whole box, padded."""
         image = self.image(hit.image)
         if clip:
             return crop(image, self.box(layer, hit))
-        return self.atlas.receptive_field(layer, net=self.net).crop(image, hit.y, hit.x)
+        return crop_box(image, self.full_box(layer, hit))
 
 
 def _tile(im: Image.Image, side: int) -> np.ndarray:
@@ -107,7 +118,8 @@ def with_synthesis(cell: np.ndarray, synthesis: Image.Image | None) -> np.ndarra
 
 def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
                max_units: int = 64, net: Any = None, tile: int | None = None,
-               labels: bool = True, clip: bool = True, syntheses: bool = True) -> np.ndarray:
+               labels: bool = True, clip: bool = True, syntheses: bool = True,
+               crop: str | None = None) -> np.ndarray:
     """One cell per unit (its k patches), cells in a grid: an RGB float array in [0, 1].
 
     With ``syntheses`` and images stored for the layer (``convsight.visualize_layer(...,
@@ -124,7 +136,7 @@ def layer_grid(atlas: Any, layer: str, channels: Sequence[int] | None = None,
     if not chosen:
         raise ConvsightError(f"no units to draw for layer {layer}")
     side = tile or default_tile(atlas, layer, net)
-    cutter = PatchCutter(atlas, net)
+    cutter = PatchCutter(atlas, net, crop=crop)
     show = syntheses and atlas.synthesis_info(layer) is not None
     cells = []
     for c in chosen:
@@ -160,7 +172,6 @@ def unit_figure(atlas: Any, layer: str, channel: int, net: Any = None, method: s
         raise ConvsightError(f"unknown projection method {method!r}: use one of "
                              f"{', '.join(PROJECTIONS)}")
     model = atlas.network(net=net)
-    rf = atlas.receptive_field(layer, net)
     cutter = PatchCutter(atlas, net, keep=1)
     tiles = []
     for hit in atlas.top(layer, channel):
@@ -170,12 +181,13 @@ def unit_figure(atlas: Any, layer: str, channel: int, net: Any = None, method: s
         attr = attribute(model, xn, target=f"{layer}:{channel}@{hit.y},{hit.x}", method=method)
         # crop first, so that the colour scale is set by the receptive field, not the whole image
         cut = crop(attr[0].cpu(), cutter.box(layer, hit)) if clip else \
-            rf.crop(attr[0].cpu(), hit.y, hit.x, fill=0.0)
+            crop_box(attr[0].cpu(), cutter.full_box(layer, hit), fill=0.0)
         projection = _tile(as_pil(render_attribution(cut, kind="rgb")), side)
         tiles.append(np.concatenate([patch, np.ones((side, 2, 3), np.float32), projection], axis=1))
     if not tiles:
         raise ConvsightError(f"{layer}:{channel} has no hits in this atlas")
-    return label(grid(tiles, ncols=3, pad=4), f"{layer}:{channel}   patch | {method} projection")
+    return label(grid(tiles, ncols=3, pad=4), f"{layer}:{channel}   patch ({cutter.rule(layer)} "
+                 f"crop) | {method} projection")
 
 
 def atlas_html(atlas: Any, units: int = 4, net: Any = None, max_layers: int = 12) -> str:
@@ -200,7 +212,7 @@ def atlas_html(atlas: Any, units: int = 4, net: Any = None, max_layers: int = 12
             rf = atlas.receptive_field(layer, net)
             picture = layer_grid(atlas, layer, max_units=units, net=net, tile=40)
             data = base64.b64encode(png_bytes(picture)).decode("ascii")
-            body = (f"receptive field {rf.caption()}; units 0-{min(units, atlas.channels(layer)) - 1}"
+            body = (f"receptive field {rf.caption()}; {atlas.crop_rule(layer, net)} crop; units 0-{min(units, atlas.channels(layer)) - 1}"
                     f"<br><img src='data:image/png;base64,{data}' alt='top patches of {html.escape(layer)}'>")
         except ConvsightError as exc:
             body = f"<i>no pictures: {html.escape(str(exc))}</i>"

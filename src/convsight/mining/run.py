@@ -22,6 +22,9 @@ from ..units import check_layer
 from .checkpoint import Checkpoints, State, starting_point
 from .data import ImageSource, fingerprint, make_loader, resolve_images
 from .distributed import Group, join
+from ..receptive import DEFAULT_Q
+from ..receptive.effective import check_q
+from .boxes import attach_boxes, check_mining_crop
 from .merge import dataset_of, merged_atlas
 from .stream import mine_batches
 from .topk import TopK
@@ -73,6 +76,18 @@ def _layer_shapes(module: torch.nn.Module, layers: list[str], size: tuple[int, i
     return {name: tuple(acts[name].shape[1:]) for name in layers}
 
 
+def _with_boxes(atlas: Atlas, runner: Network, source: ImageSource, crop: str, q: float,
+                batch_size: int, progress: ProgressArg) -> bool:
+    """Store every hit's crop box by rule ``crop``; True when some were (re)computed."""
+    before = {name: dict(c) for name, c in atlas.crops.items()}
+    hits = sum(int((atlas.arrays(name)["image"] >= 0).sum()) for name in atlas.layers)
+    effective = crop == "effective"
+    shown = progress if effective and isinstance(progress, bool) else False  # a callback counts images
+    with progress_bar(hits if effective else 0, "effective boxes", "hit", shown) as report:
+        attach_boxes(atlas, runner, lambda i: source[i][1], crop, q, batch_size, report)
+    return atlas.crops != before
+
+
 def _config(net: Network, layers: list[str], k: int, paths: list[str], world: int) -> dict[str, Any]:
     """What makes a run this run: a checkpoint or atlas with another config is not resumed."""
     return {"layers": layers, "k": k, "images": fingerprint(paths), "image_count": len(paths),
@@ -85,7 +100,7 @@ def _config(net: Network, layers: list[str], k: int, paths: list[str], world: in
 def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[str], k: int = 9,
          batch_size: int = 32, workers: int = 0, device: str | torch.device | None = None,
          out: str | Path | None = None, resume: bool = False, progress: ProgressArg = True,
-         checkpoint_every: float = 60.0) -> Atlas:
+         checkpoint_every: float = 60.0, crop: str = "auto", q: float = DEFAULT_Q) -> Atlas:
     """Find the top-k images of every channel of ``layers`` over ``images``; return an ``Atlas``.
 
     ``images`` is a folder (recursive), a list of paths or a torch ``Dataset`` (items: PIL images,
@@ -97,6 +112,10 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
     ``device`` runs a copy of the model there (yours never moves; under torchrun a bare ``cuda`` is
     each process' own GPU). ``progress``: True draws a bar (on process 0 only), False nothing, and
     a callable ``fn(done, total)`` is called with the images of this process' shard done so far.
+    ``crop`` is the rule each hit's stored box follows (docs/receptive_fields.md): ``"exact"``,
+    ``"local"``, ``"effective"`` (the hit's effective box holding a fraction ``q`` of its input
+    gradient, one batched backward pass per group of whole channels after the mining pass) or
+    ``"auto"``: the exact box where the layer's exact receptive field is finite, else the local one.
 
     >>> atlas = mine(convsight.load_model(), "photos/", ["blocks.3", "blocks.10"], out="atlas")
     >>> atlas.top("blocks.3", 5)[0]
@@ -106,6 +125,8 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
     check_input_size(net.input_size)  # also when set on the Network after it was made
     layers = _layer_list(net, layers)
     _check_counts(k, batch_size, workers)
+    check_mining_crop(crop)
+    check_q(q)
     if resume and out is None:
         raise ConvsightError("resume=True needs out=FOLDER, where the checkpoint was written")
     items, paths = resolve_images(images)
@@ -120,11 +141,14 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
             shapes = _layer_shapes(runner.module, layers, net.input_size, len(net.mean), device)
             state = starting_point(out, resume, checkpoints,
                                    State({name: TopK(shapes[name][0], k) for name in layers}), group.rank)
+            source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
             if isinstance(state, Atlas):  # resuming a run that had finished: its atlas
                 state.source = dataset_of(images)
+                if group.rank == 0 and _with_boxes(state, runner, source, crop, q, batch_size,
+                                                   progress) and out is not None:
+                    state.save(out)
                 return state
             shard = list(range(group.rank, len(paths), group.world))
-            source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
             loader = make_loader(source, shard[state.done:], batch_size, workers,
                                  pin_memory=device.type == "cuda")
             desc = "mining" + (f" (process {group.rank} of {group.world})" if group.active else "")
@@ -132,6 +156,8 @@ def mine(model: Network | torch.nn.Module, images: Any, layers: str | Sequence[s
                               initial=state.done) as report:
                 mine_batches(runner.module, layers, loader, device, state, checkpoints, report)
             atlas = merged_atlas(group, state, device, net, images, paths, shapes, k, config)
+            if group.rank == 0:
+                _with_boxes(atlas, runner, source, crop, q, batch_size, progress)
             if out is not None:
                 if group.rank == 0:
                     atlas.save(out)

@@ -14,26 +14,29 @@ the answer comes from a gradient probe instead (``method="probe"``). See docs/re
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Iterable
 
 import torch
 from torch import nn
 
 from ..errors import ReceptiveFieldError
-from ..hooks import forward_hooks
+from ..hooks import StopForward, forward_hooks, run_until_stopped, running_modules
 from ..models import MAX_INPUT_SIDE, Network, as_network
 from ..units import check_layer, layer_names
+from .effective import DEFAULT_Q, effective_boxes
 from .field import ReceptiveField
 from .geometry import Broken, State, Tracked
 from .probe import probe_fields
 from .trace import Tracer
 
-__all__ = ["ReceptiveField", "ReceptiveFieldError", "receptive_field", "receptive_fields"]
+__all__ = ["ReceptiveField", "ReceptiveFieldError", "receptive_field", "receptive_fields",
+           "effective_boxes", "CONTEXTS", "DEFAULT_Q"]
 
 
 def receptive_field(model: Network | nn.Module, layer: str,
                     input_size: tuple[int, int] | int | None = None, *,
-                    allow_misaligned: bool = False) -> ReceptiveField:
+                    allow_misaligned: bool = False, context: str = "exact") -> ReceptiveField:
     """The receptive field of the units of ``layer`` at ``input_size`` (default: the network's).
 
     >>> rf = receptive_field(net, "blocks.5")
@@ -42,22 +45,32 @@ def receptive_field(model: Network | nn.Module, layer: str,
     Raises ``UnknownLayerError`` for a layer that does not exist and ``ReceptiveFieldError`` when
     there is no single box per unit: after upsampling, or where paths with different centres meet
     (``allow_misaligned=True`` then returns the box covering both).
+
+    ``context="local"`` holds global-context gates fixed (squeeze-and-excitation, ECA, global
+    context, selective-kernel and split attention: any factor or addend computed from a reduction
+    over every position and broadcast back): the box is the support of the unit's gradient with
+    every gate detached, and ``rf.gates`` names the modules where gates were held.
     """
-    return receptive_fields(model, [layer], input_size, allow_misaligned=allow_misaligned)[layer]
+    return receptive_fields(model, [layer], input_size, allow_misaligned=allow_misaligned,
+                            context=context)[layer]
 
 
 def receptive_fields(model: Network | nn.Module, layers: Iterable[str] | None = None,
                      input_size: tuple[int, int] | int | None = None, *,
-                     allow_misaligned: bool = False) -> dict[str, ReceptiveField]:
+                     allow_misaligned: bool = False, context: str = "exact",
+                     stop_early: bool = False) -> dict[str, ReceptiveField]:
     """Receptive fields of many layers from one analysis (all layers when ``layers`` is None).
 
     With ``layers=None`` layers without a receptive field (no tensor output, never run, after
-    upsampling...) are left out; named layers raise instead.
+    upsampling...) are left out; named layers raise instead. ``stop_early`` ends the traced pass
+    once every named layer has run (a module called twice then gives its first call's field, as
+    mining records its first call's output); by default it runs to the end (the last call's).
 
     >>> fields = receptive_fields(net, ["blocks.3", "conv_head"])
     >>> fields["conv_head"].size
     (851, 851)
     """
+    check_context(context)
     net = as_network(model)
     size = _check_size(net.input_size if input_size is None else input_size)
     explicit = layers is not None
@@ -68,7 +81,7 @@ def receptive_fields(model: Network | nn.Module, layers: Iterable[str] | None = 
         if name not in known_set:
             check_layer(net, name)  # raises with suggestions
     try:
-        states = trace_states(net, names, size)
+        states = trace_states(net, names, size, local=context == "local", stop_early=stop_early)
     except ReceptiveFieldError:
         raise
     except Exception:  # the forward does not run under the tracer: measure everything instead
@@ -86,7 +99,7 @@ def receptive_fields(model: Network | nn.Module, layers: Iterable[str] | None = 
                     raise ReceptiveFieldError(f"layer {name}: {state.reason}")
                 to_probe.append(name)
                 continue
-            fields[name] = _field(name, state, size, allow_misaligned)
+            fields[name] = _field(name, state, size, allow_misaligned, context)
         except ReceptiveFieldError:
             if explicit:
                 raise
@@ -125,7 +138,17 @@ def _check_size(size: tuple[int, int] | int) -> tuple[int, int]:
     return h, w
 
 
-def _field(name: str, state: Tracked, size: tuple[int, int], allow_misaligned: bool) -> ReceptiveField:
+CONTEXTS = ("exact", "local")
+
+
+def check_context(context: str) -> None:
+    if context not in CONTEXTS:
+        raise ReceptiveFieldError(f"unknown receptive-field context {context!r}: use one of "
+                                  f"{', '.join(CONTEXTS)}")
+
+
+def _field(name: str, state: Tracked, size: tuple[int, int], allow_misaligned: bool,
+           context: str) -> ReceptiveField:
     ay, ax = state.axes
     whole = ay.whole or ax.whole
     if state.note and not whole and not allow_misaligned:
@@ -141,22 +164,32 @@ def _field(name: str, state: Tracked, size: tuple[int, int], allow_misaligned: b
         input_size=size,
         method="trace",
         grid=(state.grid("y"), state.grid("x")),
+        context=context,
+        gates=state.gates if context == "local" else (),
     )
 
 
-def trace_states(net: Network, names: list[str], size: tuple[int, int]) -> dict[str, State | None]:
+def trace_states(net: Network, names: list[str], size: tuple[int, int],
+                 local: bool = False, stop_early: bool = False) -> dict[str, State | None]:
     """Run one forward pass under the tracer; the state of each layer's output as it returns.
+
+    ``local``: hold global-context gates fixed (the module running at each one names it).
 
     Runs in inference mode on a random input; buffers (batch-norm statistics of modules left in
     train mode) are restored afterwards and the global random state is left as it was.
     """
     module = net.module
-    tracer = Tracer(size)
+    tracer = Tracer(size, local)
     states: dict[str, State | None] = {}
+
+    waiting = set(names)
 
     def make_hook(name: str):
         def hook(_mod, _inp, out) -> None:
             states[name] = tracer.state(out) if isinstance(out, torch.Tensor) else None
+            waiting.discard(name)
+            if stop_early and not waiting:  # every layer asked for has run: skip the rest
+                raise StopForward
         return hook
 
     param = next(module.parameters(), None)
@@ -164,11 +197,13 @@ def trace_states(net: Network, names: list[str], size: tuple[int, int]) -> dict[
     saved = {name: b.detach().clone() for name, b in module.named_buffers()}
     try:
         with forward_hooks(module, {name: make_hook(name) for name in names}), \
+                (running_modules(module) if local else nullcontext([])) as running, \
                 torch.random.fork_rng(devices=[]):
+            tracer.running = running
             x = torch.rand(1, len(net.mean), *size, dtype=dtype).to(net.device)
             with torch.inference_mode(), tracer:
                 tracer.start(x)
-                module(x)  # if this fails, the caller falls back to the probe, which reports it
+                run_until_stopped(module, x)  # if it fails, the caller falls back to the probe
     finally:
         with torch.no_grad():
             for name, b in module.named_buffers():

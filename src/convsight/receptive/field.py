@@ -20,7 +20,9 @@ class ReceptiveField:
     (global pooling, squeeze-and-excitation, attention, flatten + Linear), so every unit sees the
     whole input. ``method`` tells how it was found: ``"trace"`` (the executed graph) or ``"probe"``
     (gradients of a linearised copy, when the trace could not follow an op). ``grid`` is the
-    layer's number of positions (rows, columns).
+    layer's number of positions (rows, columns). ``context`` is ``"exact"`` (every pixel the unit
+    depends on) or ``"local"`` (global-context gates held fixed; ``gates`` names the modules where
+    they were held). A probed field is always exact: the probe cannot hold gates.
 
     >>> rf = ReceptiveField("conv", (3, 3), (1, 1), (1, 1), False, (32, 32), "trace")
     >>> rf.box(0, 0)
@@ -35,6 +37,8 @@ class ReceptiveField:
     input_size: tuple[int, int]
     method: str = "trace"
     grid: tuple[int, int] | None = None
+    context: str = "exact"
+    gates: tuple[str, ...] = ()
 
     def box(self, y: int, x: int) -> tuple[int, int, int, int]:
         """(top, left, bottom, right) of unit (y, x), inclusive and not clipped to the image."""
@@ -52,12 +56,13 @@ class ReceptiveField:
 
     def caption(self) -> str:
         """The field in a few words: "83 px, stride 16", "5x3 px, stride 2x1" or "global"."""
+        tail = " (local)" if self.context == "local" else ""
         if self.is_global:
-            return "global"
+            return "global" + tail
         (h, w), (sy, sx) = self.size, self.stride
         size = f"{h}" if h == w else f"{h}x{w}"
         stride = f"{sy}" if sy == sx else f"{sy}x{sx}"
-        return f"{size} px, stride {stride}"
+        return f"{size} px, stride {stride}{tail}"
 
     def centre(self, y: int, x: int) -> tuple[float, float]:
         """Centre of unit (y, x)'s box in input pixels (may be a half pixel)."""
@@ -83,20 +88,27 @@ class ReceptiveField:
         with ``fill`` (a value or one per channel) or else the image's mean colour. The result has
         the box's size and the input's type.
         """
-        from PIL import Image
+        return crop_box(image, self.box(y, x), fill)
 
-        top, left, bottom, right = self.box(y, x)
-        if isinstance(image, Image.Image):
-            array = np.asarray(image)
-            chw = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-            out = _crop_array(chw.astype(np.float64), top, left, bottom, right, fill)
-            out = np.clip(np.round(out), 0, 255).astype(array.dtype)
-            return Image.fromarray(out[0] if array.ndim == 2 else out.transpose(1, 2, 0), image.mode)
-        if isinstance(image, torch.Tensor):
-            if image.dim() != 3:
-                raise ImageError(f"crop needs an image tensor (C, H, W), got shape {tuple(image.shape)}")
-            return _crop_tensor(image, top, left, bottom, right, fill)
-        raise ImageError(f"crop needs a tensor (C, H, W) or a PIL image, got {type(image).__name__}")
+
+def crop_box(image: Any, box: tuple[int, int, int, int], fill: float | Sequence[float] | None = None
+             ) -> Any:
+    """The (top, left, bottom, right) box (inclusive) of ``image``, a tensor (C, H, W) or a PIL
+    image, padded with ``fill`` (default: the image's mean colour) where it leaves the image."""
+    from PIL import Image
+
+    top, left, bottom, right = (int(v) for v in box)
+    if isinstance(image, Image.Image):
+        array = np.asarray(image)
+        chw = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        out = _crop_array(chw.astype(np.float64), top, left, bottom, right, fill)
+        out = np.clip(np.round(out), 0, 255).astype(array.dtype)
+        return Image.fromarray(out[0] if array.ndim == 2 else out.transpose(1, 2, 0), image.mode)
+    if isinstance(image, torch.Tensor):
+        if image.dim() != 3:
+            raise ImageError(f"crop needs an image tensor (C, H, W), got shape {tuple(image.shape)}")
+        return _crop_tensor(image, top, left, bottom, right, fill)
+    raise ImageError(f"crop needs a tensor (C, H, W) or a PIL image, got {type(image).__name__}")
 
 
 def _fill_values(channels: int, mean: Sequence[float], fill: Any) -> list[float]:

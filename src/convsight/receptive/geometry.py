@@ -86,6 +86,7 @@ class Tracked:
     dims: Dims
     axes: tuple[Axis, Axis]  # (y, x)
     note: str | None = None  # set when merged paths were misaligned (same stride, other centres)
+    gates: tuple[str, ...] = ()  # global-context gates held fixed on the way (context="local")
 
     def axis(self, label: str) -> Axis:
         return self.axes[LABELS.index(label)]
@@ -94,6 +95,12 @@ class Tracked:
         axes = list(self.axes)
         axes[LABELS.index(label)] = axis
         return replace(self, axes=(axes[0], axes[1]))
+
+    @property
+    def is_gate(self) -> bool:
+        """Computed from a reduction over every position and holding none: a global-context gate
+        once it multiplies or is added to a map (squeeze-and-excitation, ECA, global context)."""
+        return all(a.whole for a in self.axes) and self.grid("y") == 1 and self.grid("x") == 1
 
     def grid(self, label: str) -> int:
         """How many positions the tensor has along this input axis (1 if it has none)."""

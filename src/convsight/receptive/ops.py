@@ -173,7 +173,7 @@ class OpRules(Rules):
             raise ValueError("index_select along a spatial axis")
         layout = list(s.dims)
         layout[dim] = ((None, int(outputs[0].shape[dim])),)
-        return [Tracked(tuple(layout), s.axes, s.note)]
+        return [Tracked(tuple(layout), s.axes, s.note, s.gates)]
 
     def op_pixel_unshuffle(self, a, inputs, outputs):
         x, r = a["self"], int(a["downscale_factor"])
@@ -209,7 +209,7 @@ class OpRules(Rules):
         if self.state(a["weight"]) is not None or self.state(a.get("bias")) is not None:
             raise ValueError("linear weights that depend on the input")
         s = self.mix(self.tracked(x), [x.dim() - 1], x.dim(), "a linear layer")
-        return [Tracked(s.dims[:-1] + (((None, int(out.shape[-1])),),), s.axes, s.note)]
+        return [Tracked(s.dims[:-1] + (((None, int(out.shape[-1])),),), s.axes, s.note, s.gates)]
 
     def op_matmul(self, a, inputs, outputs):
         return [self.matmul(a["self"], a["other"], outputs[0])]

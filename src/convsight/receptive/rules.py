@@ -35,9 +35,25 @@ class Rules:
     ``extent`` is the input's (height, width): an op may mix positions only when they cover it.
     """
 
-    def __init__(self, state: Callable[[Any], State | None], extent: tuple[int, int]) -> None:
+    def __init__(self, state: Callable[[Any], State | None], extent: tuple[int, int],
+                 local: bool = False, where: Callable[[], str] = lambda: "the model") -> None:
         self.state = state
         self.extent = extent
+        self.local = local  # hold global-context gates fixed (``context="local"``)
+        self.where = where  # the module running now, to name the gates held
+
+    def held(self, ops: list) -> tuple[list, tuple[str, ...]]:
+        """In local context: the operands left once gates are held fixed, and the gates' names.
+
+        A gate is an operand computed from a reduction over every position that holds no
+        position itself, merged into a map that has positions (``Tracked.is_gate``)."""
+        if not self.local or all(s.is_gate for _, s in ops):
+            return ops, ()
+        gates = [s for _, s in ops if s.is_gate]
+        if not gates:
+            return ops, ()
+        names = _joined(*(s.gates for s in gates), (self.where(),))
+        return [(t, s) for t, s in ops if not s.is_gate], names
 
     def tracked(self, t: torch.Tensor) -> Tracked:
         s = self.state(t)
@@ -70,6 +86,7 @@ class Rules:
         """Union of the tracked operands broadcast to ``shape`` (``skip``: the cat dimension)."""
         nd = len(shape)
         ops = [(t, self.tracked(t)) for t in tensors if isinstance(self.state(t), Tracked)]
+        ops, held = self.held(ops)
         dims: list[Any] = [None] * nd
         for t, s in ops:
             off = nd - t.dim()
@@ -99,7 +116,8 @@ class Rules:
                     if not aligned and note is None:
                         note = (f"paths merged there see input boxes with different centres "
                                 f"(along {label}: {_describe(before)} vs {_describe(axis)})")
-        return Tracked(layout, (axes[0], axes[1]), note)  # type: ignore[arg-type]
+        gates = _joined(*(s.gates for _, s in ops), held)
+        return Tracked(layout, (axes[0], axes[1]), note, gates)  # type: ignore[arg-type]
 
     def window(self, s: Tracked, out: torch.Tensor, n: int, kernel: list[int], stride: list[int],
                left: list[int], dilation: list[int]) -> Tracked:
@@ -123,7 +141,7 @@ class Rules:
         for j in range(nd - n):
             if _prod(size for _, size in layout[j]) != out.shape[j]:
                 layout[j] = ((None, int(out.shape[j])),)
-        return Tracked(tuple(layout), s.axes, s.note)
+        return Tracked(tuple(layout), s.axes, s.note, s.gates)
 
     def convolution(self, a: dict[str, Any], out: torch.Tensor) -> State:
         x, weight = a["input"], a["weight"]
@@ -156,7 +174,7 @@ class Rules:
             s = self.mix(s, range(x.dim() - n, x.dim()), x.dim(), "adaptive pooling to one position")
             layout = s.dims[:x.dim() - n] + tuple(
                 tuple((lab, 1) for lab, _ in f if lab) or ((None, 1),) for f in s.dims[x.dim() - n:])
-            return Tracked(layout, s.axes, s.note)
+            return Tracked(layout, s.axes, s.note, s.gates)
         if any(o > i for i, o in zip(sizes_in, sizes_out)):
             return Broken(f"adaptive pooling from {sizes_in} up to {sizes_out} repeats positions "
                           "(upsampling): convsight refuses to describe it; use a larger input_size",
@@ -180,7 +198,7 @@ class Rules:
                     layout.append(tuple((lab, 1) for lab, _ in factors if lab) or ((None, 1),))
             else:
                 layout.append(factors)
-        return Tracked(tuple(layout), s.axes, s.note)
+        return Tracked(tuple(layout), s.axes, s.note, s.gates)
 
 
     def padded(self, x: torch.Tensor, pad: Sequence[int], out: torch.Tensor) -> State:
@@ -197,24 +215,24 @@ class Rules:
                 raise ValueError("padding a dimension that holds several axes")
             else:
                 layout[j] = ((None, int(out.shape[j])),)
-        return Tracked(tuple(layout), s.axes, s.note)
+        return Tracked(tuple(layout), s.axes, s.note, s.gates)
 
     def stacked(self, tensors, dim: int, out: torch.Tensor) -> State:
         merged = self.merge(tensors, tuple(out.shape[:dim]) + tuple(out.shape[dim + 1:]))
         assert isinstance(merged, Tracked)
         layout = merged.dims[:dim] + (((None, int(out.shape[dim])),),) + merged.dims[dim:]
-        return Tracked(layout, merged.axes, merged.note)
+        return Tracked(layout, merged.axes, merged.note, merged.gates)
 
     def reshaped(self, x: torch.Tensor, out: torch.Tensor) -> State:
         s = self.tracked(x)
         layout = regroup(s.dims, tuple(int(v) for v in out.shape))
         if layout is None:
             raise ValueError(f"reshape {tuple(x.shape)} -> {tuple(out.shape)} splits a spatial axis")
-        return Tracked(layout, s.axes, s.note)
+        return Tracked(layout, s.axes, s.note, s.gates)
 
     def permuted(self, x: torch.Tensor, order: Sequence[int]) -> State:
         s = self.tracked(x)
-        return Tracked(tuple(s.dims[int(d) % x.dim()] for d in order), s.axes, s.note)
+        return Tracked(tuple(s.dims[int(d) % x.dim()] for d in order), s.axes, s.note, s.gates)
 
     def sliced(self, x: torch.Tensor, dim: int, start: int, step: int, out: torch.Tensor,
                keep: bool = True) -> State:
@@ -234,7 +252,7 @@ class Rules:
             layout[dim] = new
         else:
             del layout[dim]
-        return Tracked(tuple(layout), s.axes, s.note)
+        return Tracked(tuple(layout), s.axes, s.note, s.gates)
 
     def normalised(self, x: torch.Tensor, dims: Sequence[int], outputs, why: str):
         s = self.mix(self.tracked(x), dims, x.dim(), why)
@@ -246,7 +264,7 @@ class Rules:
         (ay, aligned_y), (ax, aligned_x) = (union_axes(s1.axes[0], s2.axes[0]),
                                             union_axes(s1.axes[1], s2.axes[1]))
         note = s1.note or s2.note or (None if aligned_y and aligned_x else "misaligned paths")
-        return Tracked(s1.dims, (ay, ax), note)
+        return Tracked(s1.dims, (ay, ax), note, _joined(s1.gates, s2.gates))
 
     def matmul(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> State:
         if x.dim() < 2 or y.dim() < 2:
@@ -268,8 +286,14 @@ class Rules:
                      for p in parts]
             union = self.union_states(mixed[0], mixed[1])
             assert isinstance(union, Tracked)
-            return Tracked(tuple(((None, int(n)),) for n in out.shape), union.axes, union.note)
-        return Tracked(tuple(layout), parts[0].axes, parts[0].note)
+            return Tracked(tuple(((None, int(n)),) for n in out.shape), union.axes, union.note,
+                           union.gates)
+        return Tracked(tuple(layout), parts[0].axes, parts[0].note, parts[0].gates)
+
+
+def _joined(*names: tuple[str, ...]) -> tuple[str, ...]:
+    """Gate names of several operands, each once, in the order met."""
+    return tuple(dict.fromkeys(n for group in names for n in group))
 
 
 def _prod(values) -> int:

@@ -52,11 +52,15 @@ def bind(func, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
 class Tracer(TorchDispatchMode):
     """Propagates ``State`` from tensor to tensor for every op run inside it."""
 
-    def __init__(self, extent: tuple[int, int]) -> None:
+    def __init__(self, extent: tuple[int, int], local: bool = False) -> None:
         super().__init__()
         self.extent = extent
         self._table: dict[int, tuple[weakref.ref, State]] = {}
-        self.rules = OpRules(self.state, extent)
+        self.running: list[str] = []  # module names running now (set by the caller), innermost last
+        self.rules = OpRules(self.state, extent, local, self._where)
+
+    def _where(self) -> str:
+        return next((name for name in reversed(self.running) if name), "the model's forward")
 
     # --- the state table: keyed by tensor identity, entries die with their tensors
     def state(self, t: Any) -> State | None:

@@ -77,6 +77,8 @@ class Explorer:
     mined_patch = _ask("unit_part", Layers.mined_patch)
     patch = _ask("unit_part", Layers.patch)
     projection = _ask("unit_part", Layers.projection)
+    context = _ask("unit_part", Layers.context)
+    crop_rule = _ask("unit_part", Layers.crop_rule)
     weights = _ask("unit_part", Layers.weights)
 
     # syntheses stored in the atlas (visualize_layer)

@@ -2,8 +2,10 @@
 
 ``Layers`` answers the layer and unit pages: which layers there are (shape, receptive field,
 mined or not), whether a unit exists, and a unit's top patches from the atlas (as one tile, one
-by one, and projected back to pixels by guided backprop, deconvnet or the gradient) and its
-weights. Pictures come back as bytes, cached by a key that names what they show.
+by one, each box drawn on its whole image, and projected back to pixels by guided backprop,
+deconvnet or the gradient) and its weights. Patches are cut by a crop rule (exact or local
+receptive field, or the hit's effective box; by default the one the layer was mined with). Pictures
+come back as bytes, cached by a key that names what they show.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import convsight
 from convsight.capture import layer_table
 from convsight.figures import PatchCutter
 from convsight.filters import weight_images, weight_kind
-from convsight.pictures import (crop, fit_square, grid, jpeg_bytes, patch_montage, png_bytes,
-                                render_attribution)
+from convsight.atlas import CROPS
+from convsight.pictures import (crop as cut_box, draw_box, fit_square, grid, jpeg_bytes, patch_montage,
+                                png_bytes, render_attribution)
 from convsight.units import did_you_mean
 
 from .workbench import UNIT_METHODS, NotFound, Workbench, check_method
@@ -52,7 +55,8 @@ class Layers:
     def __init__(self, bench: Workbench) -> None:
         self.bench = bench
         self.net, self.atlas, self.cache = bench.net, bench.atlas, bench.cache
-        self.cutter = PatchCutter(self.atlas, self.net) if self.atlas is not None else None
+        self._cutters = {rule: PatchCutter(self.atlas, self.net, crop=rule)
+                         for rule in CROPS} if self.atlas is not None else {}
         self._rows: list[LayerRow] | None = None
         self._rfs: dict[str, Any] = {}
         self._guard = threading.Lock()
@@ -164,29 +168,64 @@ class Layers:
                 time.sleep(0)  # let request threads have the interpreter
         return count
 
-    def mined_patch(self, layer: str, hit: Any) -> Image.Image:
-        """The hit's receptive-field box, clipped to its image (see ``PatchCutter``)."""
-        return self.cutter.cut(layer, hit)
+    def crop_rule(self, layer: str, crop: str | None = None) -> str:
+        """The crop rule asked for (checked), else the one the layer's patches were mined with."""
+        if crop is not None:
+            if crop not in CROPS:
+                raise NotFound(f"unknown crop rule {crop!r}: use one of {', '.join(CROPS)}")
+            return crop
+        if self.atlas is None:
+            return "exact"
+        with self.bench.model_lock:  # an atlas mined before crop rules traces the model once
+            return self.atlas.crop_rule(layer, self.net)
 
-    def patch(self, layer: str, channel: int, rank: int, side: int = 160) -> bytes:
-        hit = self.hit(layer, channel, rank)
-        return self.cache.get_or_make(f"patch/{layer}/{channel}/{rank}/{side}.jpg",
-                                      lambda: jpeg_bytes(fit_square(self.mined_patch(layer, hit),
+    def _cutter(self, layer: str, crop: str | None) -> PatchCutter:
+        return self._cutters[self.crop_rule(layer, crop)]
+
+    def mined_patch(self, layer: str, hit: Any, crop: str | None = None) -> Image.Image:
+        """The hit's box under the crop rule, clipped to its image (see ``PatchCutter``)."""
+        cutter = self._cutter(layer, crop)
+        with self.bench.model_lock:  # an effective box not stored runs a backward pass
+            box = cutter.box(layer, hit)
+        return cut_box(cutter.image(hit.image), box)
+
+    def patch(self, layer: str, channel: int, rank: int, side: int = 160,
+              crop: str | None = None) -> bytes:
+        hit, rule = self.hit(layer, channel, rank), self.crop_rule(layer, crop)
+        return self.cache.get_or_make(f"patch/{layer}/{channel}/{rank}/{side}/{rule}.jpg",
+                                      lambda: jpeg_bytes(fit_square(self.mined_patch(layer, hit, rule),
                                                                     side)))
 
-    def projection(self, layer: str, channel: int, rank: int, method: str, side: int = 160) -> bytes:
+    def context(self, layer: str, channel: int, rank: int, side: int = 160,
+                crop: str | None = None) -> bytes:
+        """The hit's whole image with its patch's box drawn (clipped to the image)."""
+        hit, rule = self.hit(layer, channel, rank), self.crop_rule(layer, crop)
+
+        def make() -> bytes:
+            with self.bench.model_lock:
+                cutter = self._cutter(layer, rule)
+                box = cutter.box(layer, hit)
+            image = cutter.image(hit.image)
+            width = max(2, round(2 * max(image.size) / side))  # about 2 px once fitted to the tile
+            return jpeg_bytes(fit_square(draw_box(image, box, width=width), side))
+        return self.cache.get_or_make(f"context/{layer}/{channel}/{rank}/{side}/{rule}.jpg", make)
+
+    def projection(self, layer: str, channel: int, rank: int, method: str, side: int = 160,
+                   crop: str | None = None) -> bytes:
         """Guided backprop / deconvnet / gradient of the hit's single activation, cut to its box."""
         check_method(method, UNIT_METHODS)
-        hit = self.hit(layer, channel, rank)
+        hit, rule = self.hit(layer, channel, rank), self.crop_rule(layer, crop)
 
         def make() -> bytes:
             x = self.net.normalize(self.atlas.image(hit.image)[None]).to(self.net.device)
             target = f"{layer}:{channel}@{hit.y},{hit.x}"
             with self.bench.model_lock:
                 attr = convsight.attribute(self.net, x, target=target, method=method)
-            picture = crop(render_attribution(attr[0], "rgb"), self.cutter.box(layer, hit))
+                box = self._cutter(layer, rule).box(layer, hit)
+            picture = cut_box(render_attribution(attr[0], "rgb"), box)
             return png_bytes(fit_square(picture, side))  # the same clipped box as the patch
-        return self.cache.get_or_make(f"proj/{layer}/{channel}/{rank}/{method}/{side}.png", make)
+        return self.cache.get_or_make(f"proj/{layer}/{channel}/{rank}/{method}/{side}/{rule}.png",
+                                      make)
 
     # ----- weights ----------------------------------------------------------------------------
     def weights(self, layer: str, channel: int) -> bytes | None:

@@ -37,7 +37,8 @@ def layer_page(request: Request) -> HTMLResponse:
         raise NotFound(f"layer {name} has {pages} page(s) of units; page {number} does not exist")
     first = (number - 1) * PAGE_SIZE
     units = [(c, ex.hits(name, c)[:1]) for c in range(first, min(first + PAGE_SIZE, row.channels))]
-    return page(request, "layer.html", row=row, units=units, page=number, pages=pages,
+    crop = ex.crop_rule(name) if name in ex.mined_layers else None
+    return page(request, "layer.html", row=row, units=units, page=number, pages=pages, crop=crop,
                 rf=ex.receptive_field(name), recipe=ex.synthesis_recipe(name),
                 stored=ex.synthesized_units(name), hidden=ex.synthesis_hidden(name))
 
@@ -48,8 +49,12 @@ def unit_page(request: Request) -> HTMLResponse:
     row = ex.channel(name, channel)
     method = request.query_params.get("method", "guided")
     check_method(method, UNIT_METHODS)
-    return page(request, "unit.html", row=row, channel=channel, hits=ex.named_hits(name, channel),
-                method=method, has_weights=ex.weights(name, channel) is not None,
+    hits = ex.named_hits(name, channel)
+    asked = request.query_params.get("crop")
+    rule = ex.crop_rule(name, asked) if hits else None
+    return page(request, "unit.html", row=row, channel=channel, hits=hits,
+                method=method, crop=rule, crop_query=f"&crop={rule}" if asked else "",
+                mined_crop=ex.crop_rule(name) if hits else None, has_weights=ex.weights(name, channel) is not None,
                 synth=jobs(request).status(name, channel), settings=jobs(request).settings,
                 rf=ex.receptive_field(name), recipe=ex.synthesis_recipe(name),
                 facets=ex.synthesis_facets(name, channel), hidden=ex.synthesis_hidden(name))

@@ -16,14 +16,21 @@ def tile(request: Request) -> Response:
 
 
 def patch(request: Request) -> Response:
-    p = request.path_params
-    return picture(explorer(request).patch(p["layer"], p["channel"], p["rank"]), "jpeg")
+    p, crop = request.path_params, request.query_params.get("crop")
+    return picture(explorer(request).patch(p["layer"], p["channel"], p["rank"], crop=crop), "jpeg")
+
+
+def context(request: Request) -> Response:
+    """A hit's whole image with its patch's box drawn (shown when the patch is hovered)."""
+    p, crop = request.path_params, request.query_params.get("crop")
+    return picture(explorer(request).context(p["layer"], p["channel"], p["rank"], crop=crop),
+                   "jpeg")
 
 
 def projection(request: Request) -> Response:
-    p = request.path_params
-    return picture(explorer(request).projection(p["layer"], p["channel"], p["rank"], p["method"]),
-                   "png")
+    p, crop = request.path_params, request.query_params.get("crop")
+    return picture(explorer(request).projection(p["layer"], p["channel"], p["rank"], p["method"],
+                                                crop=crop), "png")
 
 
 def weights(request: Request) -> Response:
@@ -95,6 +102,7 @@ ROUTES = [
     Route("/img/tile/{layer}/{channel:number}.jpg", tile),
     Route("/img/patch/{layer}/{channel:number}/{rank:number}.jpg", patch),
     Route("/img/proj/{layer}/{channel:number}/{rank:number}/{method}.png", projection),
+    Route("/img/context/{layer}/{channel:number}/{rank:number}.jpg", context),
     Route("/img/weights/{layer}/{channel:number}.png", weights),
     Route("/img/synth/{layer}/{channel:number}.png", synthesis),
     Route("/img/atlas-synth/{layer}/{channel:number}/{copy:number}.png", stored_synthesis),
