@@ -369,6 +369,7 @@ CALLS = {
 # what each public name is checked by (functions that take no model are listed as such)
 COVERS = {
     "load_image": None, "sample_images": None, "load_model": None,  # no model to give them
+    "set_threads": None, "threads": None, "thread_policy": None,  # CPU settings, no model
     "Network": "Network.preprocess", "as_network": "attribute", "show": "show",
     "Picture": "show", "receptive_field": "receptive_field(s)",
     "receptive_fields": "receptive_field(s)", "ReceptiveField": "ReceptiveField.draw",
