@@ -161,3 +161,15 @@ def test_network_is_rebuilt_for_named_models(lite0, folder, tmp_path):
     for (n, a), (_, b) in zip(lite0.module.state_dict().items(), rebuilt.module.state_dict().items()):
         assert torch.equal(a, b), n
     assert np.asarray(opened.patch("blocks.3", 0, 0)).shape[2] == 3
+
+
+def test_boxes_without_their_rule_are_not_saved(atlas, tmp_path):
+    """An Atlas built from another's arrays (boxes included) but without its crop rules saves an
+    atlas that opens: boxes are kept only with the rule that made them, else recomputed."""
+    assert "box" in atlas.arrays("conv1")
+    copy = convsight.Atlas({n: atlas.arrays(n) for n in atlas.layers}, atlas.shapes, atlas.k,
+                           atlas.image_paths, [], model_name=atlas.model_name, mean=atlas.mean,
+                           std=atlas.std, input_size=atlas.input_size)
+    reopened = convsight.Atlas.open(copy.save(tmp_path / "copy"))
+    assert "box" not in reopened.arrays("conv1") and reopened.crops == {}
+    assert reopened.top("conv1", 0) == atlas.top("conv1", 0)

@@ -370,9 +370,10 @@ class Atlas:
         """Write the atlas folder as a unit: a kill at any moment leaves the old atlas or the new
         one (see ``convsight.atlas_store``)."""
         path = Path(path)
+        # a layer's boxes are kept with the rule that made them (without it they mean nothing)
         flat = {f"layer{i}_{key}": np.asarray(self._arrays[name][key])
                 for i, name in enumerate(self.layers) for key in ("value", "image", "y", "x", "box")
-                if key in self._arrays[name]}
+                if key in self._arrays[name] and (key != "box" or name in self.crops)}
         save_folder(path, self.metadata(), flat, self.image_paths)
         self.path = path
         return path
