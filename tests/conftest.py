@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import pytest
+import torch
 
-# Before torch loads: idle OpenMP threads sleep instead of spinning (convsight.cpu), so the suite
-# keeps its speed beside other programs on a small machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import convsight  # noqa: E402
+import convsight
 
 
 @pytest.fixture(scope="session")

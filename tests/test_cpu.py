@@ -1,62 +1,78 @@
-"""The thread policy (convsight.cpu): passive OpenMP waits set before torch loads, never over the
-user's own choice, and a settable thread count from Python and from every CLI command."""
+"""The thread policy (convsight.cpu): PyTorch's thread count follows the cores other programs
+leave free while convsight works, unless the user fixes it (from Python or any CLI command)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 import convsight
+from convsight import cpu
 from convsight.cli import build_parser, main
 
 
-def _python(code: str, **env: str | None) -> str:
-    environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    environ.update({k: v for k, v in env.items() if v is not None})
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+@pytest.fixture
+def restore_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before, fixed = torch.get_num_threads(), cpu._fixed
+    yield
+    cpu._fixed = fixed
+    torch.set_num_threads(before)
+    cpu._local.__dict__.clear()
 
 
-SHOW = "import os; print(os.environ.get('OMP_WAIT_POLICY'), convsight.thread_policy()['wait_policy'])"
+def test_free_cores_is_what_the_others_leave():
+    hz = os.sysconf("SC_CLK_TCK")
+    start = (0, 0, 0.0)
+    # one second on 2 cores: 2 * hz jiffies in all
+    assert cpu.free_cores(start, (0.1 * hz, 2 * hz, 0.1), 2) == 2         # quiet: only us
+    assert cpu.free_cores(start, (1.0 * hz, 2 * hz, 0.0), 2) == 1         # another busy core
+    assert cpu.free_cores(start, (2.0 * hz, 2 * hz, 1.0), 2) == 1         # us on one, it on one
+    assert cpu.free_cores(start, (2.0 * hz, 2 * hz, 0.0), 2) == 1         # both taken: at least 1
+    assert cpu.free_cores(start, (1.9 * hz, 2 * hz, 1.6), 2) == 2         # mostly our own work
+    assert cpu.free_cores(start, (3.0 * hz, 4 * hz, 0.0), 4) == 1         # 3 of 4 cores busy
 
 
-def test_import_before_torch_sets_passive_wait():
-    assert _python("import convsight, torch; " + SHOW) == "PASSIVE PASSIVE"
-
-
-def test_users_policy_wins():
-    assert _python("import convsight; " + SHOW, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE ACTIVE"
-
-
-def test_too_late_after_torch_changes_nothing():
-    """Once torch has loaded OpenMP, setting the variable would only mislead: it is left alone."""
-    out = _python("import torch, convsight; " + SHOW)
-    assert out == "None default (spin, then sleep)"
-
-
-def test_cli_sets_passive_wait():
-    code = ("import os, sys; sys.argv = ['convsight', '--help']\n"
-            "from convsight.cli import build_parser\n"
-            "print(os.environ.get('OMP_WAIT_POLICY'))")
-    assert _python(code) == "PASSIVE"
-
-
-def test_set_threads_and_context_restore():
-    before = torch.get_num_threads()
+@pytest.mark.skipif(cpu.available_cores() < 2 or not os.path.exists("/proc/stat"),
+                    reason="needs two cores and /proc/stat")
+def test_threads_follow_a_busy_program(restore_threads):
+    cpu.set_threads(None)
+    cores = cpu.available_cores()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores - 1)]
     try:
-        assert convsight.set_threads(1) == 1 == torch.get_num_threads()
-        with convsight.threads(2) as n:
-            assert n == 2 == torch.get_num_threads()
-        assert torch.get_num_threads() == 1
-        assert convsight.set_threads() == convsight.cpu.available_cores()
+        cpu.govern()
+        time.sleep(1.0)
+        cpu.govern()
+        assert torch.get_num_threads() == 1, "the busy programs left one core"
     finally:
-        torch.set_num_threads(before)
+        for p in busy:
+            p.kill()
+            p.wait()
+    time.sleep(0.2)
+    cpu.govern()
+    time.sleep(1.0)
+    cpu.govern()
+    assert torch.get_num_threads() == cores, "the cores are free again"
+
+
+def test_a_fixed_count_is_kept(restore_threads, monkeypatch):
+    assert convsight.set_threads(1) == 1 and not cpu.adaptive()
+    cpu._local.decision = 2
+    cpu._local.last = (0.0, (0, 0, 0.0))
+    cpu.govern()
+    assert torch.get_num_threads() == 1
+    with convsight.threads(2) as n:
+        assert n == 2 == torch.get_num_threads()
+    assert torch.get_num_threads() == 1 and not cpu.adaptive()
+    convsight.set_threads(None)
+    assert cpu.adaptive() and torch.get_num_threads() == cpu.available_cores()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert not cpu.adaptive() and convsight.thread_policy()["adaptive"] is False
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
@@ -65,16 +81,12 @@ def test_bad_thread_count(bad):
         convsight.set_threads(bad)
 
 
-def test_every_command_takes_threads(capsys):
+def test_every_command_takes_threads(restore_threads, capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     for name, command in commands.items():
         assert any("--threads" in a.option_strings for a in command._actions), name
-    before = torch.get_num_threads()
-    try:
-        assert main(["layers", "--threads", "1", "--json"]) == 0
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    assert main(["layers", "--threads", "1", "--json"]) == 0
+    assert torch.get_num_threads() == 1 and not cpu.adaptive()
     assert main(["rf", "blocks.1", "--threads", "zero"]) == 2
     assert "--threads: expected a whole number >= 1, not 'zero'" in capsys.readouterr().err

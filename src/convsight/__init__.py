@@ -1,9 +1,5 @@
 """convsight: see how a convolutional network sees."""
 
-from . import cpu as _cpu
-
-_cpu.prefer_passive_wait()  # before anything loads torch (see convsight.cpu)
-
 from .errors import (ConvsightError, ImageError, MissingExtraError, ModelNameError,
                      ReceptiveFieldError, UnitError, UnknownLayerError, WeightsError)
 from .images import load_image, sample_images

@@ -1,49 +1,37 @@
-"""How convsight uses the CPU: OpenMP threads that sleep while they wait, and a settable count.
+"""How convsight uses the CPU: as many threads as other programs leave cores free.
 
-PyTorch's CPU kernels split work over OpenMP threads (one per core by default). Between parallel
-regions, GNU OpenMP's idle threads *spin* (busy-wait) for a while before they sleep. On a quiet
-machine that saves a few microseconds per region; when another program holds one of the cores,
-every region waits for a thread that is not running, and a backward pass becomes 3-30x slower
-(measured by ``bench/threads.py``). Threads that wait passively (``OMP_WAIT_POLICY=PASSIVE``,
-from the OpenMP specification) give their core back at once: a few percent slower on a quiet
-machine, and close to the one-core speed when the machine is busy.
+PyTorch's CPU kernels split work over OpenMP threads, one per core by default, and GNU OpenMP's
+idle threads *spin* (busy-wait) between parallel regions. On a quiet machine that is the fastest
+way. When another program holds a core, every parallel region waits for a thread that is not
+running, and a backward pass becomes 3-5x slower (``bench/threads.py``). Neither fix alone
+works: threads that sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``) cost 1.4-2x on a quiet
+machine, and one thread always costs 1.5-1.9x there.
 
-The wait policy is read once, when PyTorch loads its OpenMP runtime, so it must be in the
-environment before ``import torch``. ``import convsight`` sets it (unless the environment already
-names a policy) when PyTorch is not loaded yet, and the ``convsight`` command always does.
-From Python::
+So convsight measures, at most twice a second while it works, how much CPU the *other* programs
+use (``/proc/stat`` minus this process's own time), and runs PyTorch on the cores they leave free
+(at least one): two threads on a quiet 2-core machine, one beside a busy program, two again when
+it stops. The check runs in convsight's own loops (every target evaluation and progress step),
+costs a few microseconds, and applies to the thread that does the work (the count stays as it
+was last set there, for PyTorch code of your own too, until convsight looks again).
 
-    import convsight          # before torch: passive waits for the whole process
-    import torch
+A fixed count turns this off: ``--threads N`` on every command, ``convsight.set_threads(n)`` or
+``with convsight.threads(n): ...`` from Python, or ``OMP_NUM_THREADS`` in the environment.
+``convsight.set_threads(None)`` turns it back on.
 
-    convsight.set_threads(1)  # or: with convsight.threads(1): ...
-    convsight.thread_policy() # {'threads': 1, 'wait_policy': 'PASSIVE', ...}
-
-Or from the shell, for any program: ``OMP_WAIT_POLICY=PASSIVE python my_script.py``.
+    convsight.thread_policy()   # {'threads': 2, 'cores': 2, 'adaptive': True, ...}
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
+import threading
+import time
 from typing import Iterator
 
-WAIT_ENV = "OMP_WAIT_POLICY"
-PASSIVE = "PASSIVE"
-
-
-def prefer_passive_wait() -> None:
-    """Ask OpenMP's idle threads to sleep instead of spinning, where that can still take effect:
-    before PyTorch is loaded, and only when the environment names no policy of its own."""
-    global _LOADED_WITH
-    if "torch" not in sys.modules:
-        os.environ.setdefault(WAIT_ENV, PASSIVE)
-        _LOADED_WITH = os.environ[WAIT_ENV]
-
-
-# The policy OpenMP reads when PyTorch loads, as set before that (None: PyTorch came first).
-_LOADED_WITH: str | None = None
+CHECK_EVERY = 0.5  # seconds between two looks at the other programs' load
+_fixed: int | None = None  # a count the user chose (None: adaptive)
+_local = threading.local()  # per working thread: last look, and the count to restore
 
 
 def available_cores() -> int:
@@ -55,7 +43,7 @@ def available_cores() -> int:
 
 
 def check_threads(n: object) -> int | None:
-    """``n`` as a thread count (None: one per available core); a clear error otherwise."""
+    """``n`` as a thread count (None: adaptive); a clear error otherwise."""
     from .errors import ConvsightError
 
     if n is None:
@@ -66,37 +54,104 @@ def check_threads(n: object) -> int | None:
     return n
 
 
-def set_threads(n: int | None = None) -> int:
-    """Use ``n`` CPU threads for PyTorch's work in this process (None: one per available core).
+def adaptive() -> bool:
+    """Whether the thread count follows the free cores (no count fixed by the user)."""
+    return _fixed is None and "OMP_NUM_THREADS" not in os.environ
 
-    Returns the count now in force. ``bench/threads.py`` measures the choice: on a quiet machine
-    one per core is fastest; beside other busy programs, passive waiting keeps it close to the
-    one-thread speed, and ``set_threads(1)`` leaves every other core free.
-    """
+
+def set_threads(n: int | None = None) -> int:
+    """Use ``n`` CPU threads for PyTorch's work in this process; None: as many as other programs
+    leave cores free, measured as convsight works (see the module docstring). Returns the count
+    now in force."""
     import torch
 
-    n = check_threads(n)
-    torch.set_num_threads(n if n is not None else available_cores())
+    global _fixed
+    _fixed = check_threads(n)
+    torch.set_num_threads(_fixed if _fixed is not None else available_cores())
     return torch.get_num_threads()
 
 
 @contextlib.contextmanager
 def threads(n: int | None) -> Iterator[int]:
-    """Use ``n`` threads inside the ``with`` block, and the count in force before afterwards."""
+    """Use ``n`` threads inside the ``with`` block (None: adaptive), and what was in force before
+    afterwards."""
     import torch
 
-    before = torch.get_num_threads()
+    global _fixed
+    before, fixed = torch.get_num_threads(), _fixed
     try:
         yield set_threads(n)
     finally:
+        _fixed = fixed
         torch.set_num_threads(before)
 
 
+def _cpu_ticks() -> tuple[float, float] | None:
+    """(busy, all) jiffies of the cores this process may use, from ``/proc/stat`` (Linux)."""
+    try:
+        cores = os.sched_getaffinity(0)
+        with open("/proc/stat", "rb") as f:
+            lines = f.read().split(b"\n")
+    except (AttributeError, OSError):
+        return None
+    busy = total = 0
+    for line in lines:
+        if not line.startswith(b"cpu") or line[3:4] == b" ":
+            continue
+        name, *values = line.split()
+        if int(name[3:]) not in cores:
+            continue
+        ticks = [int(v) for v in values[:8]]
+        total += sum(ticks)
+        busy += sum(ticks) - ticks[3] - ticks[4]  # idle and iowait are not busy
+    return busy, total
+
+
+def free_cores(before: tuple[float, float, float], after: tuple[float, float, float],
+               cores: int) -> int:
+    """Cores the other programs left free between two samples ``(busy, all, own seconds)``."""
+    busy, total, own = (a - b for a, b in zip(after, before))
+    if total <= 0:
+        return cores
+    seconds = total / cores / os.sysconf("SC_CLK_TCK")  # wall seconds of the window
+    others = max(0.0, busy / os.sysconf("SC_CLK_TCK") - own) / max(seconds, 1e-9)
+    return max(1, min(cores, int(cores - others + 0.5)))
+
+
+def _look() -> int | None:
+    """The thread count for the cores other programs leave free, from the last two samples taken
+    at least ``CHECK_EVERY`` seconds apart in this thread (None until there are two)."""
+    now = time.monotonic()
+    last = getattr(_local, "last", None)
+    if last is None or now - last[0] >= CHECK_EVERY:
+        ticks = _cpu_ticks()
+        if ticks is None:
+            return None
+        sample = (*ticks, time.process_time())
+        _local.last = (now, sample)
+        if last is not None:
+            _local.decision = free_cores(last[1], sample, available_cores())
+    return getattr(_local, "decision", None)
+
+
+def govern() -> None:
+    """Fit PyTorch's thread count (in the calling thread) to the cores other programs leave
+    free, while no count is fixed. Called by convsight's loops; cheap between two looks."""
+    if not adaptive():
+        return
+    n = _look()
+    if n is not None:
+        import torch
+
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+
+
 def thread_policy() -> dict:
-    """What is in force: PyTorch's thread count, the cores available, OpenMP's wait policy (as
-    set when PyTorch loaded, where convsight saw that; else as the environment says)."""
+    """What is in force: PyTorch's thread count, the cores available, whether the count adapts
+    to the free cores, and OpenMP's wait policy."""
     import torch
 
-    wait = _LOADED_WITH if _LOADED_WITH is not None else os.environ.get(WAIT_ENV)
     return {"threads": torch.get_num_threads(), "cores": available_cores(),
-            "wait_policy": wait or "default (spin, then sleep)"}
+            "adaptive": adaptive(),
+            "wait_policy": os.environ.get("OMP_WAIT_POLICY") or "default (spin, then sleep)"}

@@ -22,6 +22,8 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Union
 
+from .cpu import govern
+
 Callback = Callable[[int, int], Any]
 ProgressArg = Union[bool, Callback, None]
 LOG_EVERY = 5.0  # seconds between plain progress lines when stderr is not a terminal
@@ -154,6 +156,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", progress: Progr
     def report(n: int = 1, **postfix: Any) -> None:
         nonlocal done
         done += n
+        govern()
         if bar is not None:
             if postfix:
                 bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in postfix.items()))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .capture import capture
+from .cpu import govern
 from .errors import UnitError
 from .units import Unit, check_unit, parse_unit
 
@@ -237,6 +238,7 @@ def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bo
     layers = list(dict.fromkeys(l for t in known for l in t.layers))
     early = stop and bool(layers) and len(known) == len(targets) and \
         not any(t.reads_output for t in known)
+    govern()  # threads for the cores other programs leave free (convsight.cpu)
     with capture(net.module, layers, detach=detach, stop=early) as acts:
         output = net.module(x)
     if early:

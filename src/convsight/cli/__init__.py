@@ -2,9 +2,8 @@
 
 Each sub-command lives in its own module of this package with a ``register(subparsers)`` function
 that adds its parser and sets ``func``. Modules import heavy libraries inside ``func`` only, so
-``convsight --help`` stays fast. Importing this package imports ``convsight`` first, whose
-``cpu.prefer_passive_wait`` runs before PyTorch loads: every command's idle OpenMP threads sleep
-instead of spinning (``convsight.cpu`` says why), and ``--threads N`` sets the count.
+``convsight --help`` stays fast. Every command's PyTorch threads follow the cores other programs
+leave free (``convsight.cpu`` says why); ``--threads N`` fixes the count.
 """
 
 from __future__ import annotations
@@ -43,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     for command in sub.choices.values():
         command.add_argument("--threads", type=_thread_count, default=None, metavar="N",
-                             help="CPU threads for PyTorch (default: one per core; idle threads "
-                                  "sleep rather than spin, so a busy machine costs little)")
+                             help="CPU threads for PyTorch (default: as many as other programs "
+                                  "leave cores free, measured while it works)")
     return parser
 
 
