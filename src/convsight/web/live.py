@@ -41,6 +41,7 @@ from PIL import Image
 import convsight
 from convsight.attribute import rectifier_rule
 from convsight.capture import capture
+from convsight.cpu import govern
 from convsight.images import to_tensor
 from convsight.pictures import jpeg_bytes, montage_columns, render_attribution
 
@@ -178,6 +179,7 @@ class LiveEngine:
     def process(self, data: bytes, settings: LiveSettings) -> Frame:
         """Decode one frame and compute what the page draws (see the module's docstring)."""
         start = time.perf_counter()
+        govern()  # threads for the cores the browser and others leave free (convsight.cpu)
         x = self.decode(data)
         decoded = time.perf_counter()
         with self._lock:
