@@ -88,6 +88,14 @@ def allowed_names(extra: Iterable[str] = ()) -> frozenset[str]:
     return frozenset(names)
 
 
+def header_lists(scope: Scope) -> dict[str, list[str]]:
+    """A request's headers by lower-case name, each with its values in order."""
+    headers: dict[str, list[str]] = {}
+    for name, value in scope.get("headers", []):
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return headers
+
+
 class Guard:
     """ASGI middleware: refuse foreign hosts and cross-site writes; add the security headers."""
 
@@ -126,19 +134,20 @@ class Guard:
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """(status, message) when the request is refused, else None."""
-        headers: dict[str, list[str]] = {}
-        for name, value in scope.get("headers", []):
-            headers.setdefault(name.decode("latin-1").lower(), []).append(
-                value.decode("latin-1"))
-        hosts = headers.get("host", [])
-        if len(hosts) != 1:
-            return 400, "send exactly one Host header"
-        problem = self.host_problem(hosts[0], scope)
+        headers = header_lists(scope)
+        problem = self.hosts_problem(headers, scope)
         if problem:
             return 400, problem
         if scope.get("method", "GET") in SAFE_METHODS:
             return self.embed_problem(headers, scope.get("path", ""))
-        return self.write_problem(headers, hosts[0])
+        return self.write_problem(headers, headers["host"][0])
+
+    def hosts_problem(self, headers: dict[str, list[str]], scope: Scope) -> str | None:
+        """Why the request's Host header(s) are refused (exactly one, naming this explorer)."""
+        hosts = headers.get("host", [])
+        if len(hosts) != 1:
+            return "send exactly one Host header"
+        return self.host_problem(hosts[0], scope)
 
     @staticmethod
     def embed_problem(headers: dict[str, list[str]], path: str) -> tuple[int, str] | None:
@@ -174,21 +183,16 @@ class Guard:
         to any server (no same-origin policy, no CORS), so the Origin they always send is checked
         here: it must be the explorer itself, as ``Sec-Fetch-Site`` must say ``same-origin``.
         Clients that send neither (scripts) are let in, as for other requests."""
-        headers: dict[str, list[str]] = {}
-        for name, value in scope.get("headers", []):
-            headers.setdefault(name.decode("latin-1").lower(), []).append(
-                value.decode("latin-1"))
-        hosts = headers.get("host", [])
-        if len(hosts) != 1:
-            return "send exactly one Host header"
-        problem = self.host_problem(hosts[0], scope)
+        headers = header_lists(scope)
+        problem = self.hosts_problem(headers, scope)
         if problem:
             return problem[:120]
         site = headers.get("sec-fetch-site", [])
         if site and site != ["same-origin"]:
             return "the explorer's sockets are for its own pages (Sec-Fetch-Site)"
         origins = headers.get("origin", [])
-        own = (f"http://{hosts[0].lower()}", f"https://{hosts[0].lower()}")
+        host = headers["host"][0].lower()
+        own = (f"http://{host}", f"https://{host}")
         if len(origins) > 1 or (origins and origins[0].lower() not in own):
             return "the explorer's sockets are for its own pages (Origin)"
         return None
