@@ -20,6 +20,7 @@ from convsight.cli import build_parser, main
 def restore_threads(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before, fixed = torch.get_num_threads(), cpu._fixed
+    cpu._local.__dict__.clear()
     yield
     cpu._fixed = fixed
     torch.set_num_threads(before)
@@ -53,11 +54,20 @@ def test_threads_follow_a_busy_program(restore_threads):
         for p in busy:
             p.kill()
             p.wait()
-    time.sleep(0.2)
+
+
+def test_threads_come_back_when_the_cores_are_free(restore_threads, monkeypatch):
+    """Samples as ``/proc/stat`` would give them once the other program stopped: all cores."""
+    cpu.set_threads(None)
+    torch.set_num_threads(1)
+    hz, cores = os.sysconf("SC_CLK_TCK"), cpu.available_cores()
+    ticks = iter([(0, 0), (0.1 * hz, cores * hz)])  # one second, almost idle
+    monkeypatch.setattr(cpu, "_cpu_ticks", lambda: next(ticks))
+    monkeypatch.setattr(cpu, "CHECK_EVERY", 0.0)
     cpu.govern()
-    time.sleep(1.0)
+    assert torch.get_num_threads() == 1  # one sample: no decision yet
     cpu.govern()
-    assert torch.get_num_threads() == cores, "the cores are free again"
+    assert torch.get_num_threads() == cores
 
 
 def test_a_fixed_count_is_kept(restore_threads, monkeypatch):
