@@ -3,10 +3,10 @@
 Backward-heavy calls (an attribution of 8 photos, 16 synthesis steps, one trust score) are timed
 in fresh processes:
 
-- ``torch default``: one thread per core, always (``convsight.set_threads(cores)``), as PyTorch
-  runs without convsight's policy;
-- ``convsight``: the policy (``convsight.cpu``): as many threads as other programs leave cores
-  free, measured while it works;
+- ``torch default``: one thread per core, always, as PyTorch runs (and convsight's library and
+  batch commands, for results that repeat bit for bit);
+- ``convsight``: ``--threads auto`` (``convsight.cpu``; the default of ``demo``, ``serve`` and
+  ``live``): as many threads as other programs leave cores free, measured while it works;
 - ``1 thread``: the speed one core gives, the floor when another program holds the other core.
 
 Each runs on a quiet machine and beside a one-core busy loop that this script starts and stops.
@@ -31,10 +31,7 @@ import json, os, statistics, sys, time
 policy, workload, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 import convsight
 import torch
-if policy == "torch default":
-    convsight.set_threads(convsight.cpu.available_cores())
-elif policy == "1 thread":
-    convsight.set_threads(1)
+convsight.set_threads({"torch default": None, "convsight": "auto", "1 thread": 1}[policy])
 net = convsight.load_model()
 photos = convsight.sample_images()
 x = torch.cat([net.preprocess(photos[k]) for k in sorted(photos)[:8]])

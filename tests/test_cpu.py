@@ -1,5 +1,6 @@
-"""The thread policy (convsight.cpu): PyTorch's thread count follows the cores other programs
-leave free while convsight works, unless the user fixes it (from Python or any CLI command)."""
+"""The thread policy (convsight.cpu): with "auto" (the interactive commands' default), PyTorch's
+thread count follows the cores other programs leave free; a fixed count or PyTorch's own (the
+library's default, so that results repeat bit for bit) is kept."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_free_cores_is_what_the_others_leave():
 @pytest.mark.skipif(cpu.available_cores() < 2 or not os.path.exists("/proc/stat"),
                     reason="needs two cores and /proc/stat")
 def test_threads_follow_a_busy_program(restore_threads):
-    cpu.set_threads(None)
+    cpu.set_threads("auto")
     cores = cpu.available_cores()
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores - 1)]
     try:
@@ -58,7 +59,7 @@ def test_threads_follow_a_busy_program(restore_threads):
 
 def test_threads_come_back_when_the_cores_are_free(restore_threads, monkeypatch):
     """Samples as ``/proc/stat`` would give them once the other program stopped: all cores."""
-    cpu.set_threads(None)
+    cpu.set_threads("auto")
     torch.set_num_threads(1)
     hz, cores = os.sysconf("SC_CLK_TCK"), cpu.available_cores()
     ticks = iter([(0, 0), (0.1 * hz, cores * hz)])  # one second, almost idle
@@ -71,23 +72,27 @@ def test_threads_come_back_when_the_cores_are_free(restore_threads, monkeypatch)
 
 
 def test_a_fixed_count_is_kept(restore_threads, monkeypatch):
-    assert convsight.set_threads(1) == 1 and not cpu.adaptive()
-    cpu._local.decision = 2
-    cpu._local.last = (0.0, (0, 0, 0.0))
-    cpu.govern()
-    assert torch.get_num_threads() == 1
-    with convsight.threads(2) as n:
-        assert n == 2 == torch.get_num_threads()
+    assert not cpu.adaptive(), "the library keeps PyTorch's count unless asked"
+    for fixed in (1, None):
+        convsight.set_threads(fixed)
+        cpu._local.decision = 2 if fixed == 1 else 1
+        cpu._local.last = (0.0, (0, 0, 0.0))
+        before = torch.get_num_threads()
+        cpu.govern()
+        assert torch.get_num_threads() == before and not cpu.adaptive()
+    convsight.set_threads(1)
+    with convsight.threads("auto") as n:
+        assert n == cpu.available_cores() and cpu.adaptive()
     assert torch.get_num_threads() == 1 and not cpu.adaptive()
-    convsight.set_threads(None)
-    assert cpu.adaptive() and torch.get_num_threads() == cpu.available_cores()
+    convsight.set_threads("auto")
+    assert cpu.adaptive() and convsight.thread_policy()["adaptive"] is True
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert not cpu.adaptive() and convsight.thread_policy()["adaptive"] is False
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, "Auto"])
 def test_bad_thread_count(bad):
-    with pytest.raises(convsight.ConvsightError, match="whole number >= 1"):
+    with pytest.raises(convsight.ConvsightError, match="whole number >= 1 or 'auto'"):
         convsight.set_threads(bad)
 
 
@@ -97,6 +102,11 @@ def test_every_command_takes_threads(restore_threads, capsys):
     for name, command in commands.items():
         assert any("--threads" in a.option_strings for a in command._actions), name
     assert main(["layers", "--threads", "1", "--json"]) == 0
-    assert torch.get_num_threads() == 1 and not cpu.adaptive()
+    assert not cpu.adaptive(), "a command's setting ends with the command"
     assert main(["rf", "blocks.1", "--threads", "zero"]) == 2
-    assert "--threads: expected a whole number >= 1, not 'zero'" in capsys.readouterr().err
+    assert "--threads: expected a whole number >= 1 or 'auto', not 'zero'" in \
+        capsys.readouterr().err
+    defaults = {name: next(a.default for a in c._actions if "--threads" in a.option_strings)
+                for name, c in commands.items()}
+    assert {n for n, d in defaults.items() if d == "auto"} == {"demo", "serve", "live"}
+    assert all(d is None for n, d in defaults.items() if n not in ("demo", "serve", "live"))

@@ -3,7 +3,7 @@
 The blocks of one file, Python and shell alike, run in document order in one folder and (Python)
 one namespace, as a reader would run them: a guide builds on its earlier blocks. The folder holds
 what the docs say to make (``convsight samples -o .``: ``chelsea.jpg``, ``coffee.jpg``; a
-``photos/`` folder) and the reader's own files they name (``r18.pth``, ``my.pth``: state dicts).
+``photos/`` folder) and the reader's own files they name (``r18.pth``, ``my.pth``, ``b0.pth``: state dicts).
 A Python line ``expression   # value`` whose comment is a Python literal must evaluate to that
 value; a shell line ``$ convsight ...`` followed by lines of output must print those lines; every
 other ``convsight`` line must exit 0 (``--device cuda`` on a machine without a GPU: the one-line
@@ -197,6 +197,7 @@ def folder(tmp_path, monkeypatch, photos, mined):
         import timm
 
         torch.save(timm.create_model("resnet50").state_dict(), tmp_path / "r50.pth")
+        torch.save(timm.create_model("efficientnet_b0").state_dict(), tmp_path / "b0.pth")
     except ImportError:
         pass
     Shrunk(monkeypatch)

@@ -1,4 +1,4 @@
-"""How convsight uses the CPU: as many threads as other programs leave cores free.
+"""How convsight uses the CPU: as many threads as other programs leave cores free, where asked.
 
 PyTorch's CPU kernels split work over OpenMP threads, one per core by default, and GNU OpenMP's
 idle threads *spin* (busy-wait) between parallel regions. On a quiet machine that is the fastest
@@ -14,10 +14,14 @@ it stops. The check runs in convsight's own loops (every target evaluation and p
 costs a few microseconds, and applies to the thread that does the work (the count stays as it
 was last set there, for PyTorch code of your own too, until convsight looks again).
 
-A fixed count turns this off: ``--threads N`` on every command, ``convsight.set_threads(n)`` or
-``with convsight.threads(n): ...`` from Python, or ``OMP_NUM_THREADS`` in the environment.
-``convsight.set_threads(None)`` turns it back on.
+The thread count changes floating-point rounding, so results that must repeat bit for bit (a
+resumed mining run, a synthesis from a seed, equality with Captum) need a fixed count: the
+library and the batch commands (``mine``, ``maximize``, ``attribute``, ...) keep PyTorch's own
+(one thread per core) unless asked, and the interactive ones (``serve``, ``live``, ``demo``) run
+adaptive. ``--threads N|auto`` on every command, ``convsight.set_threads(n | "auto" | None)``
+or ``with convsight.threads(...)`` from Python choose; ``OMP_NUM_THREADS`` fixes the count.
 
+    convsight.set_threads("auto")
     convsight.thread_policy()   # {'threads': 2, 'cores': 2, 'adaptive': True, ...}
 """
 
@@ -30,7 +34,8 @@ import time
 from typing import Iterator
 
 CHECK_EVERY = 0.5  # seconds between two looks at the other programs' load
-_fixed: int | None = None  # a count the user chose (None: adaptive)
+AUTO = "auto"
+_fixed: int | str | None = None  # a count the user chose, AUTO (adaptive), None: PyTorch's own
 _local = threading.local()  # per working thread: last look, and the count to restore
 
 
@@ -42,39 +47,40 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def check_threads(n: object) -> int | None:
-    """``n`` as a thread count (None: adaptive); a clear error otherwise."""
+def check_threads(n: object) -> int | str | None:
+    """``n`` as a thread count, ``"auto"`` or None; a clear error otherwise."""
     from .errors import ConvsightError
 
-    if n is None:
-        return None
+    if n is None or n == AUTO:
+        return n  # type: ignore[return-value]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConvsightError(f"threads must be a whole number >= 1 (this machine has "
+        raise ConvsightError(f"threads must be a whole number >= 1 or 'auto' (this machine has "
                              f"{available_cores()} cores), not {n!r}")
     return n
 
 
 def adaptive() -> bool:
-    """Whether the thread count follows the free cores (no count fixed by the user)."""
-    return _fixed is None and "OMP_NUM_THREADS" not in os.environ
+    """Whether the thread count follows the free cores (``set_threads("auto")``, the explorer,
+    the live page and the demo), unless ``OMP_NUM_THREADS`` fixes it."""
+    return _fixed == AUTO and "OMP_NUM_THREADS" not in os.environ
 
 
-def set_threads(n: int | None = None) -> int:
-    """Use ``n`` CPU threads for PyTorch's work in this process; None: as many as other programs
-    leave cores free, measured as convsight works (see the module docstring). Returns the count
-    now in force."""
+def set_threads(n: int | str | None = None) -> int:
+    """Use ``n`` CPU threads for PyTorch's work in this process; ``"auto"``: as many as other
+    programs leave cores free, measured as convsight works (see the module docstring); None: one
+    per core, PyTorch's default. Returns the count now in force."""
     import torch
 
     global _fixed
     _fixed = check_threads(n)
-    torch.set_num_threads(_fixed if _fixed is not None else available_cores())
+    torch.set_num_threads(_fixed if isinstance(_fixed, int) else available_cores())
     return torch.get_num_threads()
 
 
 @contextlib.contextmanager
-def threads(n: int | None) -> Iterator[int]:
-    """Use ``n`` threads inside the ``with`` block (None: adaptive), and what was in force before
-    afterwards."""
+def threads(n: int | str | None) -> Iterator[int]:
+    """Use ``n`` threads inside the ``with`` block (as ``set_threads``), and what was in force
+    before afterwards."""
     import torch
 
     global _fixed

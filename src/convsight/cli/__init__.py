@@ -2,8 +2,8 @@
 
 Each sub-command lives in its own module of this package with a ``register(subparsers)`` function
 that adds its parser and sets ``func``. Modules import heavy libraries inside ``func`` only, so
-``convsight --help`` stays fast. Every command's PyTorch threads follow the cores other programs
-leave free (``convsight.cpu`` says why); ``--threads N`` fixes the count.
+``convsight --help`` stays fast. ``--threads N|auto`` on every command; ``auto`` (the default of
+the interactive commands) follows the cores other programs leave free (``convsight.cpu``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import importlib
 import sys
 import warnings
 
+# Interactive commands, whose thread count follows the free cores by default (convsight.cpu).
+ADAPTIVE = ("demo", "serve", "live")
 # Sub-command modules, in the order ``convsight --help`` lists them.
 COMMANDS = ["demo", "layers", "filters", "mine", "serve", "live", "report", "maximize", "attribute",
             "check", "rf", "samples"]
@@ -40,20 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
-    for command in sub.choices.values():
-        command.add_argument("--threads", type=_thread_count, default=None, metavar="N",
-                             help="CPU threads for PyTorch (default: as many as other programs "
-                                  "leave cores free, measured while it works)")
+    for name, command in sub.choices.items():
+        auto = name in ADAPTIVE
+        command.add_argument("--threads", type=_thread_count, default="auto" if auto else None,
+                             metavar="N|auto",
+                             help="CPU threads for PyTorch; 'auto': as many as other programs "
+                                  "leave cores free, measured while it works (default: "
+                                  + ("auto)" if auto else "one per core, so that results "
+                                     "repeat bit for bit)"))
     return parser
 
 
-def _thread_count(text: str) -> int:
+def _thread_count(text: str) -> int | str:
+    if text == "auto":
+        return text
     try:
         n = int(text)
     except ValueError:
         n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'auto', not {text!r}")
     return n
 
 
@@ -64,14 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a one-line argument error (2)
         return stop.code if isinstance(stop.code, int) else 0
-    if args.threads is not None:
-        from ..cpu import set_threads
+    from contextlib import nullcontext
 
-        set_threads(args.threads)
+    from ..cpu import threads
+
     warnings.simplefilter("default", UserWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"convsight: warning: {msg}\n"
     try:
-        return int(args.func(args) or 0)
+        with threads(args.threads) if args.threads is not None else nullcontext():
+            return int(args.func(args) or 0)
     except ConvsightError as exc:
         print(f"convsight: error: {exc}", file=sys.stderr)
         return 2
