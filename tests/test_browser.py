@@ -251,25 +251,9 @@ ATTACK = """<!doctype html><title>cat pictures</title><script>
 def test_another_site_in_the_browser_cannot_use_the_explorer(page, server, tmp_path):
     """A page from another origin (another local server) posts to the explorer as a hostile page
     would: simple requests, a custom header, multipart uploads; and tries to read its JSON."""
-    import http.server
-    import threading
-
     explorer = server.server.config.app.state.explorer
     before = sorted(explorer.uploads.glob("u-*.png"))
-    body = ATTACK.replace("EXPLORER", server.url).encode()
-
-    class Attacker(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
+    site = serve_page(ATTACK.replace("EXPLORER", server.url))
     try:
         page.goto(f"http://localhost:{site.server_address[1]}/")
         page.wait_for_function("document.title.startsWith('done')", timeout=60_000)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from .fake_camera import camera_args, write_y4m
-from .test_browser import ARGS, CHROMIUM
+from .test_browser import ARGS, CHROMIUM, serve_page
 from .test_web_support import save_screen, start_server, tiny_atlas_dir
 
 pytestmark = [
@@ -190,23 +190,7 @@ ws.onclose = (ev) => { if (!document.title.startsWith("done")) document.title = 
 
 def test_another_site_cannot_open_the_live_socket(camera_browser, server):
     """Browsers let any page open a WebSocket anywhere; the explorer refuses the handshake."""
-    import http.server
-    import threading
-
-    body = ATTACK.replace("TARGET", server.url.replace("http", "ws") + "/live/socket").encode()
-
-    class Attacker(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
+    site = serve_page(ATTACK.replace("TARGET", server.url.replace("http", "ws") + "/live/socket"))
     context, page, _ = new_page(camera_browser)
     try:
         page.goto(f"http://localhost:{site.server_address[1]}/")
