@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
+from .cpu import keep_freed_memory
 from .errors import UnitError
 from .hooks import LayerOutputs, StopForward, forward_hooks
 from .units import check_layer, layer_names
@@ -54,6 +55,7 @@ def capture(model: nn.Module, layers: Iterable[str], *, detach: bool = True, clo
     """
     from .models import as_network
 
+    keep_freed_memory()  # no page faults for every batch (convsight.cpu)
     module = as_network(model).module
     layers = list(dict.fromkeys(layers))
     for name in layers:

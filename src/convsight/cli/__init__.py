@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 0
     from contextlib import nullcontext
 
-    from ..cpu import threads
+    from ..cpu import keep_freed_memory, threads
 
+    keep_freed_memory()  # the command owns its process: no page faults for every batch
     warnings.simplefilter("default", UserWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"convsight: warning: {msg}\n"
     try:
