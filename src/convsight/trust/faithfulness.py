@@ -12,8 +12,10 @@ and the top class when no target is given); for any other target (a unit, a sum)
 target's value relative to its value on the intact image. Each curve has ``steps + 1`` points,
 from nothing changed to every pixel changed; the area is the trapezoid rule over the fraction of
 pixels changed. The curve points of all images run through the network in batches of
-``batch_size`` (default 1 on the CPU, 32 elsewhere: ``default_batch_size``), one forward pass per batch, without
-gradients.
+``batch_size`` (``points_per_pass``: 16 on the CPU while convsight keeps freed memory, else 1;
+32 elsewhere), one forward pass per batch, without gradients. ``faithfulness_runs`` measures
+several maps' curves on the same images in shared batches (``trust_score``: the map and its
+random references), running the points that are the same image in every run once.
 
 >>> auc = faithfulness(net, x, attr, kind="deletion")              # (N,)
 >>> res = faithfulness(net, x, attr, kind="insertion", return_curves=True)
@@ -115,6 +117,17 @@ def region_masks(region: Any, n: int, h: int, w: int) -> torch.Tensor | None:
     return masks.flatten(1)
 
 
+def points_per_pass(device: Any) -> int:
+    """Curve points per forward pass when ``batch_size`` is not given: 32 off the CPU; on the CPU
+    16 while convsight keeps freed memory for reuse (``convsight.cpu.keep_freed_memory``: no page
+    faults, so a batch costs less per image than single images), else 1 (``default_batch_size``)."""
+    from ..cpu import keep_freed_memory
+
+    if torch.device(device).type != "cpu":
+        return default_batch_size(device)
+    return 16 if keep_freed_memory() else default_batch_size(device)
+
+
 def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: Any = None,
                  kind: str = "deletion", steps: int = DEFAULT_STEPS, baseline: Any = None,
                  batch_size: int | None = None, return_curves: bool = False,
@@ -131,62 +144,107 @@ def faithfulness(model: Any, images: torch.Tensor, attributions: Any, target: An
     the pixels outside cannot change it). ``fractions`` is ``(steps + 1,)`` when every image
     changes as many pixels, else ``(N, steps + 1)``.
     """
+    (res,) = faithfulness_runs(model, images, [(kind, attributions)], target, steps, baseline,
+                               batch_size, region, progress)
+    return res if return_curves else res.auc
+
+
+def _check(kind: Any, steps: Any, batch_size: Any) -> None:
     if kind not in KINDS:
         raise ConvsightError(f"unknown faithfulness kind {kind!r}: valid kinds are deletion, "
                              "insertion")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConvsightError(f"steps must be a positive integer, got {steps!r}")
-    net = as_network(model)
-    batch_size = default_batch_size(net.device) if batch_size is None else batch_size
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConvsightError(f"batch_size must be a positive integer, got {batch_size!r}")
-    x, _ = image_batch(images, net, "faithfulness")
-    x = x.detach().to(net.device)
-    scores = pixel_scores(attributions, x)
-    n, _, h, w = x.shape
-    filled = fill_like(x, DEFAULT_BASELINE[kind] if baseline is None else baseline,
-                       f"{kind} baseline")
-    source, changed = (x, filled) if kind == "deletion" else (filled, x)
-    targets, intact, relative = curve_targets(net, x, target)
-    inside = region_masks(region, n, h, w)
-    pixels = [h * w] * n
-    if inside is not None:  # pixels outside the region come last and are never reached
-        inside = inside.to(x.device)
+
+
+def _ranks(scores: torch.Tensor, inside: torch.Tensor | None) -> torch.Tensor:
+    """rank[i, p]: position of pixel p in image i's order (stable: ties keep pixel order); pixels
+    outside the region come last and are never reached."""
+    if inside is not None:
         scores = torch.where(inside, scores, torch.full_like(scores, -float("inf")))
-        pixels = [int(v) for v in inside.sum(1)]
-    # rank[i, p]: position of pixel p in image i's order (stable: ties keep pixel order)
     order = torch.argsort(scores, dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(h * w, device=x.device).expand(n, -1).contiguous())
+    n, pixels = scores.shape
+    rank.scatter_(1, order, torch.arange(pixels, device=scores.device).expand(n, -1).contiguous())
+    return rank
+
+
+def faithfulness_runs(model: Any, images: torch.Tensor, runs: list[tuple[str, Any]],
+                      target: Any = None, steps: int = DEFAULT_STEPS, baseline: Any = None,
+                      batch_size: int | None = None, region: Any = None,
+                      progress: ProgressArg = False) -> list[Faithfulness]:
+    """``faithfulness(..., return_curves=True)`` for several ``(kind, attributions)`` runs on the
+    same images at once: the points of all runs share forward passes (``batch_size`` points per
+    pass), and the points whose images are the same in every run of a kind (nothing changed yet,
+    everything changed) run once."""
+    net = as_network(model)
+    batch_size = points_per_pass(net.device) if batch_size is None else batch_size
+    for kind, _ in runs:
+        _check(kind, steps, batch_size)
+    x, _ = image_batch(images, net, "faithfulness")
+    x = x.detach().to(net.device)
+    scores = [pixel_scores(a, x) for _, a in runs]
+    n, _, h, w = x.shape
+    ends = {}  # kind -> (the image before any change, the image after every change)
+    for kind in dict.fromkeys(k for k, _ in runs):
+        filled = fill_like(x, DEFAULT_BASELINE[kind] if baseline is None else baseline,
+                           f"{kind} baseline")
+        ends[kind] = (x, filled) if kind == "deletion" else (filled, x)
+    targets, intact, relative = curve_targets(net, x, target)
+    inside = region_masks(region, n, h, w)
+    pixels = [h * w] * n if inside is None else [int(v) for v in inside.sum(1)]
+    inside = None if inside is None else inside.to(x.device)
+    ranks = [_ranks(sc, inside) for sc in scores]
     counts = torch.stack([_counts(p, steps) for p in pixels]).to(x.device)  # (N, steps + 1)
-    rows = [(i, k) for i in range(n) for k in range(steps + 1)]
-    values = torch.empty(len(rows), dtype=torch.float32, device=x.device)
-    with torch.no_grad(), progress_bar(len(rows), kind, "point", progress) as report:
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            img = torch.tensor([i for i, _ in chunk], device=x.device)
-            k = torch.tensor([k for _, k in chunk], device=x.device)
-            mask = (rank[img] < counts[img, k][:, None]).view(-1, 1, h, w)
-            xs = torch.where(mask, changed[img], source[img])
-            v, _ = evaluate(net, net.layout(xs), [targets[i] for i, _ in chunk], detach=True)
-            values[start:start + len(chunk)] = v.float()
+    # one forward pass per distinct image: endpoints are shared by the runs of a kind
+    key = {(r, i, k): (kind, i, k) if k in (0, steps) else (r, i, k)
+           for r, (kind, _) in enumerate(runs) for i in range(n) for k in range(steps + 1)}
+    unique = list(dict.fromkeys(key.values()))
+    first = {}
+    for (r, i, k), u in key.items():
+        first.setdefault(u, (r, i, k))
+    values = {}
+    with torch.no_grad(), progress_bar(len(unique), runs[0][0], "point", progress) as report:
+        for start in range(0, len(unique), batch_size):
+            chunk = [first[u] for u in unique[start:start + batch_size]]
+            xs = torch.stack([_point(x, ends[runs[r][0]], ranks[r], counts, i, k, h, w)
+                              for r, i, k in chunk])
+            v, _ = evaluate(net, net.layout(xs), [targets[i] for _, i, _ in chunk], detach=True)
+            values.update(zip(unique[start:start + batch_size], v.float()))
             report(len(chunk))
-    curves = values.view(n, steps + 1)
-    rel = torch.tensor(relative, device=x.device)
+    out = []
+    for r, (kind, _) in enumerate(runs):
+        curves = torch.stack([values[key[(r, i, k)]] for i in range(n)
+                              for k in range(steps + 1)]).view(n, steps + 1)
+        out.append(_result(kind, curves, counts, pixels, targets, intact, relative))
+    return out
+
+
+def _point(x: torch.Tensor, ends: tuple[torch.Tensor, torch.Tensor], rank: torch.Tensor,
+           counts: torch.Tensor, i: int, k: int, h: int, w: int) -> torch.Tensor:
+    """Image ``i`` at curve point ``k``: its first ``counts[i, k]`` ranked pixels changed."""
+    source, changed = ends
+    mask = (rank[i] < counts[i, k]).view(1, h, w)
+    return torch.where(mask, changed[i], source[i])
+
+
+def _result(kind: str, curves: torch.Tensor, counts: torch.Tensor, pixels: list[int],
+            targets: list[Target], intact: torch.Tensor, relative: list[bool]) -> Faithfulness:
+    rel = torch.tensor(relative, device=curves.device)
     if rel.any():
         base = intact.float()
         bad = rel & ~(base > 0)
         if bad.any():
             warnings.warn(f"faithfulness: the target is not positive on the intact image(s) "
                           f"{bad.nonzero().flatten().tolist()}, so values relative to it mean "
-                          "nothing; their curves are NaN", UserWarning, stacklevel=2)
+                          "nothing; their curves are NaN", UserWarning, stacklevel=4)
         scale = torch.where(rel & ~bad, base, torch.ones_like(base))
         curves = torch.where(bad[:, None], torch.full_like(curves, float("nan")),
                              curves / scale[:, None])
-    fractions = counts.float() / torch.tensor(pixels, device=x.device)[:, None]
+    fractions = counts.float() / torch.tensor(pixels, device=curves.device)[:, None]
     auc = torch.trapezoid(curves, fractions, dim=1)
     if len(set(pixels)) == 1:
         fractions = fractions[0]
-    if not return_curves:
-        return auc.cpu()
     return Faithfulness(kind, auc.cpu(), curves.cpu(), fractions.cpu(), targets, relative)

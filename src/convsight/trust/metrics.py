@@ -12,7 +12,8 @@ has the table:
 Attributions are (N, C or 1, H, W) for normalised images (N, C, H, W). Metrics that explain
 again (max-sensitivity, random logit, randomisation) need ``method=`` (and its ``options=``):
 the attribution method that made the map. Perturbed copies run in batches of ``batch_size``
-(default 1 on the CPU, 32 elsewhere), without gradients where none are needed.
+(default ``points_per_pass``: 16 on the CPU while convsight keeps freed memory, else 1; 32
+elsewhere), without gradients where none are needed.
 
 >>> cam = convsight.attribute(net, x, method="gradcam")
 >>> convsight.metric("road", net, x, cam)                                 # (N,)
@@ -28,14 +29,13 @@ import numpy as np
 import torch
 
 from ..attribute import METHODS, image_batch
-from ..attribute.occlusion import default_batch_size
 from ..errors import ConvsightError
 from ..models import as_network
 from ..targets import Target, evaluate, parse_target
 from ..units import did_you_mean
 from .maps import complexity, pointing_game, region_mask, relevance_mass, sparseness
 from .robustness import infidelity, max_sensitivity, random_logit, randomisation
-from .faithfulness import faithfulness, pixel_scores
+from .faithfulness import faithfulness, pixel_scores, points_per_pass
 from .road import DEFAULT_PERCENTAGES, MEASURES, ORDERS, check_percentages, imputed_batches, \
     removal_sets
 from .sanity import fixed_targets
@@ -141,7 +141,7 @@ def _road(net: Any, x: torch.Tensor, scores: torch.Tensor, targets: list[Target]
           s: dict[str, Any], order: str, rng: np.random.RandomState) -> torch.Tensor:
     classes = class_targets(targets, "ROAD")
     probs = [parse_target(f"prob:{c}") for c in classes]
-    size = s["batch_size"] or default_batch_size(net.device)
+    size = s["batch_size"] or points_per_pass(net.device)
     removed = removal_sets(scores, s["percentages"], order)
     out = torch.empty(x.shape[0], len(s["percentages"]), dtype=torch.float64)
     with torch.no_grad():
@@ -176,7 +176,7 @@ def metric(name: str, model: Any, images: torch.Tensor, attributions: Any, targe
     if name in ("deletion", "insertion"):
         return faithfulness(net, x, attr, target, kind=name, **s)
     targets = fixed_targets(net, x, target)
-    size = s.get("batch_size") or default_batch_size(net.device)
+    size = s.get("batch_size") or points_per_pass(net.device)
     opts = dict(s.get("options") or {})
     if name == "road":
         rng = np.random.RandomState(s["seed"])

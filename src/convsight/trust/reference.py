@@ -25,7 +25,7 @@ from ..attribute.occlusion import check_windows, window_mean, window_starts
 from ..capture import capture
 from ..models import Network
 from ..targets import Target
-from .faithfulness import faithfulness
+from .faithfulness import Faithfulness, faithfulness_runs
 
 KIND = {"gradcam": "Grad-CAM grid", "occlusion": "occlusion windows"}
 
@@ -57,6 +57,23 @@ def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str
     return torch.rand((n, 1, h, w), generator=generator).to(x.device)
 
 
+def random_draws(net: Network, x: torch.Tensor, method: str,
+                 options: Mapping[str, Any] | None = None, maps: int = 3, seed: int = 0
+                 ) -> list[torch.Tensor]:
+    """The ``maps`` random maps of ``random_reference`` (drawn in turn from one generator)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [random_maps(net, x, method, options or {}, gen) for _ in range(maps)]
+
+
+def reference_of(runs: Mapping[str, list[Faithfulness]]) -> dict[str, torch.Tensor]:
+    """``random_reference``'s dict from the random maps' curves per kind."""
+    out = {}
+    for kind, done in runs.items():
+        out[kind] = torch.stack([r.auc for r in done]).mean(0)
+        out[f"{kind}_curve"] = torch.stack([r.curves for r in done]).mean(0)
+    return out
+
+
 def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps: int,
                      method: str = "gradient", options: Mapping[str, Any] | None = None,
                      maps: int = 3, seed: int = 0, batch_size: int | None = None,
@@ -64,12 +81,8 @@ def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps
     """Deletion and insertion of ``maps`` random maps of ``method``'s kind per image: the mean
     AUC (N,) under ``"deletion"`` and ``"insertion"``, the mean curve (N, steps + 1) under
     ``"deletion_curve"`` and ``"insertion_curve"``. ``region``: as for ``faithfulness``."""
-    gen = torch.Generator().manual_seed(seed)
-    draws = [random_maps(net, x, method, options or {}, gen) for _ in range(maps)]
-    out = {}
-    for kind in ("deletion", "insertion"):
-        runs = [faithfulness(net, x, d, targets, kind=kind, steps=steps, batch_size=batch_size,
-                             return_curves=True, region=region) for d in draws]
-        out[kind] = torch.stack([r.auc for r in runs]).mean(0)
-        out[f"{kind}_curve"] = torch.stack([r.curves for r in runs]).mean(0)
-    return out
+    draws = random_draws(net, x, method, options, maps, seed)
+    kinds = ("deletion", "insertion")
+    done = faithfulness_runs(net, x, [(k, d) for k in kinds for d in draws], targets, steps,
+                             batch_size=batch_size, region=region)
+    return reference_of({k: done[j * maps:(j + 1) * maps] for j, k in enumerate(kinds)})

@@ -33,9 +33,9 @@ from ..attribute import attribute, image_batch
 from ..models import as_network
 from ..progress import ProgressArg
 from ..targets import Target
-from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness
+from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness_runs
 from .randomize import parameterised_layers, randomized_copy
-from .reference import random_reference
+from .reference import random_draws, reference_of
 from .sanity import check_methods, fixed_targets, method_options
 from .scope import map_correlation, neuron_boxes, top_step
 
@@ -150,14 +150,17 @@ def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: st
     boxes = neuron_boxes(net, x, targets)
     region = boxes if any(b is not None for b in boxes) else None
     attr = attribute(net, x, targets, method=method, **opts)
-    rank_by = ranking_map(method, attr)
-    curves = {kind: faithfulness(net, x, rank_by, targets, kind=kind, steps=steps,
-                                 batch_size=batch_size, return_curves=True, region=region,
-                                 progress=progress)
-              for kind in ("deletion", "insertion")}
+    # the map's curves and its random references' share forward passes (faithfulness_runs)
+    maps = [ranking_map(method, attr)]
     if reference is None:
-        reference = random_reference(net, x, targets, steps, method, opts, seed=seed,
-                                     batch_size=batch_size, region=region)
+        maps += random_draws(net, x, method, opts, seed=seed)
+    kinds = ("deletion", "insertion")
+    done = faithfulness_runs(net, x, [(k, m) for k in kinds for m in maps], targets, steps,
+                             batch_size=batch_size, region=region, progress=progress)
+    per_kind = {k: done[j * len(maps):(j + 1) * len(maps)] for j, k in enumerate(kinds)}
+    curves = {k: runs[0] for k, runs in per_kind.items()}
+    if reference is None:
+        reference = reference_of({k: runs[1:] for k, runs in per_kind.items()})
     top_name, top_members = top_step(net, x, targets)
     correlations = []
     for layers in (top_members, parameterised_layers(net, x)):
