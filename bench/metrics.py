@@ -10,18 +10,29 @@ the model; the time is the wall time of the whole metric on the 8 photos (the me
 the same divided by 8: every photo costs alike here). "equal" is the largest difference of the
 values.
 
+Each library's timing runs in a fresh child process of its own, as a user runs it: convsight's
+with its own setting of keeping freed memory for reuse (``convsight.cpu.keep_freed_memory``,
+applied from its first computation on), each peer's with ``CONVSIGHT_KEEP_MEMORY=0`` (the peers
+call convsight's gradient as their explanation function and load the model through convsight:
+without it, convsight's setting would speed up the peers' batches too, which a user of the peer
+alone does not get). The column "kept" says whether the setting was in force in that process.
+
 ROAD: Quantus 0.6.0's ``ROAD`` fails on colour images (it indexes channel values as pixels), so
 its loop is timed as it is written, with the pixel indices it should pass: Quantus's
 ``noisy_linear_imputation`` per image and percentage, one forward pass of the 8 images per
 percentage.
 
     .venv/bin/python bench/metrics.py [--percentages 10,30,50,70,90] [--samples 10]
-        [--only road,sparseness] [--device cuda]
+        [--only road,sparseness] [--device cuda] [--same-process]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 import warnings
 
@@ -122,7 +133,7 @@ def cases(net, x, y, args):
                                                       **qkw)}),
         "random_logit": (lambda: np.concatenate([convsight.metric(
             "random_logit", net, x[i:i + 1], grad[i:i + 1], targets[i:i + 1],
-            method="gradient", seed=i) for i in range(len(x))]),
+            method="gradient", seed=i, classes=1000) for i in range(len(x))]),
             {"Quantus (a photo per call: per-image normalisation)": lambda: np.concatenate([
                 quantus.RandomLogit(num_classes=1000, seed=i, disable_warnings=True)(
                     model=net.module, x_batch=xn[i:i + 1], y_batch=yn[i:i + 1],
@@ -145,31 +156,90 @@ def cases(net, x, y, args):
     }
 
 
-def main() -> None:
+def arguments(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--percentages", default="10,20,30,40,50,60,70,80,90")
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--only", default=None)
     p.add_argument("--device", default=None)
-    args = p.parse_args()
+    p.add_argument("--same-process", action="store_true",
+                   help="time every library in this process (the peers then share convsight's "
+                        "memory setting)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "metric:side index"
+    return p.parse_args(argv)
+
+
+def setup(args):
     warnings.filterwarnings("ignore")
     from convsight.models import on_device
 
     net = on_device(convsight.load_model(), args.device)
     x = photos(net).to(net.device)
-    with torch.no_grad():
+    with torch.no_grad():  # also the warm-up call of the model
         y = net.module.eval()(x).argmax(1)
-    print(f"{len(x)} photos on {net.device}, threads {torch.get_num_threads()}")
-    print(f"{'metric':16s} {'convsight':>10s} {'peer':>10s} {'ratio':>7s} {'max |diff|':>10s}  peer")
-    for name, (ours, peers) in cases(net, x, y, args).items():
+    return net, x, y
+
+
+def run_one(args, name: str, side: int) -> dict:
+    """Time side ``side`` (0: convsight, then the peers in order) of metric ``name``, here."""
+    from convsight import cpu
+
+    net, x, y = setup(args)
+    ours, peers = cases(net, x, y, args)[name]
+    fn = ours if side == 0 else list(peers.values())[side - 1]
+    seconds, values = timed(fn)
+    return {"seconds": seconds, "values": values.tolist(), "kept": bool(cpu._kept),
+            "threads": torch.get_num_threads(), "device": str(net.device)}
+
+
+def in_child(args, name: str, side: int) -> dict:
+    env = dict(os.environ)
+    if side > 0:
+        env["CONVSIGHT_KEEP_MEMORY"] = "0"
+    argv = [sys.executable, __file__, "--worker", f"{name}:{side}", "--percentages",
+            args.percentages, "--samples", str(args.samples)]
+    if args.device:
+        argv += ["--device", args.device]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"{name} side {side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main() -> None:
+    args = arguments()
+    if args.worker:
+        name, side = args.worker.split(":")
+        print("RESULT " + json.dumps(run_one(args, name, int(side))), flush=True)
+        return
+    names = {"road": 1, "sparseness": 1, "complexity": 1, "pointing_game": 1,
+             "relevance_mass": 1, "random_logit": 1, "max_sensitivity": 2, "infidelity": 1}
+    labels = {"max_sensitivity": ["Quantus", "Captum"], "infidelity": ["Captum"],
+              "road": ["Quantus (its loop)"],
+              "random_logit": ["Quantus (a photo per call: per-image normalisation)"]}
+    where = "this process" if args.same_process else "a fresh process each"
+    print(f"8 photos, threads {torch.get_num_threads()}, each library timed in {where}")
+    print(f"{'metric':16s} {'convsight':>10s} {'peer':>10s} {'ratio':>7s} {'max |diff|':>10s} "
+          f"{'kept':>11s}  peer")
+    state = setup(args) if args.same_process else None
+    for name, count in names.items():
         if args.only and name not in args.only.split(","):
             continue
-        t_ours, v_ours = timed(ours)
-        for label, peer in peers.items():
-            t_peer, v_peer = timed(peer)
-            diff = float(np.nanmax(np.abs(v_ours - v_peer)))
-            print(f"{name:16s} {t_ours:9.3f}s {t_peer:9.3f}s {t_peer / t_ours:6.1f}x "
-                  f"{diff:10.2e}  {label}", flush=True)
+        if state:
+            ours, peers = cases(*state, args)[name]
+            results = [dict(zip(("seconds", "values"), timed(f)), kept=None)
+                       for f in [ours, *peers.values()]]
+        else:
+            results = [in_child(args, name, side) for side in range(count + 1)]
+        v_ours = np.asarray(results[0]["values"])
+        for side, peer in enumerate(results[1:], 1):
+            label = labels.get(name, ["Quantus"])[side - 1]
+            diff = float(np.nanmax(np.abs(v_ours - np.asarray(peer["values"]))))
+            kept = f"{results[0]['kept']!s:>5s}/{peer['kept']!s:>5s}"
+            print(f"{name:16s} {results[0]['seconds']:9.3f}s {peer['seconds']:9.3f}s "
+                  f"{peer['seconds'] / results[0]['seconds']:6.1f}x {diff:10.2e} {kept:>11s}  "
+                  f"{label}", flush=True)
 
 
 if __name__ == "__main__":

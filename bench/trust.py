@@ -8,7 +8,10 @@
    ``attribute`` call of that method. The rest is re-initialising layers and the similarity
    measures (Spearman, SSIM, HOG).
 3. One ``trust_score`` call per method (what the explorer, the report and ``convsight check``
-   compute per picture) at 20 and 50 points per curve, against one attribution of the method.
+   compute per picture) at 20 and 50 points per curve, against one attribution of the method,
+   and against the same call with one curve point per forward pass (``batch_size=1``, how it
+   ran before its curves shared batches: 176 batch-1 passes at 20 points; the shared endpoints
+   stay shared there). Target (issue 18): one method, 20 points, 224 px, at most 1.5 s.
 
 On Linux, much of a CPU forward pass of a batch can be system time: the activations are fresh
 memory that glibc's allocator takes from the system and gives back on every pass (page faults).
@@ -127,14 +130,17 @@ def score_cost(net, x, args) -> None:
         print(f"\ntrust_score (one image, {steps} steps per curve, 3 random maps), median of "
               f"{args.repeats} runs; the explorer and the report use 20, check 50")
         for method, options in methods:
-            times, alone = [], []
+            times, alone, single = [], [], []
             for _ in range(args.repeats):
                 alone.append(_timed(lambda: convsight.attribute(net, x, method=method,
                                                                 **options)))
                 times.append(_timed(lambda: trust_score(net, x, None, method, steps=steps,
                                                         options=options)))
-            t, a = statistics.median(times), statistics.median(alone)
-            print(f"  {method:14s} {t:7.2f} s = {t / a:6.1f} x one attribution ({a:.3f} s)")
+                single.append(_timed(lambda: trust_score(net, x, None, method, steps=steps,
+                                                         options=options, batch_size=1)))
+            t, a, b1 = (statistics.median(v) for v in (times, alone, single))
+            print(f"  {method:14s} {t:7.2f} s = {t / a:6.1f} x one attribution ({a:.3f} s); "
+                  f"one point per pass {b1:.2f} s ({b1 / t:.1f}x slower)")
 
 
 def main() -> None:
