@@ -180,6 +180,29 @@ def setup(args):
     return net, x, y
 
 
+def bare_passes(net, x, args) -> dict:
+    """The model's passes that each model-bound metric needs, alone (no metric around them): the
+    floor that neither library can go below. Copies in batches of 16, as convsight's default."""
+    s, n = args.samples, len(x)
+    pct = len(args.percentages.split(","))
+    copies = x.repeat(s, 1, 1, 1)
+
+    def forwards(batch, times=1):
+        with torch.no_grad():
+            for _ in range(times):
+                for start in range(0, len(batch), 16):
+                    net.module(net.layout(batch[start:start + 16]))
+
+    def grads(batch, size=16):
+        for start in range(0, len(batch), size):
+            convsight.attribute(net, batch[start:start + size], method="gradient")
+
+    return {"road": lambda: forwards(x, pct),
+            "random_logit": lambda: grads(x, 1),
+            "max_sensitivity": lambda: grads(copies),
+            "infidelity": lambda: (forwards(x), forwards(copies))}
+
+
 def run_one(args, name: str, side: int) -> dict:
     """Time side ``side`` (0: convsight, then the peers in order) of metric ``name``, here."""
     from convsight import cpu
@@ -188,8 +211,9 @@ def run_one(args, name: str, side: int) -> dict:
     ours, peers = cases(net, x, y, args)[name]
     fn = ours if side == 0 else list(peers.values())[side - 1]
     seconds, values = timed(fn)
+    bare = bare_passes(net, x, args).get(name) if side == 0 else None
     return {"seconds": seconds, "values": values.tolist(), "kept": bool(cpu._kept),
-            "threads": torch.get_num_threads(), "device": str(net.device)}
+            "passes": timed(bare)[0] if bare else None}
 
 
 def in_child(args, name: str, side: int) -> dict:
@@ -220,15 +244,17 @@ def main() -> None:
               "random_logit": ["Quantus (a photo per call: per-image normalisation)"]}
     where = "this process" if args.same_process else "a fresh process each"
     print(f"8 photos, threads {torch.get_num_threads()}, each library timed in {where}")
-    print(f"{'metric':16s} {'convsight':>10s} {'peer':>10s} {'ratio':>7s} {'max |diff|':>10s} "
-          f"{'kept':>11s}  peer")
+    print("passes: the model passes the metric needs, alone, in convsight's process "
+          "(bare_passes)")
+    print(f"{'metric':16s} {'convsight':>10s} {'passes':>8s} {'peer':>10s} {'ratio':>7s} "
+          f"{'max |diff|':>10s} {'kept':>11s}  peer")
     state = setup(args) if args.same_process else None
     for name, count in names.items():
         if args.only and name not in args.only.split(","):
             continue
         if state:
             ours, peers = cases(*state, args)[name]
-            results = [dict(zip(("seconds", "values"), timed(f)), kept=None)
+            results = [dict(zip(("seconds", "values"), timed(f)), kept=None, passes=None)
                        for f in [ours, *peers.values()]]
         else:
             results = [in_child(args, name, side) for side in range(count + 1)]
@@ -237,7 +263,9 @@ def main() -> None:
             label = labels.get(name, ["Quantus"])[side - 1]
             diff = float(np.nanmax(np.abs(v_ours - np.asarray(peer["values"]))))
             kept = f"{results[0]['kept']!s:>5s}/{peer['kept']!s:>5s}"
-            print(f"{name:16s} {results[0]['seconds']:9.3f}s {peer['seconds']:9.3f}s "
+            passes = results[0]["passes"]
+            passes = f"{passes:7.2f}s" if passes is not None else f"{'-':>8s}"
+            print(f"{name:16s} {results[0]['seconds']:9.3f}s {passes} {peer['seconds']:9.3f}s "
                   f"{peer['seconds'] / results[0]['seconds']:6.1f}x {diff:10.2e} {kept:>11s}  "
                   f"{label}", flush=True)
 

@@ -76,6 +76,22 @@ def test_road_imputation_equals_quantus():
         np.testing.assert_allclose(ours.reshape(image.shape), theirs, atol=1e-6)
 
 
+def test_road_imputation_of_a_large_region_equals_quantus():
+    """Large systems (factorised in nested-dissection order): a blob of most of the image and
+    scattered pixels, on an odd-sized image."""
+    from quantus.functions.perturb_func import noisy_linear_imputation
+    rng = np.random.default_rng(1)
+    image = rng.random((3, 61, 47))
+    yy, xx = np.mgrid[:61, :47]
+    blob = np.flatnonzero(((yy - 30) ** 2 + (xx - 20) ** 2).ravel() < 24 ** 2)
+    scattered = rng.permutation(61 * 47)[:int(61 * 47 * 0.9)]
+    for idx in (blob, scattered):
+        theirs = noisy_linear_imputation(image, idx, noise=0.0)
+        ours = image.reshape(3, -1).copy()
+        ours[:, idx] = imputation(image, idx)
+        np.testing.assert_allclose(ours.reshape(image.shape), theirs, atol=1e-10)
+
+
 def test_road_noise_draws_equal_quantus():
     from quantus.functions.perturb_func import noisy_linear_imputation
     _, x, a, _ = gray_setup(n=3)
