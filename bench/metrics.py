@@ -5,10 +5,12 @@ scikit-image's camera man, immunohistochemistry and Hubble deep field), each pho
 the gradient's map (|map| summed over colours, as convsight ranks it; max-sensitivity and
 random logit explain again with the gradient). Equal settings, and the same randomness: the same
 perturbations passed to all (max-sensitivity, infidelity), the same seed and draw order (ROAD's
-noise, random logit's other class). One run of each library per metric, after one warm-up call of
-the model; the time is the wall time of the whole metric on the 8 photos (the median per photo is
-the same divided by 8: every photo costs alike here). "equal" is the largest difference of the
-values.
+noise, random logit's other class). One run of each library per metric (``--repeats N``: N
+runs, interleaved, medians), after one warm-up call of the model; the time is the wall time of
+the whole metric on the 8 photos (the median per photo is the same divided by 8: every photo
+costs alike here). "max |diff|" is the largest difference of the values. "passes": the model
+passes that the metric needs, timed alone in convsight's process (``bare_passes``): where they
+are most of both sides' time, no implementation of the metric can be many times faster.
 
 Each library's timing runs in a fresh child process of its own, as a user runs it: convsight's
 with its own setting of keeping freed memory for reuse (``convsight.cpu.keep_freed_memory``,
@@ -23,7 +25,7 @@ its loop is timed as it is written, with the pixel indices it should pass: Quant
 percentage.
 
     .venv/bin/python bench/metrics.py [--percentages 10,30,50,70,90] [--samples 10]
-        [--only road,sparseness] [--device cuda] [--same-process]
+        [--only road,sparseness] [--device cuda] [--repeats 3] [--same-process]
 """
 
 from __future__ import annotations
@@ -162,6 +164,8 @@ def arguments(argv=None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--only", default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per library, interleaved (ours, peers, ours, ...): medians")
     p.add_argument("--same-process", action="store_true",
                    help="time every library in this process (the peers then share convsight's "
                         "memory setting)")
@@ -257,7 +261,10 @@ def main() -> None:
             results = [dict(zip(("seconds", "values"), timed(f)), kept=None, passes=None)
                        for f in [ours, *peers.values()]]
         else:
-            results = [in_child(args, name, side) for side in range(count + 1)]
+            runs = [[in_child(args, name, side) for side in range(count + 1)]
+                    for _ in range(args.repeats)]  # interleaved: load changes hit both sides
+            results = [dict(run[0], seconds=float(np.median([r[side]["seconds"] for r in runs])))
+                       for side, run in enumerate(zip(*runs))]
         v_ours = np.asarray(results[0]["values"])
         for side, peer in enumerate(results[1:], 1):
             label = labels.get(name, ["Quantus"])[side - 1]
