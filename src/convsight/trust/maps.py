@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import ConvsightError
@@ -38,8 +39,15 @@ def pixel_map(attributions: torch.Tensor, absolute: bool) -> torch.Tensor:
 
 def sparseness(attributions: torch.Tensor) -> torch.Tensor:
     """Gini index of |map| per image (N,)."""
-    a = pixel_map(attributions, True) + 1e-7
-    a, _ = torch.sort(a, dim=1)
+    m = attributions.detach().double().abs().sum(1).flatten(1).cpu()
+    # sort before pixel_map's scaling (monotone: the same sorted values), in float32 where the
+    # values are float32 numbers (one-channel maps): NumPy sorts those 1.6x faster
+    as32 = m.float()
+    exact = bool((as32.double() == m).all())
+    m = torch.from_numpy(np.sort(as32.numpy() if exact else m.numpy(), axis=1)).double()
+    top = m[:, -1:]
+    a = torch.where(top > 0, m / torch.where(top > 0, top, torch.ones_like(top)), m) + 1e-7
+    a = a.to(attributions.device)
     n = a.shape[1]
     k = torch.arange(1, n + 1, dtype=a.dtype, device=a.device)
     return ((2 * k - n - 1) * a).sum(1) / (n * a.sum(1))
