@@ -216,6 +216,10 @@ def main() -> None:
     ap.add_argument("--layer", default="blocks.2", help="part 5: the layer to synthesise")
     ap.add_argument("--layer-steps", type=int, default=20, help="part 5: steps per image")
     ap.add_argument("--reps", type=int, default=3, help="part 5: repetitions")
+    ap.add_argument("--layer-units", type=int, default=None,
+                    help="part 5: the first N units of the layer (default: all)")
+    ap.add_argument("--layer-threads", default="1,2",
+                    help="part 5: thread counts to try, each side compared at its best")
     ap.add_argument("--dataset-layer", default="blocks.5", help="part 6: a middle layer")
     ap.add_argument("--photos", type=int, default=300, help="part 6: photo crops")
     ap.add_argument("--dataset-steps", type=int, default=None, help="part 6: steps (default: the preset's)")
@@ -244,7 +248,8 @@ def main() -> None:
                         knobs)
     if "5" not in skip:
         print("\n== 5. visualize_layer on a whole layer vs Lucent one unit at a time ==")
-        nat.layer_speed(net, args.layer, args.layer_steps, args.reps, args.batch_size)
+        nat.layer_speed(net, args.layer, args.layer_steps, args.reps, args.batch_size,
+                        tuple(int(t) for t in args.layer_threads.split(",")), args.layer_units)
     if "6" not in skip:
         print(f"\n== 6. synthesis vs the best of {args.photos} photos, {args.dataset_layer} ==")
         nat.dataset(net, out, args.dataset_layer, args.photos, None, args.dataset_steps,
