@@ -12,12 +12,19 @@
 4. Naturalness: class images of 20 ImageNet classes per preset and by Lucent's ``render_vis``,
    judged by an independent network (EfficientNet-Lite2): top-1 / top-5 hits (naturalness.py).
 5. Images per second of ``visualize_layer`` on a whole layer against Lucent one unit at a time,
-   each at its best thread count (1 or 2).
+   each at its best thread count (1 or 2). Lucent runs in a fresh child process without
+   convsight's allocator setting (``peer.py``: glibc's ``mallopt`` is process-wide), as its users
+   run it; both sides print wall, CPU and system seconds.
 6. A synthesis per unit of a middle layer against the best of 300 photo crops on the unit's mean
    activation.
 
 Run:  .venv/bin/python bench/maximize.py [--quick] [--threads 1] [--out out/bench_maximize]
       .venv/bin/python bench/maximize.py --skip 1,2,3,5,6 --presets lucid,lucent --classes 20
+      .venv/bin/python bench/maximize.py --skip 1,2,3,4,6 --batch-size 24       # part 5 (~10 min)
+      .venv/bin/python bench/maximize.py --skip 1,2,3,4,6 --batch-size 24 --reps 1 --layer-units 8
+Part 5 at full size (24 units of blocks.2, 20 steps, 3 repetitions at 1 and 2 threads) takes
+about 10 minutes on a quiet 2-core machine; ``--reps``, ``--layer-units``, ``--layer-steps`` and
+``--layer-threads 1`` make it shorter.
 Parts 4-6 take hours of CPU at full size: ``--classes``, ``--steps``, ``--presets``,
 ``--dataset-steps`` ... make smaller runs (each prints the settings it used).
 """

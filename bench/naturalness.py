@@ -155,6 +155,7 @@ def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int,
                                   batch_size=batch_size, progress=False)
 
     best: dict[str, tuple[float, int]] = {}
+    cpu_rate: dict[tuple[str, int], float] = {}
     with Peer() as peer:
         peer.call("naturalness.lucent_layer", layer, 1, 2, 1)  # warm-up: model, imports
         for threads in thread_counts:
@@ -168,6 +169,7 @@ def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int,
             for name, ts in times.items():
                 rate = n / statistics.median(t[0] for t in ts)
                 cpu = statistics.median(t[1] + t[2] for t in ts)
+                cpu_rate[name, threads] = n / cpu
                 print(f"  {name:7s} {threads} thread(s): {rate:.3f} images/s "
                       f"(wall {[round(t[0], 1) for t in ts]} s; median CPU {cpu:.1f} s, of it "
                       f"system {statistics.median(t[2] for t in ts):.1f} s)")
@@ -180,6 +182,10 @@ def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int,
           f"{a:.3f} images/s ({ta} thread(s)), Lucent one unit at a time {b:.3f} images/s "
           f"({tb} thread(s)): {a / b:.2f}x (each at its best thread count, medians of {reps}; "
           "target >= 4x)")
+    print(f"  by CPU seconds (images per CPU second, steadier on a busy machine): "
+          f"{cpu_rate['ours', ta] / cpu_rate['lucent', tb]:.2f}x at those thread counts; "
+          + ", ".join(f"{t} thread(s) {cpu_rate['ours', t] / cpu_rate['lucent', t]:.2f}x"
+                      for t in thread_counts))
 
 
 def dataset(net, out: Path, layer: str, photos: int, preset: str | None, steps: int | None,

@@ -233,7 +233,7 @@ def ascend(objective: Objective, s: Settings, generator: torch.Generator,
             frames.append(param.image(x).detach().clamp(0, 1).cpu())
         x = x.detach().requires_grad_(True)
         img = transform(param.image(x), generator)
-        img = network_view(img, net, s.upsample, (h, w))
+        img = network_view(net.layout(img), net, s.upsample, (h, w))
         values, loss = objective.values_and_loss(net.layout(net.normalize(img)))
         (grad,) = torch.autograd.grad(loss, [x])
         trace[step] = values.detach().float().cpu()
