@@ -233,7 +233,7 @@ def _one_unit_each(targets: Sequence[Target], acts: dict[str, torch.Tensor]
         units.append(t.terms[0][1])
     images = {}
     for layer in dict.fromkeys(u.layer for u in units):
-        if layer not in acts or acts[layer].dim() < 2:
+        if layer not in acts or acts[layer].dim() < 2 or acts[layer].shape[0] != len(units):
             return None
         images[layer] = acts[layer].unbind(0)
     values = []
