@@ -66,6 +66,16 @@ def test_one_unit_per_image_equals_image_by_image():
         assert torch.equal(values, slow)
     for other in (["act3:1", "2*act3:0"], ["act3:1", "class:3"], ["act3:1 + act3:2", "act3:0"]):
         assert _one_unit_each([parse_target(s) for s in other], {"act3": acts["act3"]}) is None
+    # maps of 56 x 56 in channels-last order: a mean over a batch of gathered maps rounds
+    # differently from each map's own mean (the fast path must not take that shortcut)
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 24, 3, padding=1), torch.nn.ReLU()).eval()
+    x = torch.rand(6, 3, 56, 56).contiguous(memory_format=torch.channels_last)
+    targets = [parse_target(f"1:{c}") for c in (1, 5, 0, 3, 23, 7)]
+    with capture(conv, ["1"], detach=False) as acts:
+        conv(x)
+    slow = torch.cat([t({"1": acts["1"][i:i + 1]}, None) for i, t in enumerate(targets)])
+    assert torch.equal(_one_unit_each(targets, acts), slow)
 
 
 def test_range_errors():
