@@ -252,7 +252,7 @@ def test_another_site_in_the_browser_cannot_use_the_explorer(page, server, tmp_p
     """A page from another origin (another local server) posts to the explorer as a hostile page
     would: simple requests, a custom header, multipart uploads; and tries to read its JSON."""
     explorer = server.server.config.app.state.explorer
-    before = sorted(explorer.uploads.glob("u-*.png"))
+    before = sorted(explorer.input_images.uploads.glob("u-*.png"))
     site = serve_page(ATTACK.replace("EXPLORER", server.url))
     try:
         page.goto(f"http://localhost:{site.server_address[1]}/")
@@ -264,7 +264,7 @@ def test_another_site_in_the_browser_cannot_use_the_explorer(page, server, tmp_p
     assert "read blocked" in seen, seen  # the browser keeps the answers from the other page
     status = json.loads(urlopen(server.url + "/api/synth/blocks.2/5").read())
     assert status["state"] == "none", (seen, status)  # nothing started
-    assert sorted(explorer.uploads.glob("u-*.png")) == before, seen  # nothing stored
+    assert sorted(explorer.input_images.uploads.glob("u-*.png")) == before, seen  # nothing stored
 
 
 FRAMES = """<!doctype html><title>cat pictures</title>

@@ -174,7 +174,7 @@ def test_four_palette_uploads_at_once_keep_little_after(tmp_path):
 
 
 def test_uploads_wait_for_a_decoding_slot_then_get_503(server):
-    images = server.server.config.app.state.explorer.image_part
+    images = server.server.config.app.state.explorer.input_images
     wait = images.decode_wait
     images.decode_wait = 0.3
     release = threading.Event()

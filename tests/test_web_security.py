@@ -71,7 +71,7 @@ def upload_body(image: Image.Image) -> tuple[bytes, str]:
 
 
 def uploads(srv) -> list[Path]:
-    return sorted(srv.server.config.app.state.explorer.uploads.glob("u-*.png"))
+    return sorted(srv.server.config.app.state.explorer.input_images.uploads.glob("u-*.png"))
 
 
 def synth_state(srv) -> str:
@@ -413,7 +413,7 @@ def test_a_link_from_another_site_to_an_image_page_computes_nothing(server, monk
     shows a link to itself instead, which a click turns into a same-origin visit."""
     explorer = server.server.config.app.state.explorer
     passes = []
-    monkeypatch.setattr(explorer.image_part, "input_tensor",
+    monkeypatch.setattr(explorer.input_images, "input_tensor",
                         lambda image_id: passes.append(image_id))
     path = "/image/sample-rocket?layer=conv2&unit=1&cls=2"
     status, _, body = request(server, "GET", path, {

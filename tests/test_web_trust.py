@@ -200,9 +200,9 @@ def test_trust_runs_on_the_explorer_s_own_copy(tmp_path):
 
     net = tiny_network()
     ex = Explorer(net, cache_dir=tmp_path)
-    reply = ex.class_trust(IMAGE, 2, "gradcam")
+    reply = ex.attributions.class_trust(IMAGE, 2, "gradcam")
     assert reply["target"] == "class:2"
-    copy = ex.attribution_part._trust_net
+    copy = ex.attributions._trust_net
     assert copy is not None and copy.module is not net.module
     for (name, mine), theirs in zip(net.module.state_dict().items(),
                                     copy.module.state_dict().values()):

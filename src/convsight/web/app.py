@@ -13,7 +13,6 @@ headers.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 from pathlib import Path
@@ -59,9 +58,6 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     names = allowed_names(allowed_hosts)  # checked before the (slow) model is loaded
     atlas_dir = Path(atlas) if isinstance(atlas, (str, Path)) else None
     atlas, net = _atlas_and_network(atlas, model)
-    if atlas is not None and not allow_outside:  # a copy: the caller's atlas stays as it is
-        atlas = copy.copy(atlas)
-        atlas.confined, atlas._folders = True, None
     net = convsight.models.on_device(net, device)
     explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir,
                         max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels,
@@ -80,9 +76,9 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     app.state.live_sockets = Sockets()
     app.state.prewarm_stop = threading.Event()
     app.state.prewarm_thread = None
-    if prewarm and explorer.mined_layers:
+    if prewarm and explorer.bench.mined_layers:
         app.state.prewarm_thread = threading.Thread(
-            target=explorer.prewarm, args=(app.state.prewarm_stop,), name="convsight-prewarm",
+            target=explorer.layers.prewarm, args=(app.state.prewarm_stop,), name="convsight-prewarm",
             daemon=True)
         app.state.prewarm_thread.start()
     return app

@@ -108,7 +108,7 @@ class LiveEngine:
     # ----- settings ---------------------------------------------------------------------------
     def layers(self) -> list[str]:
         """The layers one can watch: those with (channels, height, width) outputs."""
-        return [r.name for r in self.explorer.layers() if r.spatial]
+        return [r.name for r in self.explorer.layers.layers() if r.spatial]
 
     def default_settings(self) -> LiveSettings:
         """The first mined layer, else the middle one of the outer spatial layers (a block of a
@@ -116,7 +116,7 @@ class LiveEngine:
         layers = self.layers()
         if not layers:
             raise NotFound("this network has no layer with spatial activation maps")
-        mined = [n for n in self.explorer.mined_layers if n in layers]
+        mined = [n for n in self.explorer.bench.mined_layers if n in layers]
         outer = [n for n in layers if n.count(".") <= 1] or layers
         return LiveSettings(layer=mined[0] if mined else outer[len(outer) // 2])
 
@@ -133,12 +133,12 @@ class LiveEngine:
         merged = {**base, **data}
         layer = merged["layer"]
         if not isinstance(layer, str) or layer not in self.layers():
-            self.explorer.layer(str(layer)[:80])  # unknown: "did you mean"
+            self.explorer.layers.layer(str(layer)[:80])  # unknown: "did you mean"
             raise NotFound(f"layer {str(layer)[:80]} has no spatial activation maps; pick one "
                            "with channels x height x width")
         if "layer" in data and data["layer"] != base["layer"] and "unit" not in data:
             merged["unit"] = 0  # a new layer starts at its first unit
-        channels = self.explorer.layer(layer).channels
+        channels = self.explorer.layers.layer(layer).channels
         unit = merged["unit"]
         if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < channels:
             raise NotFound(f"unit {str(unit)[:20]} does not exist in {layer}: valid units are "
@@ -195,7 +195,7 @@ class LiveEngine:
     def _network(self) -> convsight.Network:
         """The engine's own copy of the network, in eval mode, with no parameter gradients."""
         if self._net is None:
-            with self.explorer.model_lock:  # no other call's hooks on the module while copying
+            with self.explorer.bench.model_lock:  # no other call's hooks on the module while copying
                 net = copy.deepcopy(self.source)
             net.module.eval()
             net.module.requires_grad_(False)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import convsight
+from convsight.atlas_access import AtlasAccess
 from convsight.models import weights_fingerprint
 
 from .cache import DiskCache
@@ -50,7 +51,8 @@ def check_method(method: str, allowed: tuple[str, ...]) -> None:
 @dataclass
 class Workbench:
     """The network, the atlas (or None), the atlas's folder (or None), the cache, the lock and
-    whether files outside the atlas and its image folders may be read."""
+    whether files outside the atlas and its image folders may be read; ``access``: the atlas's
+    images and boxes, read only inside its folders unless ``allow_outside``."""
 
     net: convsight.Network
     atlas: Any | None
@@ -58,6 +60,11 @@ class Workbench:
     cache: DiskCache
     model_lock: threading.RLock = field(default_factory=threading.RLock)
     allow_outside: bool = False  # read files outside the atlas and image folders too
+    access: AtlasAccess | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.access = (AtlasAccess(self.atlas, self.net, confined=not self.allow_outside)
+                       if self.atlas is not None else None)
 
     @property
     def mined_layers(self) -> list[str]:

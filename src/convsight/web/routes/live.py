@@ -30,7 +30,7 @@ import convsight
 
 from ..guard import CSP
 from ..live import MAX_FRAME_BYTES, NORMS, VIEWS, BadFrame, LiveEngine, LiveSettings
-from .respond import explorer, jobs, page
+from .respond import explorer, jobs, layers, page, stored_syntheses
 
 log = logging.getLogger("convsight.web")
 
@@ -48,7 +48,7 @@ def live_page(request: Request) -> HTMLResponse:
     ex, live = explorer(request), engine(request)
     start = live.default_settings()
     response = page(request, "live.html", layers=live.layers(), start=start,
-                    samples=list(ex.samples()), views=VIEWS, norms=NORMS,
+                    samples=list(ex.input_images.samples()), views=VIEWS, norms=NORMS,
                     input=list(ex.net.input_size), ratio=ex.net.resize_ratio,
                     max_bytes=MAX_FRAME_BYTES)
     response.headers["Content-Security-Policy"] = LIVE_CSP
@@ -57,14 +57,13 @@ def live_page(request: Request) -> HTMLResponse:
 
 def unit_info(request: WebSocket, layer: str, channel: int) -> dict[str, Any]:
     """What the atlas and the explorer hold for a unit: its top patches, its synthesis."""
-    ex = explorer(request)
-    facets = ex.synthesis_facets(layer, channel)
+    facets = stored_syntheses(request).facets(layer, channel)
     synth = facets[0].url if facets else None
     if synth is None and jobs(request).status(layer, channel)["state"] == "done":
         synth = f"/img/synth/{layer}/{channel}.png"
     return {"layer": layer, "channel": channel, "unit_url": f"/unit/{layer}/{channel}",
             "patches": [f"/img/patch/{layer}/{channel}/{rank}.jpg"
-                        for rank in range(len(ex.hits(layer, channel)))],
+                        for rank in range(len(layers(request).hits(layer, channel)))],
             "synthesis": synth}
 
 
