@@ -52,6 +52,22 @@ def _mine(model):
     atlas.unit_figure("conv3", 0, net=model)
 
 
+def _atlas_access(model):
+    import numpy as np
+
+    from convsight.atlas_access import AtlasAccess
+    from convsight.figures import layer_grid, unit_figure
+
+    rng = np.random.default_rng(2)
+    images = [rng.random((40, 48, 3)) for _ in range(4)]
+    atlas = convsight.mine(model, images, ["conv3"], k=2, batch_size=2, progress=False)
+    access = AtlasAccess(atlas, net=model)
+    access.hit_box("conv3", atlas.hit("conv3", 1, 0), crop="effective")
+    access.box("conv3", 1, 0, crop="local")
+    layer_grid(access, "conv3", max_units=2, tile=16)
+    unit_figure(access, "conv3", 1, method="deconv")
+
+
 def _mine_failing_forward(model):
     # a 1x1 input: the model's max pool fails on its first forward pass
     convsight.mine(convsight.Network(convsight.as_network(model).module, input_size=(1, 1)),
@@ -167,7 +183,7 @@ def _web_unknown_layer(model):
     from convsight.web.explorer import Explorer
 
     Explorer(convsight.as_network(model), cache_dir=tempfile.mkdtemp(prefix="cs-untouched-")
-             ).activations("sample-chelsea", "conv9")
+             ).attributions.activations("sample-chelsea", "conv9")
 
 
 def _web_live(model):
@@ -261,6 +277,7 @@ CALLS = {
     "attribute_bad_gradcam_layer": lambda net: convsight.attribute(net, torch.rand(1, 3, 32, 32),
                                                                    method="gradcam", layer="fc"),
     "mine": _mine,
+    "atlas_access": _atlas_access,
     "mine_unknown_layer": lambda net: convsight.mine(net, [torch.rand(3, 20, 20).numpy()], ["conv9"],
                                                      progress=False),
     "mine_failing_forward": _mine_failing_forward,
