@@ -486,7 +486,7 @@ def test_slow_headers_and_slow_bodies_are_dropped(impatient):
 def test_a_slow_answer_is_not_cut(impatient, monkeypatch):
     """The limits are on what the client sends; the server may take its time to answer."""
     explorer = impatient.server.config.app.state.explorer
-    monkeypatch.setattr(type(explorer), "atlas_summary", lambda self: time.sleep(2.5))
+    monkeypatch.setattr(type(explorer.layers), "atlas_summary", lambda self: time.sleep(2.5))
     status, _, _ = request(impatient, "GET", "/")
     assert status == 200
 
