@@ -37,14 +37,15 @@ class Atlas(AtlasData):
     """Top-k hits per channel and layer, with the model and preprocessing that produced them
     (``AtlasData``), and the conveniences that reach its model, images and pictures."""
 
+    _access: AtlasAccess | None = None
+
     @property
     def access(self) -> AtlasAccess:
         """This atlas's model and images (made once; keeps the rebuilt model and the receptive
         fields between calls)."""
-        access = self.__dict__.get("_access")
-        if access is None or access.atlas is not self:  # a copy of an atlas gets its own
-            access = self._access = AtlasAccess(self)
-        return access
+        if self._access is None or self._access.atlas is not self:  # a copy gets its own
+            self._access = AtlasAccess(self)
+        return self._access
 
     def _repr_html_(self) -> str:
         """A notebook shows an atlas as its layers with the top patches of a few units each."""

@@ -31,8 +31,8 @@ __all__ = ["AtlasAccess"]
 class AtlasAccess:
     """The model and images of ``atlas``. ``net``: the network to use (default: rebuilt by name
     when first needed); ``confined``: read image files only inside ``image_folders()`` (the
-    explorer's rule, unless ``serve --allow-outside``). Thread-safe enough for the explorer:
-    its caches only ever gain entries that any thread would compute the same."""
+    explorer's rule, unless ``serve --allow-outside``). Threads may share one (the explorer's
+    do): its caches only gain entries, each the same whichever thread computes it."""
 
     def __init__(self, atlas: AtlasData, net: Any = None, confined: bool = False) -> None:
         self.atlas = atlas
