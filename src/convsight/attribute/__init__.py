@@ -101,6 +101,6 @@ class _CallablePackage(types.ModuleType):
 sys.modules[__name__].__class__ = _CallablePackage
 __signature__ = inspect.signature(attribute)
 
-__all__ = ["attribute", "METHODS", "Method", "register_method", "unregister_method", "method_info",
+__all__ = ["attribute", "METHODS", "Method", "MethodNames", "register_method", "unregister_method", "method_info",
            "methods", "random_pixels", "image_batch", "input_gradient", "gradcam", "default_gradcam_layer", "occlusion",
            "smoothgrad", "rectifier_rule"]

@@ -12,7 +12,6 @@ import os
 import sys
 import warnings
 from collections import Counter
-from contextlib import nullcontext
 from typing import Any, Sequence
 
 import torch
@@ -20,7 +19,7 @@ import torch
 from ..errors import ConvsightError
 from ..models import Network
 from ..targets import Target, evaluate, resolve_targets
-from .rectifiers import rectifier_rule
+from .rectifiers import backward_rule
 
 TargetSpec = Any  # None | str | int | Target | Unit, or a list with one per image
 
@@ -61,8 +60,7 @@ def input_gradient(net: Network, x: torch.Tensor, targets: TargetSpec | Sequence
         targets = resolve_targets(targets, x.shape[0])
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        ctx = rectifier_rule(rule, others) if rule != "gradient" else nullcontext()
-        with ctx as mode:
+        with backward_rule(rule, others) as mode:
             values, _ = evaluate(net, x, targets)
         if values.requires_grad:
             (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)

@@ -40,6 +40,7 @@ CARD = "card"        # convsight.evaluate's report card rates by default
 UNITS = "units"      # project one unit (report, atlas unit figures, explorer unit pages)
 CLASSES = "classes"  # the explorer's image page shows for a class (pictures, trust, card)
 GROUPS = (FIGURE, SANITY, CHECK, CARD, UNITS, CLASSES)
+DEFAULT_PROJECTION = "guided"  # the projection of a unit that reports and unit pages show first
 _NOT_OPTIONS = ("net", "x", "target", "targets", "seen")  # what compute takes besides options
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")  # a CLI and URL name: no commas, spaces or slashes
 
