@@ -225,8 +225,11 @@ def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
     """One target per image of ``x``, fixed before any change to the image or the model: where
     none is given, the image's top class on the clean image (one forward pass without
     gradients, in eval mode). Noise, occlusion or randomised weights then keep the target."""
+    from .models import as_network
+
     targets = resolve_targets(target, x.shape[0])
     if any(t is None for t in targets):
+        net = as_network(net)
         with torch.no_grad(), eval_mode(net.module):
             targets = with_top_class(targets, net.module(x))
     return targets  # type: ignore[return-value]
