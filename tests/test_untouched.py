@@ -272,6 +272,8 @@ CALLS = {
     "sanity_check_unknown_method": lambda net: convsight.sanity_check(
         net, torch.rand(1, 3, 32, 32), methods=("guidded",), progress=False),
     "attribution_figure": _attribution_figure,
+    "fixed_targets": lambda net: convsight.targets.fixed_targets(net, torch.rand(2, 3, 32, 32),
+                                                                 [None, "conv3:1"]),
     "attribute_failing_forward": lambda net: convsight.attribute(net, torch.rand(1, 3, 1, 1), 0,
                                                                  method="guided"),
     "attribute_bad_gradcam_layer": lambda net: convsight.attribute(net, torch.rand(1, 3, 32, 32),

@@ -24,12 +24,13 @@ from PIL import Image
 from ..atlas_access import AtlasAccess
 from ..atlas_data import AtlasData, Hit
 from ..attribute import attribute
+from ..attribute.registry import UNITS, MethodNames
 from ..errors import ConvsightError, UnitError
 from ..pictures import as_float, as_pil, crop, fit_square, grid, label, patch_montage, render_attribution
 from ..receptive.field import crop_box
 from ..units import format_ranges
 
-PROJECTIONS = ("guided", "deconv", "gradient")  # what the report and the explorer offer
+PROJECTIONS = MethodNames(UNITS)  # what the report and the explorer offer (attribute/registry.py)
 EMPTY_TILE = 0.85  # grey of a slot without a hit (fewer readable images than k)
 _GRID_BACKGROUND = (217, 217, 217)  # the same grey, as 8-bit RGB
 

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 import convsight
+from convsight.attribute.registry import method_info
 
 from .explorer import CLASS_METHODS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UNIT_METHODS, Explorer
 from .guard import Guard, allowed_names
@@ -65,7 +66,8 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(model_name=net.name, has_atlas=atlas is not None,
                                  input_size=net.input_size,
-                                 unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS)
+                                 unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS,
+                                 method_info=method_info)
     static = Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app = ExplorerApp(routes=[*ROUTES, *whole_paths([static])], exception_handlers=dict(HANDLERS))
     app.state.allowed_hosts = names

@@ -31,7 +31,6 @@ import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,7 +38,8 @@ import torch
 from PIL import Image
 
 import convsight
-from convsight.attribute import rectifier_rule
+from convsight.attribute.rectifiers import backward_rule
+from convsight.attribute.rules import RULES
 from convsight.capture import capture
 from convsight.cpu import govern
 from convsight.images import to_tensor
@@ -48,7 +48,7 @@ from convsight.pictures import jpeg_bytes, montage_columns, render_attribution
 from .explorer import Explorer
 from .workbench import NotFound
 
-VIEWS = ("off", "gradient", "guided", "deconv")  # the backward view of the chosen unit
+VIEWS = ("off", *RULES)  # the backward view of the chosen unit: none or a rectifier rule
 NORMS = ("layer", "tile")
 MAX_FRAME_BYTES = 4 * 2**20  # a 224 px JPEG is about 15 kB; a camera frame as PNG a few MB
 MAX_FRAME_SIDE = 4096
@@ -213,7 +213,7 @@ class LiveEngine:
                 out = net.module(x)
             return found[s.layer][0].float(), _logits(out), None, out is None
         x = x.detach().clone().requires_grad_(True)
-        rule = nullcontext() if s.view == "gradient" else rectifier_rule(s.view)
+        rule = backward_rule(s.view)
         with torch.enable_grad(), rule, \
                 capture(net, [s.layer], detach=False, stop=stop, eval=False) as found:
             out = net.module(x)

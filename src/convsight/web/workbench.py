@@ -17,16 +17,17 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import convsight
 from convsight.atlas_access import AtlasAccess
+from convsight.attribute.registry import CLASSES, UNITS, MethodNames
 from convsight.models import weights_fingerprint
 
 from .cache import DiskCache
 
-UNIT_METHODS = ("gradient", "guided", "deconv")
-CLASS_METHODS = ("gradient", "guided", "gradcam", "guided-gradcam")
+UNIT_METHODS = MethodNames(UNITS)      # projections of a unit (read from the method registry)
+CLASS_METHODS = MethodNames(CLASSES)  # class attributions of the image page
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 
@@ -43,7 +44,7 @@ class BadUpload(convsight.ConvsightError):
         self.status = status
 
 
-def check_method(method: str, allowed: tuple[str, ...]) -> None:
+def check_method(method: str, allowed: Sequence[str]) -> None:
     if method not in allowed:
         raise NotFound(f"unknown method {method!r}; use one of {', '.join(allowed)}")
 

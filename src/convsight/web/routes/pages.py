@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from convsight.attribute.registry import DEFAULT_PROJECTION
+
 from ..guard import CROSS_SITE
 from ..workbench import UNIT_METHODS, NotFound, check_method
 from .api import unit_info
@@ -50,7 +52,7 @@ def unit_page(request: Request) -> HTMLResponse:
     units, stored, p = layers(request), stored_syntheses(request), request.path_params
     name, channel = p["layer"], p["channel"]
     row = units.channel(name, channel)
-    method = request.query_params.get("method", "guided")
+    method = request.query_params.get("method", DEFAULT_PROJECTION)
     check_method(method, UNIT_METHODS)
     hits = units.named_hits(name, channel)
     asked = request.query_params.get("crop")

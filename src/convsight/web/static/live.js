@@ -265,8 +265,8 @@
     box.hidden = !bitmap;
     if (!bitmap) return;
     $("backward").getContext("2d").drawImage(bitmap, 0, 0, W, H);
-    const names = { gradient: "gradient", guided: "guided backprop", deconv: "deconvnet" };
-    $("backward-caption").textContent = `${names[head.settings.view]} of ${head.settings.layer}:${head.settings.unit} (its mean over positions) on this frame`;
+    const name = document.querySelector(`button[data-view="${head.settings.view}"]`).textContent;
+    $("backward-caption").textContent = `${name} of ${head.settings.layer}:${head.settings.unit} (its mean over positions) on this frame`;
   }
   function drawClasses(classes) {
     const list = $("classes");
