@@ -83,9 +83,10 @@ class Server:
     def __init__(self, cache: Path, threads: int) -> None:
         src = Path(__file__).resolve().parents[1] / "src"
         env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads)}
+        # --threads: the command's own default ("auto") would set the count itself
         self.proc = subprocess.Popen([sys.executable, "-m", "convsight", "live", "--port", "0",
-                                      "--cache", str(cache)], stdout=subprocess.PIPE, env=env,
-                                     text=True)
+                                      "--threads", str(threads), "--cache", str(cache)],
+                                     stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stdout.readline()
         if "http://" not in line:
             self.proc.kill()
