@@ -131,32 +131,33 @@ class Connection:
         return True
 
     def _schedule(self) -> None:
-        """Queue a step on the worker if a frame waits and none is queued (under ``lock``)."""
-        if (not self.scheduled and not self.closed and self.waiting is not None
-                and self.unsent < self.MAX_UNSENT):
-            self.scheduled = True
-            self.live.worker.submit(self.step)
+        """Claim the waiting frame and queue it on the worker, unless one is queued or being
+        computed, or ``MAX_UNSENT`` answers wait to be sent (under ``lock``)."""
+        if (self.scheduled or self.closed or self.waiting is None
+                or self.unsent >= self.MAX_UNSENT):
+            return
+        data, self.waiting = self.waiting, None
+        self.scheduled = True
+        self.live.worker.submit(self.step, data)
 
-    def step(self) -> None:
-        """On the worker thread: compute the waiting frame, hand its answer to the event loop,
-        and queue the next step if another frame waits by then."""
-        with self.lock:
-            data, self.waiting = self.waiting, None
-            settings = self.settings
+    def step(self, data: bytes) -> None:
+        """On the worker thread: compute a frame, claim the next waiting frame for the worker
+        (before the answer can reach the page, whose next frame must not replace it), then
+        hand the answer to the event loop."""
         message: bytes | str | None = None
         try:
-            message = self.answer(data, settings) if data is not None else None
+            message = self.answer(data, self.settings)
         finally:
             with self.lock:
-                if message is not None:
-                    self.unsent += 1
                 self.scheduled = False
+                if message is not None and not self.closed:
+                    self.unsent += 1
+                self._schedule()
                 if message is not None and not self.closed:
                     try:
                         self.loop.call_soon_threadsafe(self.outbox.put_nowait, message)
                     except RuntimeError:  # the server's loop is gone: shutting down
                         self.closed = True
-                self._schedule()
 
     def answer(self, data: bytes, settings: LiveSettings) -> bytes | str:
         """The packed answer to one frame, or an error message (JSON text) naming its number."""
