@@ -307,18 +307,19 @@ def report(before: dict, after: dict, acts: dict, guided: dict, memory: Memory) 
 
 def memory_verdict(points: list[tuple[int, int, str]]) -> str:
     """Flat: within each phase, the RSS after its first ``--rss-every`` frames (the first
-    backward pass allocates once) grows by at most 1 % to the phase's end."""
-    growth = []
+    backward passes settle what they allocate) grows by at most 1 % to the phase's end."""
+    parts, flat = [], True
     for ph in ("activations", "guided"):
         rss = [b for _, b, p in points if p == ph]
-        if len(rss) >= 3:
-            growth.append((ph, rss[-1] - rss[1], rss[1]))
-    flat = all(g <= 0.01 * base for _, g, base in growth)
+        if len(rss) < 3:
+            continue
+        flat = flat and rss[-1] - rss[1] <= 0.01 * rss[1]
+        parts.append(f"{ph} {(rss[1] - rss[0]) / MB:+.0f} MB in its first notes, then "
+                     f"{(rss[-1] - rss[1]) / MB:+.0f} MB")
     first, last = points[0], points[-1]
     return (f"memory: {first[1] / MB:.0f} MB -> {last[1] / MB:.0f} MB over {last[0]} frames; "
-            "after each phase's first notes: " + ", ".join(f"{ph} {g / MB:+.0f} MB"
-                                                         for ph, g, _ in growth)
-            + f" (target flat, within 1 %) {'ok' if flat else 'MISSED'}")
+            + "; ".join(parts) + f" (target flat, within 1 % after the first notes) "
+            + ("ok" if flat and parts else "MISSED"))
 
 
 if __name__ == "__main__":
