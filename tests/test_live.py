@@ -232,6 +232,49 @@ def test_the_server_keeps_only_the_newest_frame(server):
     assert last["dropped"] >= 5 and len(heads) == last["done"] <= 5
 
 
+def test_the_worker_goes_on_to_the_waiting_frame_without_the_event_loop(server):
+    """Frame 2 waits while frame 1 is computed; then the event loop is blocked (a settings
+    message that sleeps in it). The worker must start frame 2 as soon as frame 1 is done, not
+    when the event loop is free again: the loop is never between two passes."""
+    import threading
+
+    live = server.server.config.app.state.live
+    process, settings = live.process, live.settings
+    go, starts, ends = threading.Event(), {}, {}
+
+    def slow(data, s):
+        frame_id = len(starts) + 1
+        starts[frame_id] = time.perf_counter()
+        if frame_id == 1:
+            go.wait(30)
+        try:
+            return process(data, s)
+        finally:
+            ends[frame_id] = time.perf_counter()
+
+    def blocking(data, current=None):
+        if data == {"norm": "tile"}:
+            go.set()
+            time.sleep(1.5)  # in the event loop: nothing is received or sent meanwhile
+        return settings(data, current)
+
+    live.process, live.settings = slow, blocking
+    try:
+        with open_socket(server) as (ws, _):
+            ws.send(struct.pack(">I", 1) + jpeg(seed=1))
+            deadline = time.time() + 30
+            while 1 not in starts and time.time() < deadline:
+                time.sleep(0.02)
+            ws.send(struct.pack(">I", 2) + jpeg(seed=2))
+            time.sleep(0.5)  # frame 2 reaches the slot
+            ws.send(json.dumps({"norm": "tile"}))
+            messages = [ws.recv(timeout=60) for _ in range(3)]
+    finally:
+        live.process, live.settings = process, settings
+    assert [unpack(m)[0]["id"] for m in messages if isinstance(m, bytes)] == [1, 2]
+    assert starts[2] - ends[1] < 0.5, "frame 2 waited for the blocked event loop"
+
+
 def test_frames_are_never_written_to_disk(server):
     root = server.server.config.app.state.explorer.cache.root
     before = sorted(p for p in root.rglob("*"))

@@ -118,6 +118,8 @@ def test_the_camera_drives_tiles_units_and_the_backward_view(page, server, tmp_p
     shown = int(page.inner_text("#stat-frames"))
     assert shown > start and page.evaluate(DRAWN) >= shown  # the frame counter moves
     assert page.locator("#classes li").count() == 5
+    # at most two frames in flight (one computed, one waiting): the server never drops one
+    assert page.evaluate("() => [convsightLive.dropped, convsightLive.received]")[0] == 0
 
     page.select_option("#layer", "blocks.2")
     page.wait_for_function("() => convsightLive.head && convsightLive.head.settings.layer === 'blocks.2'",

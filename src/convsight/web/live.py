@@ -178,7 +178,7 @@ class LiveEngine:
 
     def process(self, data: bytes, settings: LiveSettings) -> Frame:
         """Decode one frame and compute what the page draws (see the module's docstring)."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         govern()  # threads for the cores the browser and others leave free (convsight.cpu)
         x = self.decode(data)
         decoded = time.perf_counter()
@@ -189,7 +189,7 @@ class LiveEngine:
         frame = self._encode(net, acts, logits, grad, settings)
         frame.header.update(stopped=stopped, times={
             "decode": _ms(decoded - start), "model": _ms(ran - decoded),
-            "encode": _ms(time.perf_counter() - ran)})
+            "encode": _ms(time.perf_counter() - ran), "cpu": _ms(time.thread_time() - cpu)})
         return frame
 
     def _network(self) -> convsight.Network:
