@@ -44,7 +44,7 @@ from convsight.capture import capture
 from convsight.cpu import keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.fake_camera import camera_args, write_y4m  # noqa: E402
+from tests.web.fake_camera import camera_args, write_y4m  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
