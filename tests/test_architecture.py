@@ -215,3 +215,30 @@ def test_no_method_tables_in_templates():
                         re.search(rf"[{{,]\s*{re.escape(name)}\s*:", path.read_text()):
                     found.append(f"{path.name}: {name}")
     assert not found, f"method tables in the explorer's pages: {sorted(set(found))}"
+
+
+def test_the_top_level_exposes_the_public_api_only():
+    """``import convsight`` binds the names of ``__all__`` and nothing else public; internals stay
+    importable by their full path."""
+    import subprocess
+    import sys
+
+    code = ("import convsight, json; print(json.dumps(sorted(n for n in vars(convsight) "
+            "if not n.startswith('_')))); print(json.dumps(convsight.__all__)); "
+            "print(json.dumps(dir(convsight)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=True)
+    import json
+
+    names, public, listed = (json.loads(line) for line in done.stdout.splitlines())
+    assert names == sorted(public), set(names) ^ set(public)
+    for internal in ("files", "hooks", "atlas_store", "efficientnet_lite", "capture", "models"):
+        assert internal not in names
+    assert sorted(listed) == sorted([*public, "__version__"])
+    from convsight.hooks import forward_hooks  # internals: importable by full path
+
+    import convsight.models
+
+    assert callable(forward_hooks) and len(convsight.models.IMAGENET_MEAN) == 3
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        convsight.nothing  # noqa: B018

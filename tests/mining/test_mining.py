@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import convsight
+import convsight.images
 from convsight.capture import capture
 from convsight.mining import TopK, channel_maxima, photo_folder
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 import convsight
+import convsight.capture
 from convsight.capture import capture
 from convsight.receptive import receptive_field
 
