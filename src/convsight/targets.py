@@ -23,7 +23,7 @@ from typing import Any, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .capture import capture
+from .capture import capture, eval_mode
 from .cpu import govern
 from .errors import UnitError
 from .units import Unit, check_unit, parse_unit
@@ -246,6 +246,20 @@ def _one_unit_each(targets: Sequence[Target], acts: dict[str, torch.Tensor]
         else:
             values.append(a.flatten(1).mean(1) if a.dim() > 1 else a)
     return torch.cat(values)
+
+
+def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
+    """One target per image of ``x``, fixed before any change to the image or the model: where
+    none is given, the image's top class on the clean image (one forward pass without
+    gradients, in eval mode). Noise, occlusion or randomised weights then keep the target."""
+    from .models import as_network
+
+    targets = resolve_targets(target, x.shape[0])
+    if any(t is None for t in targets):
+        net = as_network(net)
+        with torch.no_grad(), eval_mode(net.module):
+            targets = with_top_class(targets, net.module(x))
+    return targets  # type: ignore[return-value]
 
 
 def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bool = True
