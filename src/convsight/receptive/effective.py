@@ -126,21 +126,22 @@ def effective_boxes(model: Network | nn.Module, layer: str, x: torch.Tensor,
                     units: Sequence[tuple[int, int, int]], q: float = DEFAULT_Q,
                     context: str = "local", field=None) -> list[Box]:
     """The effective box of unit ``units[i]`` = (channel, y, x) on image ``x[i]`` (a normalised
-    batch at the network's input size), for every i, from one batched backward pass.
+    batch at the network's input size), for every i, from one batched backward pass (or, where
+    the field is finite and small, one pass over crops of the images: ``effective_many``).
 
     Each box lies inside the unit's ``context`` receptive field ("local": gates held fixed, the
     default; "exact") clipped to the image, and holds a fraction ``q`` of the gradient magnitude
     found there. ``field`` passes that receptive field when the caller already has it.
     """
     from . import receptive_field
+    from .effective_many import hit_boxes
 
     q = check_q(q)
-    rf = field if field is not None else receptive_field(model, layer, tuple(x.shape[-2:]),
+    net = as_network(model)
+    if x.dim() != 4 or len(units) != x.shape[0]:
+        raise ReceptiveFieldError(f"need a batch (N, C, H, W) and one unit per image, got shape "
+                                  f"{tuple(x.shape)} and {len(units)} units")
+    rf = field if field is not None else receptive_field(net, layer, tuple(x.shape[-2:]),
                                                          context=context)
-    mass = gradient_mass(model, layer, x, units)
-    boxes = []
-    for i, (_c, y, xx) in enumerate(units):
-        top, left, bottom, right = rf.clipped_box(y, xx)
-        t, l, b, r = smallest_box(mass[i, top:bottom + 1, left:right + 1], q)
-        boxes.append((top + t, left + l, top + b, left + r))
-    return boxes
+    hits = [(i, int(c), int(y), int(xx)) for i, (c, y, xx) in enumerate(units)]
+    return hit_boxes(net, layer, lambda i: x[i], hits, q, rf, batch_size=max(1, len(units)))
