@@ -9,6 +9,9 @@ receptive field (local by default, see ``receptive_field(..., context=)``) that 
 
 >>> boxes = effective_boxes(net, "blocks.5", x, [(12, 3, 4)], q=0.5)   # x: (1, C, H, W)
 >>> top, left, bottom, right = boxes[0]        # inside receptive_field(net, "blocks.5").box(3, 4)
+
+This module holds the definition (``smallest_box``, ``gradient_mass``); ``effective_boxes`` and the
+cheap way to compute many hits' boxes are in ``effective_many``.
 """
 
 from __future__ import annotations
@@ -120,28 +123,3 @@ def gradient_mass(model: Network | nn.Module, layer: str, x: torch.Tensor,
         picked = out[index, c, y, xx] if out.dim() == 4 else out[index, c]
         (grad,) = torch.autograd.grad(picked.sum(), xin)
     return grad.detach().abs().sum(1).cpu()
-
-
-def effective_boxes(model: Network | nn.Module, layer: str, x: torch.Tensor,
-                    units: Sequence[tuple[int, int, int]], q: float = DEFAULT_Q,
-                    context: str = "local", field=None) -> list[Box]:
-    """The effective box of unit ``units[i]`` = (channel, y, x) on image ``x[i]`` (a normalised
-    batch at the network's input size), for every i, from one batched backward pass (or, where
-    the field is finite and small, one pass over crops of the images: ``effective_many``).
-
-    Each box lies inside the unit's ``context`` receptive field ("local": gates held fixed, the
-    default; "exact") clipped to the image, and holds a fraction ``q`` of the gradient magnitude
-    found there. ``field`` passes that receptive field when the caller already has it.
-    """
-    from . import receptive_field
-    from .effective_many import hit_boxes
-
-    q = check_q(q)
-    net = as_network(model)
-    if x.dim() != 4 or len(units) != x.shape[0]:
-        raise ReceptiveFieldError(f"need a batch (N, C, H, W) and one unit per image, got shape "
-                                  f"{tuple(x.shape)} and {len(units)} units")
-    rf = field if field is not None else receptive_field(net, layer, tuple(x.shape[-2:]),
-                                                         context=context)
-    hits = [(i, int(c), int(y), int(xx)) for i, (c, y, xx) in enumerate(units)]
-    return hit_boxes(net, layer, lambda i: x[i], hits, q, rf, batch_size=max(1, len(units)))

@@ -27,11 +27,13 @@ from collections import defaultdict
 from typing import Callable, Iterator, Sequence
 
 import torch
+from torch import nn
 
 from ..capture import eval_mode
+from ..errors import ReceptiveFieldError
 from ..hooks import LayerOutputs, forward_hooks, run_until_stopped
-from ..models import Network
-from .effective import Box, smallest_box
+from ..models import Network, as_network
+from .effective import DEFAULT_Q, Box, check_q, smallest_box
 from .field import ReceptiveField
 
 Hit = tuple[int, int, int, int]  # image id, channel, y, x
@@ -61,6 +63,30 @@ def hit_boxes(net: Network, layer: str, image: Callable[[int], torch.Tensor], hi
                 boxes[i] = (top + t, left + l, top + b, left + r)
             report(len(done))
     return boxes  # type: ignore[return-value]
+
+
+def effective_boxes(model: Network | nn.Module, layer: str, x: torch.Tensor,
+                    units: Sequence[tuple[int, int, int]], q: float = DEFAULT_Q,
+                    context: str = "local", field=None) -> list[Box]:
+    """The effective box of unit ``units[i]`` = (channel, y, x) on image ``x[i]`` (a normalised
+    batch at the network's input size), for every i, from one batched backward pass (or, where
+    the field is finite and small, one pass over crops of the images: see this module).
+
+    Each box lies inside the unit's ``context`` receptive field ("local": gates held fixed, the
+    default; "exact") clipped to the image, and holds a fraction ``q`` of the gradient magnitude
+    found there. ``field`` passes that receptive field when the caller already has it.
+    """
+    from . import receptive_field
+
+    q = check_q(q)
+    net = as_network(model)
+    if x.dim() != 4 or len(units) != x.shape[0]:
+        raise ReceptiveFieldError(f"need a batch (N, C, H, W) and one unit per image, got shape "
+                                  f"{tuple(x.shape)} and {len(units)} units")
+    rf = field if field is not None else receptive_field(net, layer, tuple(x.shape[-2:]),
+                                                         context=context)
+    hits = [(i, int(c), int(y), int(xx)) for i, (c, y, xx) in enumerate(units)]
+    return hit_boxes(net, layer, lambda i: x[i], hits, q, rf, batch_size=max(1, len(units)))
 
 
 class _Crops:
