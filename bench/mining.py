@@ -1,7 +1,7 @@
 """Mining cost against plain inference, and memory against dataset size.
 
     python bench/mining.py [--images 256] [--reps 3] [--sizes 128,512] [--device cpu]
-                           [--effective-channels all]
+                           [--effective-images 64,256] [--effective-channels all] [--only-effective]
 
 1. Mining all channels of 4 layers of the default model over a folder of real photo crops, versus
    plain inference (the full forward pass) over the same images with the same loader, alternated
@@ -9,11 +9,17 @@
 2. Images/s and peak resident memory of a mining run for two dataset sizes, each in a fresh
    process (memory must not grow with the number of images).
 3. The cost of effective boxes (``mine(..., crop="effective")``) for all hits of the 4 layers, as
-   a fraction of the mining pass over the same images (target: at most 0.25). Effective boxes
-   cost one backward pass per hit (channels x k of them, whatever the dataset size) while mining
-   costs one forward pass per image, so the fraction falls as the dataset grows: the bench also
-   prints the dataset size at which it would reach 0.25. ``--effective-channels N`` times only the
-   first N channels of each layer and scales up linearly (said so in the output).
+   a fraction of the mining pass over the same images (target: at most 0.25), layer by layer and
+   for each dataset size of ``--effective-images``. Beside it, in the same run: the way before (one
+   image copy, forward and backward pass per hit; timed on ``--effective-sample`` hits per layer
+   and scaled up) and the floor: one backward pass per hit whose field is not cropped (any exact
+   effective box needs the gradient of its unit, so at least that pass), the forward passes and
+   the box searches counted as free. Effective boxes cost at least one backward pass per hit
+   (channels x k of them, whatever the dataset size) while mining costs one forward pass per
+   image, so the fraction falls as 1 / images: the bench prints the dataset size at which it
+   would reach 0.25. ``--effective-channels N`` times only the first N channels of each layer and
+   scales up linearly (said so in the output; fewer hits per image share each forward pass, so
+   it overestimates). docs/receptive_fields.md, "What effective boxes cost", has the numbers.
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ def effective_cost(net: convsight.Network, folder: Path, batch_size: int, worker
     source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
     fields = convsight.receptive_fields(net, LAYERS, net.input_size, stop_early=True)
     images = len(paths)
+    print("(before: one image copy, forward and backward pass per hit, timed on a sample; floor: "
+          "one backward pass per hit not on a crop, the forward passes and box searches free)")
     print(f"effective boxes (q = {convsight.receptive.DEFAULT_Q}) against mining {images} images "
           f"({mining_s[0]:.1f} s wall, {mining_s[1]:.1f} s CPU; {mining_s[1] / images * 1000:.0f} ms "
           f"CPU per image):")
@@ -101,10 +109,11 @@ def effective_cost(net: convsight.Network, folder: Path, batch_size: int, worker
         floor = backward_floor(net, name, source, batch_size) * (len(hits) - cropped) * scale
         for n, v in enumerate((*new, before, floor)):
             total[n] += v
-        print(f"  {name:9s} {everything:5d} hits ({cropped * scale:5.0f} on crops): {new[0]:7.1f} s "
-              f"wall, {new[1]:7.1f} s CPU = {new[1] / mining_s[1]:7.2f} x mining (before: "
-              f"{before:7.1f} s CPU, {before / mining_s[1]:7.2f} x; floor of the uncropped hits' "
-              f"backward passes alone {floor / mining_s[1]:7.2f} x)")
+        floor_x = f"{floor / mining_s[1]:7.2f} x" if cropped < len(hits) else "   (all on crops)"
+        print(f"  {name:9s} {everything:5d} hits, {cropped * scale:5.0f} on crops: {new[1]:7.1f} s "
+              f"CPU ({new[1] / everything * 1000:5.1f} ms/hit; wall {new[0]:7.1f} s) = "
+              f"{new[1] / mining_s[1]:7.2f} x mining | before {before / mining_s[1]:7.2f} x | "
+              f"floor {floor_x}")
     note = "" if channels == "all" else f" (first {channels} channels of each layer timed, scaled up)"
     print(f"  all       {sum(counts.values()):5d} hits: "
           f"{total[1]:7.1f} s CPU = {total[1] / mining_s[1]:.2f} x mining (target <= 0.25; "

@@ -23,6 +23,7 @@ memory layouts sum in another order), so a box could only differ where a candida
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from typing import Callable, Iterator, Sequence
 
@@ -38,6 +39,7 @@ from .field import ReceptiveField
 
 Hit = tuple[int, int, int, int]  # image id, channel, y, x
 CROP_SHARE = 0.5  # a crop is used when its area is at most this share of the image's
+_TRACED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def hit_boxes(net: Network, layer: str, image: Callable[[int], torch.Tensor], hits: Sequence[Hit],
@@ -95,7 +97,6 @@ class _Crops:
     def __init__(self, net: Network, layer: str, field: ReceptiveField, size: tuple[int, int]):
         self.net, self.layer, self.field, self.size = net, layer, field, size
         self.usable = not field.is_global and not field.gates
-        self.fields: dict[tuple[int, int], ReceptiveField | None] = {}
 
     def window(self, hit: Hit) -> tuple[int, int, int, int] | None:
         """(top, left, bottom, right) rows/columns of the crop, bottom and right exclusive."""
@@ -118,18 +119,22 @@ class _Crops:
         return (r0, c0, r1, c1)
 
     def _field(self, shape: tuple[int, int]) -> ReceptiveField | None:
-        """The field traced at the crop's size: it must be the whole image's, shifted."""
-        if shape not in self.fields:
+        """The field traced at the crop's size: it must be the whole image's, shifted. Kept per
+        module between calls (a trace costs about a forward pass; geometry has no weights)."""
+        f = self.field
+        key = (self.layer, shape, f.context, f.size, f.stride, f.padding, tuple(f.input_size))
+        known = _TRACED.setdefault(self.net.module, {})
+        if key not in known:
             from . import receptive_field
 
             try:
-                rf = receptive_field(self.net, self.layer, shape, context=self.field.context)
+                rf = receptive_field(self.net, self.layer, shape, context=f.context)
             except Exception:  # a crop the network cannot take (too small for a pooling...)
                 rf = None
             same = rf is not None and (rf.size, rf.stride, rf.padding, rf.is_global, rf.gates) == (
-                self.field.size, self.field.stride, self.field.padding, False, self.field.gates)
-            self.fields[shape] = rf if same else None
-        return self.fields[shape]
+                f.size, f.stride, f.padding, False, f.gates)
+            known[key] = rf if same else None
+        return known[key]
 
 
 def _span(first: int, last: int, stride: int, size: int) -> tuple[int, int]:
