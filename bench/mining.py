@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 import convsight
+import convsight.capture
 from convsight.mining import photo_folder
 from convsight.hooks import LayerOutputs, forward_hooks, run_until_stopped
 from convsight.mining.data import ImageSource, make_loader, resolve_images

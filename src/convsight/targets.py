@@ -23,7 +23,7 @@ from typing import Any, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .capture import capture
+from .capture import capture, eval_mode
 from .cpu import govern
 from .errors import UnitError
 from .units import Unit, check_unit, parse_unit
@@ -219,6 +219,20 @@ def with_top_class(targets: Sequence[Target | None], logits: Any) -> list[Target
     top = logits.detach().argmax(dim=1).tolist()
     return [Target.of(ClassScore(int(c))) if t is None else t for t, c in zip(targets, top)]
 
+
+
+def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
+    """One target per image of ``x``, fixed before any change to the image or the model: where
+    none is given, the image's top class on the clean image (one forward pass without
+    gradients, in eval mode). Noise, occlusion or randomised weights then keep the target."""
+    from .models import as_network
+
+    targets = resolve_targets(target, x.shape[0])
+    if any(t is None for t in targets):
+        net = as_network(net)
+        with torch.no_grad(), eval_mode(net.module):
+            targets = with_top_class(targets, net.module(x))
+    return targets  # type: ignore[return-value]
 
 def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bool = True
              ) -> tuple[torch.Tensor, torch.Tensor | None]:
