@@ -15,7 +15,7 @@ from convsight.receptive.effective import smallest_box
 from convsight.receptive.effective_many import _Crops, _cropped_masses, hit_boxes
 
 from .test_receptive_local import GatedNet
-from .tinynets import tiny_net
+from ..tinynets import tiny_net
 
 
 def per_hit(model, layer, images, hits, q, field):
