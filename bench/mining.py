@@ -86,7 +86,8 @@ def effective_cost(net: convsight.Network, folder: Path, batch_size: int, worker
     print("(before: one image copy, forward and backward pass per hit, timed on a sample; floor: "
           "one backward pass per hit not on a crop, the forward passes and box searches free)")
     print(f"effective boxes (q = {convsight.receptive.DEFAULT_Q}) against mining {images} images "
-          f"({mining_s[0]:.1f} s wall, {mining_s[1]:.1f} s CPU; {mining_s[1] / images * 1000:.0f} ms "
+          f"({mining_s[0]:.1f} s wall, {mining_s[1]:.1f} s CPU; "
+          f"{mining_s[1] / images * 1000:.0f} ms "
           f"CPU per image):")
     total = [0.0, 0.0, 0.0, 0.0]
     counts = {name: int((atlas.arrays(name)["image"] >= 0).sum()) for name in LAYERS}
@@ -115,7 +116,8 @@ def effective_cost(net: convsight.Network, folder: Path, batch_size: int, worker
               f"CPU ({new[1] / everything * 1000:5.1f} ms/hit; wall {new[0]:7.1f} s) = "
               f"{new[1] / mining_s[1]:7.2f} x mining | before {before / mining_s[1]:7.2f} x | "
               f"floor {floor_x}")
-    note = "" if channels == "all" else f" (first {channels} channels of each layer timed, scaled up)"
+    note = "" if channels == "all" else \
+        f" (first {channels} channels of each layer timed, scaled up)"
     print(f"  all       {sum(counts.values()):5d} hits: "
           f"{total[1]:7.1f} s CPU = {total[1] / mining_s[1]:.2f} x mining (target <= 0.25; "
           f"wall {total[0] / mining_s[0]:.2f} x); before {total[2] / mining_s[1]:.2f} x "

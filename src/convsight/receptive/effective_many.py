@@ -61,7 +61,8 @@ def hit_boxes(net: Network, layer: str, image: Callable[[int], torch.Tensor], hi
             for i, mass, (r0, c0) in done:
                 _, _, y, x = hits[i]
                 top, left, bottom, right = field.clipped_box(y, x)
-                t, l, b, r = smallest_box(mass[top - r0:bottom + 1 - r0, left - c0:right + 1 - c0], q)
+                field_mass = mass[top - r0:bottom + 1 - r0, left - c0:right + 1 - c0]
+                t, l, b, r = smallest_box(field_mass, q)
                 boxes[i] = (top + t, left + l, top + b, left + r)
             report(len(done))
     return boxes  # type: ignore[return-value]
@@ -111,7 +112,8 @@ class _Crops:
         crop = self._field((r1 - r0, c1 - c0))
         sy, sx = self.field.stride
         y2, x2 = y - r0 // sy, x - c0 // sx
-        if crop is None or crop.grid is None or not (0 <= y2 < crop.grid[0] and 0 <= x2 < crop.grid[1]):
+        if crop is None or crop.grid is None or not (0 <= y2 < crop.grid[0]
+                                                     and 0 <= x2 < crop.grid[1]):
             return None
         t, l, b, r = crop.box(y2, x2)
         if (t + r0, l + c0, b + r0, r + c0) != self.field.box(y, x):
@@ -158,7 +160,8 @@ def _cropped_masses(net: Network, layer: str, image: Callable[[int], torch.Tenso
         for i in indices:
             r0, c0, r1, c1 = crops.window(hits[i])  # type: ignore[misc]
             shape = (r1 - r0, c1 - c0)
-            waiting[shape].append((i, picture[:, r0:r1, c0:c1], (r0, c0)))
+            crop = picture[:, r0:r1, c0:c1].clone()  # a copy: the image itself need not wait
+            waiting[shape].append((i, crop, (r0, c0)))
             if len(waiting[shape]) * shape[0] * shape[1] >= pixels:
                 yield _crop_pass(net, layer, hits, waiting.pop(shape), crops.field.stride)
     for group in waiting.values():
@@ -199,7 +202,8 @@ def _shared_masses(net: Network, layer: str, image: Callable[[int], torch.Tensor
             yield [(i, mass[n], (0, 0)) for n, i in rounds[r]]
 
 
-def _masses(net: Network, layer: str, x: torch.Tensor, rounds: list[list]) -> Iterator[torch.Tensor]:
+def _masses(net: Network, layer: str, x: torch.Tensor, rounds: list[list]
+            ) -> Iterator[torch.Tensor]:
     """|d unit / d input| summed over colour channels, (N, H, W), once per round: a round is a list
     of (row of ``x``, (channel, y, x)), at most one unit per row. One forward pass, to the layer."""
     outputs = LayerOutputs([layer], lambda out: out, stop=True)
