@@ -11,7 +11,8 @@ import torch
 
 import convsight
 from convsight.errors import ReceptiveFieldError
-from convsight.receptive.effective import effective_boxes, gradient_mass, smallest_box
+from convsight.receptive.effective import gradient_mass, smallest_box
+from convsight.receptive.effective_many import effective_boxes
 
 from .test_receptive_local import GatedNet
 from ..tinynets import tiny_net
