@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -116,3 +118,55 @@ def layer_shape(model, layer: str) -> tuple[int, ...]:
                 raise UnitError(f"layer {layer} does not output a tensor (or never runs)")
             return row.shape
     raise AssertionError(layer)
+
+
+# Modules whose output has, by definition, as many channels (dim 1) as an attribute says: a
+# target's channel is checked against it without running the model. Linear is not among them:
+# on (N, T, F) inputs its dim 1 is T, not out_features.
+_DECLARED = ((nn.modules.conv._ConvNd, "out_channels"),
+             (nn.modules.batchnorm._NormBase, "num_features"), (nn.GroupNorm, "num_channels"))
+_PROBED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_PROBED_GUARD = threading.Lock()
+
+
+def declared_channels(module: nn.Module) -> int | None:
+    """The output channel count a convolution or normalisation layer declares, else None."""
+    for kind, attr in _DECLARED:
+        if isinstance(module, kind) and isinstance(getattr(module, attr, None), int):
+            return int(getattr(module, attr))
+    return None
+
+
+def layer_channels(model, layer: str) -> int:
+    """The number of channels (output dim 1) of ``layer``, known before any forward pass of the
+    caller: from the layer's own declaration (``declared_channels``) when it has one, else from
+    ``layer_table`` (one pass of one zero image at the model's input size), cached per module
+    and architecture, so a model is probed at most once."""
+    from .models import as_network
+
+    net = as_network(model)
+    check_layer(net.module, layer)
+    declared = declared_channels(net.module.get_submodule(layer))
+    if declared is not None:
+        return declared
+    shape = _probed_shapes(net).get(layer)
+    if shape is None:
+        raise UnitError(f"layer {layer} does not output a tensor (or never runs)")
+    if len(shape) == 0:
+        raise UnitError(f"layer {layer} outputs a scalar per image; it has no channels")
+    return int(shape[0])
+
+
+def _probed_shapes(net) -> dict[str, tuple[int, ...] | None]:
+    """Every layer's output shape at the network's input size (``layer_table``), cached."""
+    module = net.module
+    key = (tuple(net.input_size), len(net.mean),
+           tuple((name, type(m)) for name, m in module.named_modules()))
+    with _PROBED_GUARD:
+        cached = _PROBED.get(module)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    shapes = {row.name: row.shape for row in layer_table(net)}
+    with _PROBED_GUARD:
+        _PROBED[module] = (key, shapes)
+    return shapes

@@ -31,7 +31,7 @@ from .optimize.layer import (check_channels, final_values, layer_batches, layer_
                              synthesize_batch)
 from .progress import ProgressArg, progress_bar
 from .syntheses import MAX_COPIES, SEEDING, SynthesisStore, stored_value
-from .targets import parse_target
+from .targets import Target
 
 
 @dataclass
@@ -126,7 +126,7 @@ def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DE
     width = layer_width(net, layer)
     chosen = check_channels(net, layer, channels, width)
     batches = layer_batches(chosen, batch_size)
-    div_layer = check_diversity([parse_target(f"{layer}:{chosen[0]}")], copies, diversity,
+    div_layer = check_diversity([Target.unit(layer, chosen[0])], copies, diversity,
                                 diversity_layer)
     if copies > MAX_COPIES:
         raise ConvsightError(f"copies={copies} is too many: use at most {MAX_COPIES} facets per "

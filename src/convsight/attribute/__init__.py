@@ -100,7 +100,7 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
     x, single = image_batch(images, net)
     device = x.device
     x = x.to(net.device)
-    targets = resolve_targets(target, x.shape[0])
+    targets = resolve_targets(target, x.shape[0], net)
     batch_size = kw.get("batch_size")
     others = kw.get("others", "gate")
     check_rule("gradient", others)

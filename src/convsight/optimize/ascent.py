@@ -25,7 +25,7 @@ from ..capture import capture
 from ..models import Network, as_network, on_device, undeclared_size_error
 from ..pictures import Picture, image_grid, png_bytes
 from ..progress import ProgressArg, progress_bar
-from ..targets import Target, evaluate, parse_target
+from ..targets import Target, check_target, evaluate
 from ..units import check_layer
 from . import regularizers as reg
 from .diversity import gram_similarity
@@ -81,11 +81,12 @@ def check_seed(seed: object) -> int:
                          "gives the same images)")
 
 
-def _parse_targets(targets: object) -> list[Target]:
+def _parse_targets(net: Network, targets: object) -> list[Target]:
+    """The targets read once and checked (layers, channels) before any forward pass."""
     items = list(targets) if isinstance(targets, (list, tuple)) else [targets]
     if not items:
         raise UnitError("maximize needs at least one target, e.g. 'class:130' or 'blocks.5:3'")
-    return [parse_target(t) for t in items]
+    return [check_target(net, t) for t in items]
 
 
 class Objective:
@@ -168,7 +169,7 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     s = settings_for(preset, steps=steps, size=size, **knobs)
     if every is not None and (not isinstance(every, int) or every < 1):
         raise ConvsightError(f"every={every!r} is not valid: use a whole number of steps >= 1")
-    parsed = _parse_targets(targets)
+    parsed = _parse_targets(net, targets)
     layer = check_diversity(parsed, copies, diversity, diversity_layer)
     if layer is not None:
         check_layer(net.module, layer)

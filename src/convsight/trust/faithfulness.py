@@ -34,7 +34,7 @@ from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import as_network
 from ..progress import ProgressArg, progress_bar
-from ..targets import Target, evaluate, parse_target, resolve_targets, with_top_class
+from ..targets import Target, evaluate, resolve_targets, with_top_class
 
 KINDS = ("deletion", "insertion")
 DEFAULT_STEPS = 50
@@ -78,7 +78,7 @@ def curve_targets(net: Any, x: torch.Tensor, target: Any
     if any(t is None for t in targets):
         with torch.no_grad(), eval_mode(net.module):
             targets = with_top_class(targets, net.module(x))
-    targets = [parse_target(f"prob:{t.class_index}") if t.class_index is not None else t
+    targets = [Target.probability(t.class_index) if t.class_index is not None else t
                for t in targets]
     with torch.no_grad():
         intact, _ = evaluate(net, x, targets, detach=True)

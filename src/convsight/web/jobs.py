@@ -22,6 +22,7 @@ import numpy as np
 
 import convsight
 from convsight.pictures import png_bytes
+from convsight.targets import Target
 
 from .cache import DiskCache
 
@@ -145,7 +146,7 @@ class SynthesisQueue:
         def finished(done: int, total: int) -> None:
             job.step = done
 
-        result = convsight.maximize(self._copy, [f"{job.layer}:{job.channel}"], preset=s.preset,
+        result = convsight.maximize(self._copy, [Target.unit(job.layer, job.channel)], preset=s.preset,
                                     steps=s.steps, size=s.size, seed=s.seed, progress=finished)
         image = result.images[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
         return png_bytes(np.asarray(image))
