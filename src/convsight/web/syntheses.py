@@ -23,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 import convsight
-from convsight.microscope import model_fingerprint
+from convsight.models import weights_fingerprint
 from convsight.pictures import fit_square, jpeg_bytes
 from convsight.atlas import inside
 from convsight.syntheses import BAD_IMAGE, SynthesisStore, open_checked, stored_value
@@ -87,7 +87,7 @@ class StoredSyntheses:
         """The served weights' fingerprint, as ``visualize_layer`` records it (computed once)."""
         with self._guard:
             if self._fingerprint is None:
-                self._fingerprint = model_fingerprint(self.net)
+                self._fingerprint = weights_fingerprint(self.net)
             return self._fingerprint
 
     def _read(self, layer: str) -> tuple[dict[str, Any] | None, str | None]:
