@@ -13,7 +13,6 @@ mode and every module's own mode is restored afterwards.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -30,7 +29,7 @@ from ..units import check_layer
 from . import regularizers as reg
 from .diversity import gram_similarity
 from .parameterize import FourierImage, PixelImage
-from .presets import DEFAULT_PRESET, Settings, settings_for
+from .presets import DEFAULT_PRESET, Settings, check_seed, settings_for
 from .transforms import no_transforms, standard_transforms
 
 
@@ -71,14 +70,6 @@ class Synthesis:
 
     def _repr_png_(self) -> bytes:
         return png_bytes(self.picture())
-
-
-def check_seed(seed: object) -> int:
-    """``seed`` as an int, or a ConvsightError (None, text, floats and negative numbers)."""
-    if not isinstance(seed, bool) and isinstance(seed, numbers.Integral) and int(seed) >= 0:
-        return int(seed)
-    raise ConvsightError(f"seed={seed!r} is not valid: use a whole number >= 0 (the same seed "
-                         "gives the same images)")
 
 
 def _parse_targets(net: Network, targets: object) -> list[Target]:
