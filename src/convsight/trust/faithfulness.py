@@ -74,7 +74,7 @@ def curve_targets(net: Any, x: torch.Tensor, target: Any
 
     Class targets become class probabilities; others are measured relative to the intact image.
     """
-    targets = resolve_targets(target, x.shape[0])
+    targets = resolve_targets(target, x.shape[0], net)
     if any(t is None for t in targets):
         with torch.no_grad(), eval_mode(net.module):
             targets = with_top_class(targets, net.module(x))

@@ -121,7 +121,7 @@ def method_options(method: str, options: Mapping[str, Any] | None, seed: int) ->
 
 def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
     """One target per image, the top class of the trained model where none is given."""
-    targets = resolve_targets(target, x.shape[0])
+    targets = resolve_targets(target, x.shape[0], net)
     if any(t is None for t in targets):
         with torch.no_grad(), eval_mode(net.module):
             targets = with_top_class(targets, net.module(x))

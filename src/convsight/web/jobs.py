@@ -43,6 +43,17 @@ class SynthesisSettings(Recipe):
     size: int | None = ON_DEMAND_SIZE
 
 
+def check_settings(settings: Any) -> SynthesisSettings:
+    """The explorer's synthesis recipe: ``SynthesisSettings()`` for None, a ``Recipe`` as it is;
+    anything else is refused in one line (before the server listens)."""
+    if settings is None:
+        return SynthesisSettings()
+    if isinstance(settings, Recipe):
+        return settings
+    raise convsight.ConvsightError(f"synthesis={settings!r} is not valid: give "
+                                   "convsight.web.SynthesisSettings(preset=..., steps=..., size=...)")
+
+
 @dataclass
 class Job:
     layer: str
@@ -69,7 +80,7 @@ class SynthesisQueue:
                  settings: SynthesisSettings | None = None) -> None:
         self.net = net
         self.cache = cache
-        self.settings = settings or SynthesisSettings()
+        self.settings = check_settings(settings)
         self._steps = self.settings.settings.steps  # the preset's when the recipe names none
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
