@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,10 @@ def test_an_unknown_layer_is_refused_before_any_forward_pass():
     assert net.module.passes == 0
 
 
-def test_a_layer_that_declares_no_channels_is_probed_once():
+def test_a_layer_that_declares_no_channels_is_probed_once(monkeypatch):
     """A ReLU has no channel count of its own: one pass of one image at the input size tells it,
-    cached per model, and the check still comes before the caller's own pass."""
+    cached per architecture, and the check still comes before the caller's own pass."""
+    monkeypatch.setattr("convsight.capture._PROBED", OrderedDict())  # no earlier test's probe
     net = network()
     with pytest.raises(convsight.UnitError, match="valid channels are 0..3"):
         convsight.maximize(net, "act:4", steps=2, size=16, progress=False)
@@ -87,6 +89,14 @@ def test_a_layer_that_declares_no_channels_is_probed_once():
     assert net.module.passes == 1  # cached
     assert layer_channels(net, "act") == 4 and layer_channels(net, "conv2") == 6
     assert layer_channels(net, "head") == 5  # a Linear is probed: on (N, T, F) dim 1 is T
+    copy = convsight.Network(Counting().eval(), input_size=(16, 16))  # same architecture
+    with pytest.raises(convsight.UnitError, match="valid channels are 0..3"):
+        convsight.attribute(copy, torch.rand(1, 3, 16, 16), "act:4", method="gradient")
+    assert copy.module.passes == 0  # shapes are the architecture's: no probe again
+    wider = Counting()
+    wider.conv1 = nn.Conv2d(3, 7, 3, padding=1)
+    wider.conv2 = nn.Conv2d(7, 6, 3, padding=1)
+    assert layer_channels(convsight.Network(wider.eval(), input_size=(16, 16)), "act") == 7
 
 
 def test_a_neuron_position_is_checked_at_the_layer_output():

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import threading
-import weakref
+from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -125,7 +125,7 @@ def layer_shape(model, layer: str) -> tuple[int, ...]:
 # on (N, T, F) inputs its dim 1 is T, not out_features.
 _DECLARED = ((nn.modules.conv._ConvNd, "out_channels"),
              (nn.modules.batchnorm._NormBase, "num_features"), (nn.GroupNorm, "num_channels"))
-_PROBED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_PROBED: "OrderedDict[tuple, dict]" = OrderedDict()  # architecture -> layer shapes (8 kept)
 _PROBED_GUARD = threading.Lock()
 
 
@@ -140,8 +140,9 @@ def declared_channels(module: nn.Module) -> int | None:
 def layer_channels(model, layer: str) -> int:
     """The number of channels (output dim 1) of ``layer``, known before any forward pass of the
     caller: from the layer's own declaration (``declared_channels``) when it has one, else from
-    ``layer_table`` (one pass of one zero image at the model's input size), cached per module
-    and architecture, so a model is probed at most once."""
+    ``layer_table`` (one pass of one zero image at the model's input size), cached by
+    architecture (names, types and hyperparameters of the modules, input size), so a model and
+    its copies (randomised weights, another device) are probed once."""
     from .models import as_network
 
     net = as_network(model)
@@ -159,14 +160,16 @@ def layer_channels(model, layer: str) -> int:
 
 def _probed_shapes(net) -> dict[str, tuple[int, ...] | None]:
     """Every layer's output shape at the network's input size (``layer_table``), cached."""
-    module = net.module
     key = (tuple(net.input_size), len(net.mean),
-           tuple((name, type(m)) for name, m in module.named_modules()))
+           tuple((name, type(m), m.extra_repr()) for name, m in net.module.named_modules()))
     with _PROBED_GUARD:
-        cached = _PROBED.get(module)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+        shapes = _PROBED.get(key)
+        if shapes is not None:
+            _PROBED.move_to_end(key)
+            return shapes
     shapes = {row.name: row.shape for row in layer_table(net)}
     with _PROBED_GUARD:
-        _PROBED[module] = (key, shapes)
+        _PROBED[key] = shapes
+        while len(_PROBED) > 8:
+            _PROBED.popitem(last=False)
     return shapes
