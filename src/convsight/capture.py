@@ -137,17 +137,18 @@ def declared_channels(module: nn.Module) -> int | None:
     return None
 
 
-def layer_channels(model, layer: str) -> int:
+def layer_channels(model, layer: str, measure: bool = False) -> int:
     """The number of channels (output dim 1) of ``layer``, known before any forward pass of the
     caller: from the layer's own declaration (``declared_channels``) when it has one, else from
     ``layer_table`` (one pass of one zero image at the model's input size), cached by
     architecture (names, types and hyperparameters of the modules, input size), so a model and
-    its copies (randomised weights, another device) are probed once."""
+    its copies (randomised weights, another device) are probed once. ``measure``: from the probe
+    even when the layer declares its channels (it also tells whether the model runs at all)."""
     from .models import as_network
 
     net = as_network(model)
     check_layer(net.module, layer)
-    declared = declared_channels(net.module.get_submodule(layer))
+    declared = None if measure else declared_channels(net.module.get_submodule(layer))
     if declared is not None:
         return declared
     shape = _probed_shapes(net).get(layer)

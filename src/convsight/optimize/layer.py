@@ -36,8 +36,10 @@ from .presets import Settings
 
 def layer_width(net: Network, layer: str) -> int:
     """The number of channels of ``layer`` (``capture.layer_channels``: as the layer declares it,
-    else from one cached forward pass at the network's input size)."""
-    return layer_channels(net, layer)
+    else from one cached forward pass at the network's input size). A module that declared no
+    input size is always measured, so one that cannot run at the assumed size is told how to
+    declare one before any work."""
+    return layer_channels(net, layer, measure=net.input_size_assumed)
 
 
 def check_channels(net: Network, layer: str, channels: Any, width: int | None = None) -> list[int]:
