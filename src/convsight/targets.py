@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from .capture import capture, declared_channels, layer_channels
 from .cpu import govern
 from .errors import UnitError
+from .models import Network, as_network
 from .units import Unit, check_layer, check_unit, parse_unit
 
 
@@ -232,10 +233,8 @@ def check_target(model, spec: Any, probe: bool = True) -> Target:
     declares (convolutions, normalisations) or, with ``probe``, against ``layer_table``'s shape
     (one cached pass of one zero image; without ``probe`` such a channel is checked when the
     layer's output is there). Each unit is checked once per model."""
-    from .models import as_network
-
     target = parse_target(spec)
-    module = as_network(model).module
+    module = model.module if isinstance(model, Network) else as_network(model).module
     with _CHECKED_GUARD:
         done = _CHECKED.setdefault(module, set())
         todo = [u for u in target.units if u not in done]
