@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 import convsight
+import convsight.capture
 from convsight.mining import photo_folder
 from convsight.mining.boxes import attach_boxes
 from convsight.mining.data import ImageSource, make_loader, resolve_images

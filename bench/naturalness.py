@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import convsight
+import convsight.capture
 from convsight.pictures import grid, label, save_png, to_numpy_image
 from judge import judge, load_lite2
 

@@ -92,7 +92,7 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
         net = atlas.network(allow_random=True)
     start = time.time()
     sections = []
-    cutter = PatchCutter(atlas, net)  # keeps the images for all layers
+    cutter = PatchCutter(atlas.access, net)  # keeps the images for all layers
     counts = [_unit_count(atlas, name, max_units) for name in layers]
     work = sum(counts) + sum(min(detail_units, n) for n in counts) * (2 if trust else 1)
     with progress_bar(work, "report", "picture", progress) as bar:
@@ -173,7 +173,7 @@ def _anchor(layer: str, channel: int | None = None) -> str:
 
 def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
     try:
-        return atlas.receptive_field(layer, net).caption()
+        return atlas.access.receptive_field(layer, net).caption()
     except Exception:
         return "-"
 

@@ -31,7 +31,7 @@ from typing import Any, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .capture import capture, declared_channels, layer_channels
+from .capture import capture, declared_channels, eval_mode, layer_channels
 from .cpu import govern
 from .errors import UnitError
 from .models import Network, as_network
@@ -275,6 +275,18 @@ def with_top_class(targets: Sequence[Target | None], logits: Any) -> list[Target
     top = logits.detach().argmax(dim=1).tolist()
     return [Target.of(ClassScore(int(c))) if t is None else t for t, c in zip(targets, top)]
 
+
+
+def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
+    """One target per image of ``x``, fixed before any change to the image or the model: where
+    none is given, the image's top class on the clean image (one forward pass without
+    gradients, in eval mode). Noise, occlusion or randomised weights then keep the target."""
+    targets = resolve_targets(target, x.shape[0], net)
+    if any(t is None for t in targets):
+        net = as_network(net)
+        with torch.no_grad(), eval_mode(net.module):
+            targets = with_top_class(targets, net.module(x))
+    return targets  # type: ignore[return-value]
 
 def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bool = True
              ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -18,43 +18,25 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 
-from ..attribute.gradcam import default_gradcam_layer
-from ..attribute.occlusion import check_windows, window_mean, window_starts
-from ..capture import capture
+from ..attribute.registry import method_info
 from ..models import Network
 from ..targets import Target
 from .faithfulness import faithfulness
-
-KIND = {"gradcam": "Grad-CAM grid", "occlusion": "occlusion windows"}
 
 
 def map_kind(method: str) -> str:
     """The kind of random map ``method``'s maps are held against: ``"pixels"``, ``"Grad-CAM
     grid"`` or ``"occlusion windows"``. Methods of one kind, with the same options, targets,
     steps and seed, share one ``random_reference`` (pass it to ``trust_score(reference=...)``)."""
-    return KIND.get(method, "pixels")
+    return method_info(method).reference
 
 
 def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str, Any],
                 generator: torch.Generator) -> torch.Tensor:
-    """One random map (N, 1, H, W) of the kind ``method`` draws (see the module docstring)."""
-    n, _, h, w = x.shape
-    if method == "gradcam":
-        layer = options.get("layer") or default_gradcam_layer(net, x)
-        with capture(net.module, [layer], stop=True) as acts, torch.no_grad():
-            net.module(x[:1])
-        gh, gw = acts[layer].shape[-2:]
-        low = torch.rand((n, 1, gh, gw), generator=generator).to(x.device)
-        return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    if method == "occlusion":
-        (wh, ww), (sh, sw) = check_windows((h, w), options.get("window", 16),
-                                           options.get("stride", 8))
-        windows = [(y, xx) for y in window_starts(h, wh, sh) for xx in window_starts(w, ww, sw)]
-        values = torch.rand((n, len(windows)), generator=generator).to(x.device)
-        return window_mean(values, windows, (wh, ww), (h, w)).unsqueeze(1)
-    return torch.rand((n, 1, h, w), generator=generator).to(x.device)
+    """One random map (N, 1, H, W) of the kind ``method`` draws (see the module docstring;
+    ``Method.random_map`` in the method registry)."""
+    return method_info(method).random_map(net, x, options, generator)
 
 
 def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps: int,

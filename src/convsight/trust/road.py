@@ -10,7 +10,7 @@ removed region carries no information about the class (the paper's point).
 This is Quantus 0.6.0's ``noisy_linear_imputation`` (adapted there from
 https://github.com/tleemann/road_evaluation) built without Python loops over pixels: the system
 is the same, and so is the solver (SciPy's SuperLU), so values agree to rounding. Differences on
-purpose, shown by tests/test_metrics_peers.py: a pixel is removed with all its channels (Quantus
+purpose, shown by tests/trust/test_metrics_peers.py: a pixel is removed with all its channels (Quantus
 0.6.0 indexes the channels of a colour image as if they were pixels and fails on RGB images);
 pixels are ranked by the attribution summed over its channels, ties in pixel order (a stable
 sort).

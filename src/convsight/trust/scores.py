@@ -36,17 +36,18 @@ from ..targets import Target
 from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness
 from .randomize import parameterised_layers, randomized_copy
 from .reference import random_reference
-from .sanity import check_methods, fixed_targets, method_options
+from ..attribute.registry import method_info
+from ..targets import fixed_targets
+from .sanity import check_methods, method_options
 from .scope import map_correlation, neuron_boxes, top_step
 
-SIGNED = ("gradcam", "occlusion")  # maps ranked by value; the others by magnitude
 SAME_AS_TRAINED = 0.9   # top layer random, rank correlation at least this: the map ignores it
 STILL_ALIKE = 0.5       # every layer random, rank correlation at least this: the map is the image's
 
 
 def ranking_map(method: str, attr: torch.Tensor) -> torch.Tensor:
     """The map whose order deletion and insertion follow (see the module docstring)."""
-    return attr if method in SIGNED else attr.abs()
+    return attr if method_info(method).signed else attr.abs()  # Method.signed: by value
 
 
 @dataclass

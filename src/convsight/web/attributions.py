@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 import convsight
+from convsight.attribute.registry import method_info
 from convsight.capture import capture
 from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, png_bytes,
                                 render_attribution)
@@ -153,11 +154,11 @@ class Attributions:
 
         def make() -> bytes:
             attr = self._attribute(image_id, Target.class_score(cls), method)
-            if method == "gradcam":
+            record = method_info(method)
+            if record.over_image:
                 image = self.net.denormalize(self.inputs.input_tensor(image_id))[0].clamp(0, 1)
                 return png_bytes(render_attribution(attr, "heatmap", image=image))
-            return png_bytes(render_attribution(attr, "saliency" if method == "gradient"
-                                                else "rgb"))
+            return png_bytes(render_attribution(attr, record.display))
         return self.cache.get_or_make(f"cattr/{image_id}/{cls}/{method}.png", make)
 
     def class_trust(self, image_id: str, cls: int, method: str) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class InputImages:
                  max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
         self.bench = bench
         self.net, self.atlas, self.cache = bench.net, bench.atlas, bench.cache
+        self.access = bench.access
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_upload_pixels = int(max_upload_pixels)
         self.max_decoded_bytes = 3 * self.max_upload_pixels  # 8-bit RGB at the pixel limit
@@ -121,14 +122,14 @@ class InputImages:
         paths = list(self.atlas.image_paths)
         if not 0 <= index < len(paths):
             raise NotFound(f"image {index} is not in the atlas (it has {len(paths)} images)")
-        try:  # (outside the atlas's folders: refused, see Atlas.image_file)
-            path = self.atlas.image_file(index)
+        try:  # (outside the atlas's folders: refused, see AtlasAccess.image_file)
+            path = self.access.image_file(index)
         except convsight.ConvsightError as exc:
             raise NotFound(str(exc)) from None
         try:
             return convsight.load_image(path)
         except convsight.ImageError as exc:  # named from the atlas, not where it lives
-            reason = str(exc).replace(str(path), self.atlas.shown_name(path))
+            reason = str(exc).replace(str(path), self.access.shown_name(path))
             raise NotFound(f"data-set image {index} cannot be read: {reason}") from None
 
     def add_upload(self, data: bytes | BinaryIO) -> str:
