@@ -26,6 +26,14 @@ def _failing_forward(model):
         module(torch.zeros(1, 5, 32, 32))  # wrong channel count: forward fails
 
 
+def _check_target(net, spec):
+    from convsight import capture as capture_module
+    from convsight.targets import check_target
+
+    capture_module._PROBED.clear()  # probe this very module (no architecture cached before)
+    check_target(net, spec)
+
+
 def _filters(net):
     from convsight.filters import weight_images
 
@@ -286,6 +294,8 @@ CALLS = {
     "layer_table": lambda net: layer_table(net),
     "evaluate": lambda net: evaluate(net, torch.rand(2, 3, 32, 32), "conv3:1@1,1 + class:2"),
     "evaluate_bad_channel": lambda net: evaluate(net, torch.rand(1, 3, 32, 32), "conv3:99"),
+    "check_target_probed": lambda net: _check_target(net, "act3:3 + pool:1 + class:2"),
+    "check_target_bad_channel": lambda net: _check_target(net, "relu:99"),
     "capture_failing_forward": _failing_forward,
     "filters": _filters,
     "filters_bad_shape": _filters_bad_shape,
@@ -323,6 +333,7 @@ FAILING = {
     "mine_unknown_layer": convsight.UnknownLayerError,
     "mine_failing_forward": RuntimeError,
     "evaluate_bad_channel": convsight.UnitError,
+    "check_target_bad_channel": convsight.UnitError,
     "capture_failing_forward": RuntimeError,
     "filters_bad_shape": convsight.UnitError,
     "maximize_bad_channel": convsight.UnitError,

@@ -34,6 +34,7 @@ from .models import Network
 from .figures import PatchCutter, with_synthesis
 from .pictures import jpeg_bytes, patch_montage, png_bytes
 from .progress import ProgressArg, progress_bar
+from .targets import Target
 from .attribute import attribute
 from .trust import PAGE_STEPS as TRUST_STEPS, metric, trust_score
 
@@ -181,7 +182,7 @@ REPORT_CARD = {"sparseness": {}, "complexity": {}, "max_sensitivity": {"samples"
                "infidelity": {"samples": 5}}
 
 
-def _card_line(model: Network, x: Any, target: str, method: str) -> str:
+def _card_line(model: Network, x: Any, target: Target, method: str) -> str:
     """The report card's metrics of a unit's projection (those that need no class)."""
     attr = attribute(model, x, target, method=method)
     parts = []
@@ -216,7 +217,7 @@ def _trust_html(atlas: Atlas, layer: str, channel: int, net: Network | None,
         x = model.normalize(atlas.image(hit.image)[None]).to(model.device)
         with warnings.catch_warnings():  # a unit that is not positive: its AUCs read n/a
             warnings.simplefilter("ignore", UserWarning)
-            target = f"{layer}:{channel}@{hit.y},{hit.x}"
+            target = Target.unit(layer, channel, hit.y, hit.x)
             score = trust_score(model, x, target, method, steps=TRUST_STEPS)
             extra = _card_line(model, x, target, method) if card else ""
     except ConvsightError as exc:

@@ -411,7 +411,7 @@ def test_concurrent_requests_compute_each_picture_once(server):
     assert all(r[0] == 200 for r in replies)
     assert len({r[2] for r in replies[0::2]}) == 1 and len({r[2] for r in replies[1::2]}) == 1
     assert explorer.cache.computed - before == 2
-    assert not list(explorer.cache.root.rglob(".tmp-*"))
+    assert not list(explorer.cache.root.rglob(".*.tmp"))
 
 
 def test_disk_cache_writers_never_leave_a_half_file(tmp_path):
@@ -441,7 +441,7 @@ def test_disk_cache_writers_never_leave_a_half_file(tmp_path):
     stop.set()
     reader.join()
     assert seen and all(s in payloads for s in seen)
-    assert not list(tmp_path.rglob(".tmp-*"))
+    assert not list(tmp_path.rglob(".*.tmp"))
 
 
 def test_disk_cache_runs_make_once_under_contention(tmp_path):

@@ -41,7 +41,7 @@ def test_card_equals_evaluate_and_is_cached(server, monkeypatch):
     calls = []
 
     def counting(*args, **kwargs):
-        calls.append(args[2])
+        calls.append(str(args[2]))  # the target travels as a Target object
         return convsight.evaluate(*args, **kwargs)
 
     monkeypatch.setattr(attributions, "evaluate", counting)

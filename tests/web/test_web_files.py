@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import convsight
-from convsight.microscope import model_fingerprint
+from convsight.models import weights_fingerprint as model_fingerprint
 from convsight.syntheses import FORMAT, VERSION, image_png, layer_folder
 
 from .test_web_security import request

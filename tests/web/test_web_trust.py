@@ -113,7 +113,7 @@ def test_second_request_comes_from_the_cache(server, monkeypatch):
     calls, references = [], []
 
     def counting(*args, **kwargs):
-        calls.append(args[2:4])
+        calls.append((str(args[2]), args[3]))  # the target travels as a Target object
         return trust_score(*args, **kwargs)
 
     def counting_reference(*args, **kwargs):

@@ -83,7 +83,7 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
     x, single = image_batch(images, net)
     device = x.device
     x = x.to(net.device)
-    targets = resolve_targets(target, x.shape[0])
+    targets = resolve_targets(target, x.shape[0], net)
     check_rule("gradient", kw.get("others", "gate"))
     out = record.compute(net, x, targets, **kw)
     out = out.detach().to(device)

@@ -28,6 +28,7 @@ from ..attribute.registry import UNITS, MethodNames
 from ..errors import ConvsightError, UnitError
 from ..pictures import as_float, as_pil, crop, fit_square, grid, label, patch_montage, render_attribution
 from ..receptive.field import crop_box
+from ..targets import Target
 from ..units import format_ranges
 
 PROJECTIONS = MethodNames(UNITS)  # what the report and the explorer offer (attribute/registry.py)
@@ -189,7 +190,7 @@ def unit_figure(atlas: AtlasData | AtlasAccess, layer: str, channel: int, net: A
         x = access.image(hit.image)
         patch = _tile(cutter.cut(layer, hit, clip), side)
         xn = model.normalize(x[None]).to(model.device)
-        attr = attribute(model, xn, target=f"{layer}:{channel}@{hit.y},{hit.x}", method=method)
+        attr = attribute(model, xn, target=Target.unit(layer, channel, hit.y, hit.x), method=method)
         # crop first, so that the colour scale is set by the receptive field, not the whole image
         cut = crop(attr[0].cpu(), cutter.box(layer, hit)) if clip else \
             crop_box(attr[0].cpu(), cutter.full_box(layer, hit), fill=0.0)

@@ -33,7 +33,7 @@ from ..attribute.occlusion import default_batch_size, fill_like
 from ..errors import ConvsightError
 from ..models import as_network
 from ..progress import ProgressArg, progress_bar
-from ..targets import Target, evaluate, fixed_targets, parse_target
+from ..targets import Target, evaluate, fixed_targets
 
 KINDS = ("deletion", "insertion")
 DEFAULT_STEPS = 50
@@ -74,7 +74,7 @@ def curve_targets(net: Any, x: torch.Tensor, target: Any
     Class targets become class probabilities; others are measured relative to the intact image.
     """
     targets = fixed_targets(net, x, target)
-    targets = [parse_target(f"prob:{t.class_index}") if t.class_index is not None else t
+    targets = [Target.probability(t.class_index) if t.class_index is not None else t
                for t in targets]
     with torch.no_grad():
         intact, _ = evaluate(net, x, targets, detach=True)

@@ -34,9 +34,9 @@ from PIL import Image
 import convsight
 from convsight.capture import eval_mode
 from convsight.images import WIDE_MODES, check_size, decoded_bytes, shrink
+from convsight.files import write_atomic
 from convsight.pictures import jpeg_bytes, png_bytes
 
-from .cache import atomic_write
 from .workbench import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, BadUpload, NotFound, Workbench
 
 # one spelling per image: matched whole (``$`` would let a trailing newline through), atlas
@@ -164,7 +164,8 @@ class InputImages:
         path = self.uploads / f"{image_id}.png"
         if not path.is_file():
             image = self._decode(data)
-            atomic_write(path, png_bytes(image))  # the upload appears whole or not at all
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, png_bytes(image))  # the upload appears whole or not at all
         return image_id
 
     def _decode(self, data: bytes) -> Image.Image:

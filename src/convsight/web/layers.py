@@ -24,6 +24,7 @@ from convsight.capture import layer_table
 from convsight.figures import PatchCutter
 from convsight.filters import weight_images, weight_kind
 from convsight.atlas import CROPS
+from convsight.targets import Target
 from convsight.pictures import (crop as cut_box, draw_box, fit_square, grid, jpeg_bytes, patch_montage,
                                 png_bytes, render_attribution)
 from convsight.units import did_you_mean
@@ -219,7 +220,7 @@ class Layers:
 
         def make() -> bytes:
             x = self.net.normalize(self.access.image(hit.image)[None]).to(self.net.device)
-            target = f"{layer}:{channel}@{hit.y},{hit.x}"
+            target = Target.unit(layer, channel, hit.y, hit.x)
             with self.bench.model_lock:
                 attr = convsight.attribute(self.net, x, target=target, method=method)
                 box = self._cutter(layer, rule).box(layer, hit)
