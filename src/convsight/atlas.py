@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from .atlas_access import AtlasAccess
+from .attribute.registry import DEFAULT_PROJECTION
 from .atlas_data import CROPS, AtlasData, Hit, check_crop
 from .atlas_store import FORMAT, VERSION
 from .figures.atlas import PatchCutter, atlas_html, layer_grid, unit_figure
@@ -89,7 +90,7 @@ class Atlas(AtlasData):
         return layer_grid(self.access, layer, channels, max_units, net, tile, clip=clip,
                           syntheses=syntheses, crop=crop)
 
-    def unit_figure(self, layer: str, channel: int, net: Any = None, method: str = "guided"
+    def unit_figure(self, layer: str, channel: int, net: Any = None, method: str = DEFAULT_PROJECTION
                     ) -> np.ndarray:
         """Each hit's patch beside the projection of its activation
         (``convsight.figures.unit_figure``)."""

@@ -36,6 +36,7 @@ from .pictures import jpeg_bytes, patch_montage, png_bytes
 from .progress import ProgressArg, progress_bar
 from .targets import Target
 from .attribute import attribute
+from .attribute.registry import DEFAULT_PROJECTION
 from .trust import PAGE_STEPS as TRUST_STEPS, metric, trust_score
 
 
@@ -67,7 +68,7 @@ nav.toc a { margin-right: 14px; }
 
 def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
                  layers: Sequence[str] | None = None, max_units: int | None = 128,
-                 detail_units: int = 3, method: str = "guided", net: Network | None = None,
+                 detail_units: int = 3, method: str = DEFAULT_PROJECTION, net: Network | None = None,
                  inline: bool = True, tile: int = 40, trust: bool = True,
                  progress: ProgressArg = True, card: bool = False) -> Path:
     """Write the report of an atlas (an ``Atlas`` or its folder) to ``out_path``; return the path.

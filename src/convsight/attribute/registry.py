@@ -40,7 +40,11 @@ CARD = "card"        # convsight.evaluate's report card rates by default
 UNITS = "units"      # project one unit (report, atlas unit figures, explorer unit pages)
 CLASSES = "classes"  # the explorer's image page shows for a class (pictures, trust, card)
 GROUPS = (FIGURE, SANITY, CHECK, CARD, UNITS, CLASSES)
-DEFAULT_PROJECTION = "guided"  # the projection of a unit that reports and unit pages show first
+# The built-in names, for code that picks one method on purpose (a demo's point, a default).
+GRADIENT, GUIDED, GRADCAM, GUIDED_GRADCAM = "gradient", "guided", "gradcam", "guided-gradcam"
+DEFAULT_PROJECTION = GUIDED  # the projection of a unit that reports and unit pages show first
+DEFAULT_TRUST = GRADCAM  # what trust_score scores when no method is named
+DEFAULT_REFERENCE = GRADIENT  # the kind of random maps random_reference draws when none is named
 _NOT_OPTIONS = ("net", "x", "target", "targets", "seen")  # what compute takes besides options
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")  # a CLI and URL name: no commas, spaces or slashes
 

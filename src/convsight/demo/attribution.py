@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..attribute import attribute
+from ..attribute.registry import GRADCAM, GRADIENT, GUIDED, GUIDED_GRADCAM
 from ..capture import capture, eval_mode
 from ..figures import attribution_figure
 from ..images import sample_images
@@ -57,7 +58,7 @@ def _same_for_every_target(net: Network, x: torch.Tensor, targets: list[Target |
     """The note under the figure: guided backprop draws the same picture for the class and for
     whole channels, with the correlations measured now (a neuron's map is local: left out)."""
     wide = [t for t in targets if t is None or not any(u.is_neuron for u in t.units)]
-    guided, gradient = _alike(net, x, wide, "guided"), _alike(net, x, wide, "gradient")
+    guided, gradient = _alike(net, x, wide, GUIDED), _alike(net, x, wide, GRADIENT)
     if not guided:
         return ""
     pairs = ", ".join(f"{html.escape(str(t))} {g:.2f} (gradient {d:.2f})"
@@ -90,11 +91,11 @@ def _deconv_note(net: Network, x: torch.Tensor) -> str:
 
 def _more(net: Network, x: torch.Tensor, out: Path) -> str:
     """Grad-CAM over the photo and guided Grad-CAM (top class)."""
-    cam = attribute(net, x, method="gradcam")[0]
+    cam = attribute(net, x, method=GRADCAM)[0]
     rgb01 = net.denormalize(x)[0].clamp(0, 1)
     tiles = [label(rgb01.permute(1, 2, 0).cpu().numpy(), "image"),
              label(render_attribution(cam, "heatmap", image=rgb01), "Grad-CAM"),
-             label(render_attribution(attribute(net, x, method="guided-gradcam")[0], "rgb"),
+             label(render_attribution(attribute(net, x, method=GUIDED_GRADCAM)[0], "rgb"),
                    "guided Grad-CAM")]
     save_png(grid(tiles, ncols=len(tiles), pad=4), out / "attribution_cat_more.png")
     return ("<p class='note'>Top class again: Grad-CAM over the photo (which region the class "
@@ -114,7 +115,7 @@ def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False)
     targets = [None] + _strong_units(net, x, 1 if quick else 2)
     if quick:
         targets = targets[:2]
-    fig = attribution_figure(net, x[0], targets, methods=["gradient", "guided"])
+    fig = attribution_figure(net, x[0], targets, methods=[GRADIENT, GUIDED])
     save_png(fig, out / "attribution_cat.png")
     parts = ["<h2>What the network looks at: gradient and guided backprop</h2>",
              "<p class='note'>Each row explains one target on the cat photo: its top class, then "

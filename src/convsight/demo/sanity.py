@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..attribute.registry import GRADCAM, GRADIENT, GUIDED
 from ..images import sample_images
 from ..models import Network
 from ..pictures import save_png
@@ -53,7 +54,7 @@ def _table(rep: SanityReport, deepest: dict[str, str]) -> str:
             f"the output</th>{head}</tr>{rows}</table>")
 
 
-COMPARED = ("guided", "gradient")  # the finding: guided backprop's map against the gradient's
+COMPARED = (GUIDED, GRADIENT)  # the finding: guided backprop's map against the gradient's
 
 
 def _finding(rep: SanityReport, deepest: dict[str, str]) -> str:
@@ -72,7 +73,7 @@ def _finding(rep: SanityReport, deepest: dict[str, str]) -> str:
 def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False) -> str:
     """Adebayo et al.'s cascading randomisation on the cat."""
     x = net.preprocess(sample_images()["chelsea"]).to(net.device)
-    methods = ("gradient", "guided") if quick else ("gradient", "guided", "gradcam")
+    methods = (GRADIENT, GUIDED) if quick else (GRADIENT, GUIDED, GRADCAM)
     group, deepest = _merged(net, x, PARTS[0] if quick else PARTS[1])
     rep = sanity_check(net, x, methods=methods, group=group, progress=progress)
     save_png(rep.figure(tile=104 if quick else 96), out / "sanity_cat.png")

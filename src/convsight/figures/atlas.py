@@ -24,7 +24,7 @@ from PIL import Image
 from ..atlas_access import AtlasAccess
 from ..atlas_data import AtlasData, Hit
 from ..attribute import attribute
-from ..attribute.registry import UNITS, MethodNames
+from ..attribute.registry import DEFAULT_PROJECTION, UNITS, MethodNames
 from ..errors import ConvsightError, UnitError
 from ..pictures import as_float, as_pil, crop, fit_square, grid, label, patch_montage, render_attribution
 from ..receptive.field import crop_box
@@ -176,7 +176,7 @@ def _synthesis_grid(atlas: AtlasData, layer: str, chosen: list[int], tile: int |
 
 
 def unit_figure(atlas: AtlasData | AtlasAccess, layer: str, channel: int, net: Any = None,
-                method: str = "guided", side: int = 128, clip: bool = True) -> np.ndarray:
+                method: str = DEFAULT_PROJECTION, side: int = 128, clip: bool = True) -> np.ndarray:
     """Each hit's patch beside the guided-backprop, deconvnet or gradient projection of that
     activation."""
     if method not in PROJECTIONS:

@@ -1,6 +1,6 @@
 """Every question at once for one image: the table, the randomisation figure, the curves.
 
->>> result = check(net, x, methods=("gradient", "guided", "gradcam"))
+>>> result = check(net, x, methods=('gradient', 'guided', 'gradcam'))
 >>> print(result.table())
 >>> save_png(result.sanity.figure(), "check.png"); save_png(result.curves_figure(), "curves.png")
 """

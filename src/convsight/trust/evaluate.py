@@ -1,6 +1,6 @@
 """A report card: several metrics of several methods' maps on the same images, as one table.
 
->>> card = evaluate(net, x, methods=("gradient", "gradcam"), metrics=("road", "sparseness"))
+>>> card = evaluate(net, x, methods=('gradient', 'gradcam'), metrics=("road", "sparseness"))
 >>> print(card.to_markdown())          # median over the images, a row per method
 >>> card.array("road")                  # (methods, N) numbers
 >>> card.figure()                       # the table as a picture, best per column in green

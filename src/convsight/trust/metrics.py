@@ -14,9 +14,9 @@ again (max-sensitivity, random logit, randomisation) need ``method=`` (and its `
 the attribution method that made the map. Perturbed copies run in batches of ``batch_size``
 (default 1 on the CPU, 32 elsewhere), without gradients where none are needed.
 
->>> cam = convsight.attribute(net, x, method="gradcam")
+>>> cam = convsight.attribute(net, x, method='gradcam')
 >>> convsight.metric("road", net, x, cam)                                 # (N,)
->>> convsight.metric("max_sensitivity", net, x, cam, method="gradcam")
+>>> convsight.metric("max_sensitivity", net, x, cam, method='gradcam')
 >>> convsight.metric("pointing_game", net, x, cam, box=(40, 60, 180, 200))
 """
 

@@ -10,7 +10,7 @@ kind, and only *where* differs:
 - occlusion: a uniform number per window, averaged over the windows covering each pixel like
   occlusion's drops.
 
->>> maps = random_maps(net, x, "gradcam", {}, torch.Generator().manual_seed(0))   # (N, 1, H, W)
+>>> maps = random_maps(net, x, 'gradcam', {}, torch.Generator().manual_seed(0))   # (N, 1, H, W)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..attribute.registry import method_info
+from ..attribute.registry import DEFAULT_REFERENCE, method_info
 from ..models import Network
 from ..targets import Target
 from .faithfulness import faithfulness
@@ -40,7 +40,7 @@ def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str
 
 
 def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps: int,
-                     method: str = "gradient", options: Mapping[str, Any] | None = None,
+                     method: str = DEFAULT_REFERENCE, options: Mapping[str, Any] | None = None,
                      maps: int = 3, seed: int = 0, batch_size: int | None = None,
                      region: Any = None) -> dict[str, torch.Tensor]:
     """Deletion and insertion of ``maps`` random maps of ``method``'s kind per image: the mean

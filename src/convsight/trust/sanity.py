@@ -10,9 +10,9 @@ gradient and Grad-CAM sensitive.
 Everything runs on a copy: the user's model is never touched. Targets are fixed on the trained
 model (no target: each image's top class) and kept through the steps.
 
->>> rep = sanity_check(net, x, methods=("gradient", "guided", "gradcam"), group="block")
+>>> rep = sanity_check(net, x, methods=('gradient', 'guided', 'gradcam'), group="block")
 >>> rep.layers                      # ['fc', 'bn1', 'conv_head', 'blocks.15', ...]
->>> rep.spearman_abs["guided"][-1]  # rank correlation after the last step, per image
+>>> rep.spearman_abs['guided'][-1]  # rank correlation after the last step, per image
 >>> picture = rep.figure()          # one row per method, one column per step
 """
 
@@ -120,7 +120,7 @@ def sanity_check(model: Any, images: torch.Tensor, target: Any = None,
     """Randomise the layers of a copy step by step and compare each explanation to the trained
     model's (see the module docstring). ``group``: ``"layer"``, ``"block"``, ``"all"`` or a function
     (``randomize.py``); ``options``: per-method options for ``attribute``, e.g.
-    ``{"occlusion": {"window": 32, "stride": 16}}``."""
+    ``{'occlusion': {"window": 32, "stride": 16}}``."""
     if mode not in MODES:
         raise ConvsightError(f"unknown randomisation mode {mode!r}: valid modes are "
                              f"{', '.join(MODES)}")

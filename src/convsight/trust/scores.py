@@ -17,7 +17,7 @@ Gradient-like maps (gradient, guided, deconv, SmoothGrad, guided Grad-CAM) are r
 magnitude (absolute values summed over colours, as the saliency picture shows them); Grad-CAM and
 occlusion by their value.
 
->>> s = trust_score(net, x, "class:281", "guided")
+>>> s = trust_score(net, x, "class:281", 'guided')
 >>> s.deletion, s.insertion, s.random_deletion, s.top_layer_correlation, s.verdicts()
 """
 
@@ -36,7 +36,7 @@ from ..targets import Target
 from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness
 from .randomize import parameterised_layers, randomized_copy
 from .reference import random_reference
-from ..attribute.registry import method_info
+from ..attribute.registry import DEFAULT_TRUST, method_info
 from ..targets import fixed_targets
 from .sanity import check_methods, method_options
 from .scope import map_correlation, neuron_boxes, top_step
@@ -130,7 +130,7 @@ def _number(v: Any) -> str:
     return "n/a" if math.isnan(v) else f"{v:.3f}"
 
 
-def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: str = "gradcam",
+def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: str = DEFAULT_TRUST,
                 steps: int = DEFAULT_STEPS, seed: int = 0,
                 options: Mapping[str, Any] | None = None, reference: Mapping | None = None,
                 batch_size: int | None = None, progress: ProgressArg = False) -> TrustScore:
