@@ -12,12 +12,19 @@
 4. Naturalness: class images of 20 ImageNet classes per preset and by Lucent's ``render_vis``,
    judged by an independent network (EfficientNet-Lite2): top-1 / top-5 hits (naturalness.py).
 5. Images per second of ``visualize_layer`` on a whole layer against Lucent one unit at a time,
-   each at its best thread count (1 or 2).
+   each at its best thread count (1 or 2). Lucent runs in a fresh child process without
+   convsight's allocator setting (``peer.py``: glibc's ``mallopt`` is process-wide), as its users
+   run it; both sides print wall, CPU and system seconds.
 6. A synthesis per unit of a middle layer against the best of 300 photo crops on the unit's mean
    activation.
 
 Run:  .venv/bin/python bench/maximize.py [--quick] [--threads 1] [--out out/bench_maximize]
       .venv/bin/python bench/maximize.py --skip 1,2,3,5,6 --presets lucid,lucent --classes 20
+      .venv/bin/python bench/maximize.py --skip 1,2,3,4,6 --batch-size 24       # part 5 (~10 min)
+      .venv/bin/python bench/maximize.py --skip 1,2,3,4,6 --batch-size 24 --reps 1 --layer-units 8
+Part 5 at full size (24 units of blocks.2, 20 steps, 3 repetitions at 1 and 2 threads) takes
+about 10 minutes on a quiet 2-core machine; ``--reps``, ``--layer-units``, ``--layer-steps`` and
+``--layer-threads 1`` make it shorter.
 Parts 4-6 take hours of CPU at full size: ``--classes``, ``--steps``, ``--presets``,
 ``--dataset-steps`` ... make smaller runs (each prints the settings it used).
 """
@@ -216,6 +223,10 @@ def main() -> None:
     ap.add_argument("--layer", default="blocks.2", help="part 5: the layer to synthesise")
     ap.add_argument("--layer-steps", type=int, default=20, help="part 5: steps per image")
     ap.add_argument("--reps", type=int, default=3, help="part 5: repetitions")
+    ap.add_argument("--layer-units", type=int, default=None,
+                    help="part 5: the first N units of the layer (default: all)")
+    ap.add_argument("--layer-threads", default="1,2",
+                    help="part 5: thread counts to try, each side compared at its best")
     ap.add_argument("--dataset-layer", default="blocks.5", help="part 6: a middle layer")
     ap.add_argument("--photos", type=int, default=300, help="part 6: photo crops")
     ap.add_argument("--dataset-steps", type=int, default=None, help="part 6: steps (default: the preset's)")
@@ -244,7 +255,8 @@ def main() -> None:
                         knobs)
     if "5" not in skip:
         print("\n== 5. visualize_layer on a whole layer vs Lucent one unit at a time ==")
-        nat.layer_speed(net, args.layer, args.layer_steps, args.reps, args.batch_size)
+        nat.layer_speed(net, args.layer, args.layer_steps, args.reps, args.batch_size,
+                        tuple(int(t) for t in args.layer_threads.split(",")), args.layer_units)
     if "6" not in skip:
         print(f"\n== 6. synthesis vs the best of {args.photos} photos, {args.dataset_layer} ==")
         nat.dataset(net, out, args.dataset_layer, args.photos, None, args.dataset_steps,

@@ -1,7 +1,7 @@
 """Mining cost against plain inference, and memory against dataset size.
 
     python bench/mining.py [--images 256] [--reps 3] [--sizes 128,512] [--device cpu]
-                           [--effective-channels all]
+                           [--effective-images 64,256] [--effective-channels all] [--only-effective]
 
 1. Mining all channels of 4 layers of the default model over a folder of real photo crops, versus
    plain inference (the full forward pass) over the same images with the same loader, alternated
@@ -9,11 +9,17 @@
 2. Images/s and peak resident memory of a mining run for two dataset sizes, each in a fresh
    process (memory must not grow with the number of images).
 3. The cost of effective boxes (``mine(..., crop="effective")``) for all hits of the 4 layers, as
-   a fraction of the mining pass over the same images (target: at most 0.25). Effective boxes
-   cost one backward pass per hit (channels x k of them, whatever the dataset size) while mining
-   costs one forward pass per image, so the fraction falls as the dataset grows: the bench also
-   prints the dataset size at which it would reach 0.25. ``--effective-channels N`` times only the
-   first N channels of each layer and scales up linearly (said so in the output).
+   a fraction of the mining pass over the same images (target: at most 0.25), layer by layer and
+   for each dataset size of ``--effective-images``. Beside it, in the same run: the way before (one
+   image copy, forward and backward pass per hit; timed on ``--effective-sample`` hits per layer
+   and scaled up) and the floor: one backward pass per hit whose field is not cropped (any exact
+   effective box needs the gradient of its unit, so at least that pass), the forward passes and
+   the box searches counted as free. Effective boxes cost at least one backward pass per hit
+   (channels x k of them, whatever the dataset size) while mining costs one forward pass per
+   image, so the fraction falls as 1 / images: the bench prints the dataset size at which it
+   would reach 0.25. ``--effective-channels N`` times only the first N channels of each layer and
+   scales up linearly (said so in the output; fewer hits per image share each forward pass, so
+   it overestimates). docs/receptive_fields.md, "What effective boxes cost", has the numbers.
 """
 
 from __future__ import annotations
@@ -28,12 +34,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import convsight
+import convsight.capture
 from convsight.mining import photo_folder
-from convsight.mining.boxes import attach_boxes
+from convsight.hooks import LayerOutputs, forward_hooks, run_until_stopped
 from convsight.mining.data import ImageSource, make_loader, resolve_images
+from convsight.receptive.effective import gradient_mass, smallest_box
+from convsight.receptive.effective_many import _Crops, hit_boxes
 
 LAYERS = ["blocks.2", "blocks.6", "blocks.12", "conv_head"]
 
@@ -60,38 +70,92 @@ def mining(net: convsight.Network, folder: Path, batch_size: int, workers: int) 
 
 
 def effective_cost(net: convsight.Network, folder: Path, batch_size: int, workers: int,
-                   channels: str) -> None:
-    """Seconds (wall and this process' CPU) of the effective boxes of every hit against the
-    mining pass that found them."""
+                   channels: str, sample: int) -> None:
+    """Seconds (wall and this process' CPU) of the effective boxes of every hit, layer by layer,
+    against the mining pass that found them; beside them the way before (one image copy, forward
+    and backward per hit, on a sample of ``sample`` hits per layer, scaled up) and the floor for a
+    hit whose field covers the image: one backward pass of one image to the input."""
     start, cpu = time.perf_counter(), time.process_time()
     atlas = convsight.mine(net, folder, LAYERS, k=9, batch_size=batch_size, workers=workers,
                            progress=False, crop="exact")
     mining_s = (time.perf_counter() - start, time.process_time() - cpu)
-    hits = sum(int((atlas.arrays(name)["image"] >= 0).sum()) for name in LAYERS)
-    if channels != "all":  # time a slice of each layer; the cost per hit is what scales
-        n = int(channels)
-        for name in LAYERS:
-            a = atlas.arrays(name)
-            for key in list(a):
-                a[key] = a[key][:n]
-    timed = sum(int((atlas.arrays(name)["image"] >= 0).sum()) for name in LAYERS)
     items, paths = resolve_images(folder)
     source = ImageSource(items, paths, net.input_size, net.resize_ratio, net.mean, net.std)
-    start, cpu = time.perf_counter(), time.process_time()
-    attach_boxes(atlas, net, lambda i: source[i][1], "effective", convsight.receptive.DEFAULT_Q,
-                 batch_size)
-    effective_s = ((time.perf_counter() - start) * hits / timed,
-                   (time.process_time() - cpu) * hits / timed)
+    fields = convsight.receptive_fields(net, LAYERS, net.input_size, stop_early=True)
     images = len(paths)
-    note = "" if timed == hits else f"; timed {timed} of them and scaled up linearly"
-    print(f"effective boxes of all {hits} hits of {', '.join(LAYERS)} (q = "
-          f"{convsight.receptive.DEFAULT_Q}{note}), against mining {images} images:")
-    for i, what in enumerate(["wall", "CPU"]):
-        fraction = effective_s[i] / mining_s[i]
-        print(f"  {what:4s} time: effective boxes {effective_s[i]:8.1f} s "
-              f"({effective_s[i] / hits * 1000:.1f} ms per hit), mining {mining_s[i]:6.1f} s; "
-              f"fraction {fraction:.2f} (target <= 0.25); 0.25 at about "
-              f"{images * fraction / 0.25:.0f} images")
+    print("(before: one image copy, forward and backward pass per hit, timed on a sample; floor: "
+          "one backward pass per hit not on a crop, the forward passes and box searches free)")
+    print(f"effective boxes (q = {convsight.receptive.DEFAULT_Q}) against mining {images} images "
+          f"({mining_s[0]:.1f} s wall, {mining_s[1]:.1f} s CPU; "
+          f"{mining_s[1] / images * 1000:.0f} ms "
+          f"CPU per image):")
+    total = [0.0, 0.0, 0.0, 0.0]
+    counts = {name: int((atlas.arrays(name)["image"] >= 0).sum()) for name in LAYERS}
+    for name in LAYERS:
+        a = atlas.arrays(name)
+        if channels != "all":  # a slice of each layer, scaled up (said so below)
+            for key in list(a):
+                a[key] = a[key][:int(channels)]
+        slots = [(c, j) for c, j in zip(*np.nonzero(a["image"] >= 0))]
+        hits = [(int(a["image"][c, j]), int(c), int(a["y"][c, j]), int(a["x"][c, j]))
+                for c, j in slots]
+        everything = counts[name]
+        scale = everything / max(1, len(hits))
+        crops = _Crops(net, name, fields[name], net.input_size)
+        cropped = sum(crops.window(h) is not None for h in hits)
+        start, cpu = time.perf_counter(), time.process_time()
+        hit_boxes(net, name, lambda i: source[i][1], hits, convsight.receptive.DEFAULT_Q,
+                  fields[name], batch_size)
+        new = ((time.perf_counter() - start) * scale, (time.process_time() - cpu) * scale)
+        before = per_hit_passes(net, name, source, hits[:sample], batch_size) * everything
+        floor = backward_floor(net, name, source, batch_size) * (len(hits) - cropped) * scale
+        for n, v in enumerate((*new, before, floor)):
+            total[n] += v
+        floor_x = f"{floor / mining_s[1]:7.2f} x" if cropped < len(hits) else "   (all on crops)"
+        print(f"  {name:9s} {everything:5d} hits, {cropped * scale:5.0f} on crops: {new[1]:7.1f} s "
+              f"CPU ({new[1] / everything * 1000:5.1f} ms/hit; wall {new[0]:7.1f} s) = "
+              f"{new[1] / mining_s[1]:7.2f} x mining | before {before / mining_s[1]:7.2f} x | "
+              f"floor {floor_x}")
+    note = "" if channels == "all" else \
+        f" (first {channels} channels of each layer timed, scaled up)"
+    print(f"  all       {sum(counts.values()):5d} hits: "
+          f"{total[1]:7.1f} s CPU = {total[1] / mining_s[1]:.2f} x mining (target <= 0.25; "
+          f"wall {total[0] / mining_s[0]:.2f} x); before {total[2] / mining_s[1]:.2f} x "
+          f"({total[2] / total[1]:.1f}x slower); floor {total[3] / mining_s[1]:.2f} x; 0.25 at "
+          f"about {images * total[1] / mining_s[1] / 0.25:.0f} images{note}")
+
+
+def per_hit_passes(net: convsight.Network, layer: str, source: ImageSource, hits: list,
+                   batch_size: int) -> float:
+    """CPU seconds per hit the way before: one image copy per hit in a batch, forward to the layer
+    and backward, the box searched in the field."""
+    field = convsight.receptive_field(net, layer)
+    start = time.process_time()
+    for b in range(0, len(hits), batch_size):
+        chunk = hits[b:b + batch_size]
+        x = torch.stack([source[i][1] for i, *_ in chunk])
+        mass = gradient_mass(net, layer, x, [h[1:] for h in chunk])
+        for n, (_i, _c, y, xx) in enumerate(chunk):
+            top, left, bottom, right = field.clipped_box(y, xx)
+            smallest_box(mass[n, top:bottom + 1, left:right + 1], convsight.receptive.DEFAULT_Q)
+    return (time.process_time() - start) / max(1, len(hits))
+
+
+def backward_floor(net: convsight.Network, layer: str, source: ImageSource, batch_size: int,
+                   rounds: int = 3) -> float:
+    """CPU seconds of one backward pass of one image from one unit of ``layer`` to the input (the
+    forward pass, done once, not counted): what any exact effective box of a hit whose field
+    covers the whole image costs at least."""
+    x = torch.stack([source[i][1] for i in range(min(batch_size, len(source)))])
+    outputs = LayerOutputs([layer], lambda out: out, stop=True)
+    xin = net.layout(x).requires_grad_(True)
+    with torch.enable_grad(), forward_hooks(net.module, outputs.hooks()):
+        run_until_stopped(net.module, xin)
+    out = outputs.found[layer]
+    start = time.process_time()
+    for r in range(rounds):
+        torch.autograd.grad(out[:, r, 0, 0].sum(), xin, retain_graph=r < rounds - 1)
+    return (time.process_time() - start) / rounds / len(x)
 
 
 def child(n: int, root: Path, device: str, batch_size: int, workers: int) -> None:
@@ -117,6 +181,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--effective-channels", default="all",
                    help="channels per layer whose effective boxes are timed (default all)")
+    p.add_argument("--effective-sample", type=int, default=64,
+                   help="hits per layer timed the way before (one pass per hit), scaled up")
+    p.add_argument("--effective-images", default=None,
+                   help="dataset sizes for part 3, comma-separated (default: --images)")
+    p.add_argument("--only-effective", action="store_true", help="run part 3 only")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -127,9 +196,10 @@ def main() -> None:
         return
 
     sizes = [int(s) for s in args.sizes.split(",")]
+    effective = [int(s) for s in (args.effective_images or str(args.images)).split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for n in {args.images, *sizes}:
+        for n in {*effective} if args.only_effective else {args.images, *sizes, *effective}:
             photo_folder(root / f"photos{n}", n=n, seed=0)
         net = convsight.load_model()
         net.module.to(args.device)
@@ -138,6 +208,11 @@ def main() -> None:
               f"{torch.get_num_threads()} threads, batch {args.batch_size}, workers {args.workers}")
         print(f"layers {', '.join(LAYERS)} (all channels: "
               f"{sum(convsight.capture.layer_shape(net, name)[0] for name in LAYERS)}), k = 9")
+        if args.only_effective:
+            for n in effective:
+                effective_cost(net, root / f"photos{n}", args.batch_size, args.workers,
+                               args.effective_channels, args.effective_sample)
+            return
         plain_inference(net, folder, args.batch_size, args.workers)  # warm-up
         plain, mined = [], []
         for _ in range(args.reps):  # alternated, so that load changes hit both alike
@@ -155,7 +230,9 @@ def main() -> None:
                   f"(each: {', '.join(f'{r:.3f}' for r in ratios)}; target <= 1.10)")
         print("  (CPU time is this process' own, so it resists load from other processes; with "
               "--workers > 0 it leaves out the loader processes)")
-        effective_cost(net, folder, args.batch_size, args.workers, args.effective_channels)
+        for n in effective:
+            effective_cost(net, root / f"photos{n}", args.batch_size, args.workers,
+                           args.effective_channels, args.effective_sample)
         print("dataset size vs memory (each in a fresh process):")
         for n in sizes:
             out = subprocess.run([sys.executable, __file__, "--child", str(n), "--root", str(root),

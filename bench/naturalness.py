@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import time
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import convsight
+import convsight.capture
 from convsight.pictures import grid, label, save_png, to_numpy_image
 from judge import judge, load_lite2
 
@@ -40,15 +42,15 @@ def own_probabilities(net, images: torch.Tensor, classes: list[int]) -> list[flo
     return [float(p[i, c]) for i, c in enumerate(classes)]
 
 
-def lucent_render(net, objective, steps: int, batch: int = 1, size: int = 128) -> torch.Tensor:
+def lucent_render(net, objective, steps: int, batch: int = 1, size: int = 128,
+                  model: torch.nn.Module | None = None) -> torch.Tensor:
     """Lucent's ``render_vis`` with its defaults (Fourier 128 px, decorrelated colour, standard
     transforms, Adam 0.05, upsampled to 224), our normalisation (mean = std = 0.5), on a copy of
-    the model (Lucent leaves hooks behind). Returns (batch, 3, size, size) in [0, 1]."""
-    import copy
-
+    the model (Lucent leaves hooks behind; ``model``: a copy made beforehand). Returns
+    (batch, 3, size, size) in [0, 1]."""
     from lucent.optvis import param, render, transform
 
-    model = copy.deepcopy(net.module).eval()
+    model = copy.deepcopy(net.module).eval() if model is None else model
     mean = torch.tensor(net.mean).view(1, 3, 1, 1)
     std = torch.tensor(net.std).view(1, 3, 1, 1)
     tfs = transform.standard_transforms + [lambda x: (x - mean) / std]
@@ -117,44 +119,74 @@ def print_table(net, out: Path) -> None:
             print(f"  {'':24s} not in Lite2's top 5: {', '.join(misses)}")
 
 
-def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int,
-                thread_counts: tuple[int, ...] = (1, 2)) -> None:
-    """Images per second: ``visualize_layer`` on every unit of ``layer`` (batched) against Lucent
-    rendering the same units one ``render_vis`` each, same parameterisation and transforms
-    (the ``lucid`` preset is Lucent's defaults), alternated, medians of ``reps``; each side at
-    each of ``thread_counts`` and compared at its own best."""
+_NETS: dict = {}
+
+
+def lucent_layer(layer: str, n: int, steps: int, threads: int) -> tuple[float, float, float]:
+    """(wall, user, system) seconds of Lucent rendering channels 0..n-1 of ``layer`` one
+    ``render_vis`` each, at ``threads`` threads; meant for the peer process (peer.py)."""
     from lucent.optvis import objectives
 
-    n = convsight.capture.layer_shape(net, layer)[0]
-    lucent_name = layer.replace(".", "_")
+    from peer import timed
+
+    torch.set_num_threads(threads)
+    if "default" not in _NETS:
+        _NETS["default"] = convsight.load_model()
+    net = _NETS["default"]
+    name = layer.replace(".", "_")
+    # a fresh copy per render (Lucent leaves its hooks on the model), made before the clock runs
+    models = [copy.deepcopy(net.module).eval() for _ in range(n)]
+    return timed(lambda: [lucent_render(net, objectives.channel(name, c), steps, model=m)
+                          for c, m in zip(range(n), models)])[0]
+
+
+def layer_speed(net, layer: str, steps: int, reps: int, batch_size: int,
+                thread_counts: tuple[int, ...] = (1, 2), units: int | None = None) -> None:
+    """Images per second: ``visualize_layer`` on the first ``units`` units of ``layer`` (all by
+    default; batched) against Lucent rendering the same units one ``render_vis`` each, same
+    parameterisation and transforms (the ``lucid`` preset is Lucent's defaults), alternated,
+    medians of ``reps``; each side at each of ``thread_counts`` and compared at its own best.
+    Lucent runs in a fresh process without convsight's allocator setting (peer.py)."""
+    from peer import NOTE, Peer, timed
+
+    n = units or convsight.capture.layer_shape(net, layer)[0]
 
     def ours() -> None:
-        convsight.visualize_layer(net, layer, preset="lucid", steps=steps, batch_size=batch_size,
-                                  progress=False)
-
-    def lucent() -> None:
-        for c in range(n):
-            lucent_render(net, objectives.channel(lucent_name, c), steps)
+        convsight.visualize_layer(net, layer, list(range(n)), preset="lucid", steps=steps,
+                                  batch_size=batch_size, progress=False)
 
     best: dict[str, tuple[float, int]] = {}
-    for threads in thread_counts:
-        times: dict[str, list[float]] = {"ours": [], "lucent": []}
-        with convsight.threads(threads):
-            for _ in range(reps):
-                for name, fn in (("ours", ours), ("lucent", lucent)):
-                    t = time.perf_counter()
-                    fn()
-                    times[name].append(time.perf_counter() - t)
-        for name, ts in times.items():
-            rate = n / statistics.median(ts)
-            print(f"  {name:7s} {threads} thread(s): {rate:.3f} images/s "
-                  f"({[round(t, 1) for t in ts]} s)")
-            if rate > best.get(name, (0.0, 0))[0]:
-                best[name] = (rate, threads)
+    cpu_rate: dict[tuple[str, int], float] = {}
+    with Peer() as peer:
+        peer.call("naturalness.lucent_layer", layer, 1, 2, 1)  # warm-up: model, imports
+        for threads in thread_counts:
+            times: dict[str, list[tuple[float, float, float]]] = {"ours": [], "lucent": []}
+            with convsight.threads(threads):
+                ours()  # warm-up at this thread count
+                for _ in range(reps):  # alternated, so load changes hit both alike
+                    times["ours"].append(timed(ours)[0])
+                    times["lucent"].append(peer.call("naturalness.lucent_layer", layer, n, steps,
+                                                     threads))
+            for name, ts in times.items():
+                rate = n / statistics.median(t[0] for t in ts)
+                cpu = statistics.median(t[1] + t[2] for t in ts)
+                cpu_rate[name, threads] = n / cpu
+                print(f"  {name:7s} {threads} thread(s): {rate:.3f} images/s "
+                      f"(wall {[round(t[0], 1) for t in ts]} s; median CPU {cpu:.1f} s, of it "
+                      f"system {statistics.median(t[2] for t in ts):.1f} s)")
+                if rate > best.get(name, (0.0, 0))[0]:
+                    best[name] = (rate, threads)
+    print(f"  ({NOTE}; convsight, in this process, keeps freed memory: "
+          f"{convsight.thread_policy()['keeps_freed_memory']})")
     (a, ta), (b, tb) = best["ours"], best["lucent"]
     print(f"  {layer} ({n} units, {steps} steps each, batch {batch_size}): visualize_layer "
           f"{a:.3f} images/s ({ta} thread(s)), Lucent one unit at a time {b:.3f} images/s "
-          f"({tb} thread(s)): {a / b:.2f}x (each at its best thread count, medians of {reps})")
+          f"({tb} thread(s)): {a / b:.2f}x (each at its best thread count, medians of {reps}; "
+          "target >= 4x)")
+    print(f"  by CPU seconds (images per CPU second, steadier on a busy machine): "
+          f"{cpu_rate['ours', ta] / cpu_rate['lucent', tb]:.2f}x at those thread counts; "
+          + ", ".join(f"{t} thread(s) {cpu_rate['ours', t] / cpu_rate['lucent', t]:.2f}x"
+                      for t in thread_counts))
 
 
 def dataset(net, out: Path, layer: str, photos: int, preset: str | None, steps: int | None,

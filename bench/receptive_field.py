@@ -16,6 +16,7 @@ import torch
 import torchvision
 
 import convsight
+import convsight.units
 
 REPEATS = 7
 

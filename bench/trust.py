@@ -13,20 +13,20 @@
    ran before its curves shared batches: 176 batch-1 passes at 20 points; the shared endpoints
    stay shared there). Target (issue 18): one method, 20 points, 224 px, at most 1.5 s.
 
-On Linux, much of a CPU forward pass of a batch can be system time: the activations are fresh
-memory that glibc's allocator takes from the system and gives back on every pass (page faults).
-How much depends on the order of the allocations around the pass, not only on the pass itself;
-``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment keeps
-the memory and shows the cost of the passes alone (user time).
+Captum is timed in a fresh child process (``peer.py``) where convsight's allocator setting is
+not in force, as Captum's users run it: convsight keeps freed memory for reuse
+(``convsight.cpu.keep_freed_memory``, glibc's ``mallopt``, process-wide), which spares its
+batches the page faults (system time) of fresh memory on every pass; a Captum timed in the same
+process would get that too. Both sides print wall, user and system seconds.
 
     .venv/bin/python bench/trust.py [--repeats 5] [--window 32] [--stride 16] [--size 224]
     .venv/bin/python bench/trust.py --skip occlusion,sanity --threads 1 --repeats 3
+    .venv/bin/python bench/trust.py --skip sanity,score --batches 8,32 --repeats 5   # part 1
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 
@@ -42,42 +42,63 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _cpu(fn) -> tuple[float, float, float]:
-    """(wall, user CPU, system CPU) seconds of this process for one call."""
-    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    fn()
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return (time.perf_counter() - start, after.ru_utime - before.ru_utime,
-            after.ru_stime - before.ru_stime)
+_PEER_STATE: dict = {}
 
 
-def occlusion_vs_captum(net, x, args, batch: int | None) -> None:
-    """``batch`` copies per forward pass in both; None: each library's default (1 and 1 on the
-    CPU)."""
+def _network(size: int):
+    lite0 = convsight.load_model()
+    return convsight.Network(lite0.module, mean=lite0.mean, std=lite0.std,
+                             input_size=(size, size), class_names=lite0.class_names)
+
+
+def captum_occlusion(size: int, window: int, stride: int, batch: int | None, target: int,
+                     threads: int) -> tuple[tuple[float, float, float], torch.Tensor]:
+    """Captum's ``Occlusion`` on the bench's photo, timed (wall, user, system); meant for the
+    peer process (peer.py), where convsight's allocator setting is not in force."""
     from captum.attr import Occlusion
+
+    from peer import timed
+
+    if threads:
+        torch.set_num_threads(threads)
+    if _PEER_STATE.get("size") != size:
+        net = _network(size)
+        _PEER_STATE.update(size=size, captum=Occlusion(net.module),
+                           x=net.preprocess(convsight.sample_images()["chelsea"]))
+    captum, x = _PEER_STATE["captum"], _PEER_STATE["x"]
+    c = x.shape[1]
+
+    def run():
+        with torch.no_grad():
+            return captum.attribute(x, sliding_window_shapes=(c, window, window),
+                                    strides=(c, stride, stride), baselines=0.0, target=target,
+                                    perturbations_per_eval=batch or 1)
+    return timed(run)
+
+
+def occlusion_vs_captum(net, x, args, batch: int | None, peer) -> None:
+    """``batch`` copies per forward pass in both; None: each library's default (1 and 1 on the
+    CPU). Captum runs in ``peer``, a fresh process (peer.py)."""
+    from peer import timed
 
     with torch.no_grad():
         target = int(net.module(x).argmax())
-    captum = Occlusion(net.module)
-    c = x.shape[1]
 
     def ours():
         return convsight.attribute(net, x, target, method="occlusion", window=args.window,
                                    stride=args.stride, batch_size=batch)
 
     def theirs():
-        with torch.no_grad():
-            return captum.attribute(x, sliding_window_shapes=(c, args.window, args.window),
-                                    strides=(c, args.stride, args.stride), baselines=0.0,
-                                    target=target, perturbations_per_eval=batch or 1)
+        return peer.call("trust.captum_occlusion", args.size, args.window, args.stride, batch,
+                         target, args.threads)
 
-    a, b = ours(), theirs()  # warm-up, and the results to compare
+    a, (_, b) = ours(), theirs()  # warm-up, and the results to compare
     err, scale = float((a - b).abs().max()), float(b.abs().max())
     assert err <= 1e-5 * scale, f"occlusion differs from Captum's: {err:.3g} vs {scale:.3g}"
     runs: dict[str, list[tuple[float, float, float]]] = {"convsight": [], "captum": []}
-    for _ in range(args.repeats):
-        runs["convsight"].append(_cpu(ours))
-        runs["captum"].append(_cpu(theirs))
+    for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+        runs["convsight"].append(timed(ours)[0])
+        runs["captum"].append(theirs()[0])
     windows = ((args.size - args.window + args.stride - 1) // args.stride + 1) ** 2
     per_pass = (f"{batch} copies per forward pass (Captum: perturbations_per_eval)" if batch
                 else "each library's default copies per forward pass (convsight: 1 on the CPU, "
@@ -159,15 +180,19 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    lite0 = convsight.load_model()
-    net = convsight.Network(lite0.module, mean=lite0.mean, std=lite0.std,
-                            input_size=(args.size, args.size), class_names=lite0.class_names)
+    net = _network(args.size)
     x = net.preprocess(convsight.sample_images()["chelsea"])
     print(f"EfficientNet-Lite0, {args.size} px, CPU ({torch.get_num_threads()} threads)")
     skip = set(args.skip.split(","))
     if "occlusion" not in skip:
-        for batch in (None if b == "default" else int(b) for b in args.batches.split(",")):
-            occlusion_vs_captum(net, x, args, batch)
+        from peer import NOTE, Peer
+
+        print(f"(Captum: {NOTE})")
+        with Peer() as peer:
+            for batch in (None if b == "default" else int(b) for b in args.batches.split(",")):
+                occlusion_vs_captum(net, x, args, batch, peer)
+        print(f"(convsight, in this process, keeps freed memory: "
+              f"{convsight.thread_policy()['keeps_freed_memory']})")
     if "sanity" not in skip:
         sanity_cost(net, x, args)
     if "score" not in skip:

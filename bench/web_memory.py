@@ -1,6 +1,6 @@
 """How much memory the explorer's server takes for hostile uploads and junk URLs.
 
-Each case runs against a fresh server in its own process (``tests/web_process.py``: a tiny model,
+Each case runs against a fresh server in its own process (``tests/web/web_process.py``: a tiny model,
 so the numbers are the web layer's own) and prints the server's resident memory above its
 settled baseline: the peak (VmHWM) for uploads, what stays (VmRSS) after junk URLs.
 
@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.web_process import ServerProcess  # noqa: E402
+from tests.web.web_process import ServerProcess  # noqa: E402
 
 MB = 2**20
 HEADERS = {"X-Convsight": "1"}  # what the page's own script sends (ignored by older servers)

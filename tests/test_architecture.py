@@ -7,6 +7,7 @@ may import modules on its own floor or below, never above, and the graph of file
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,9 @@ FLOORS = [
     {"capture"},
     {"targets"},
     {"receptive", "attribute", "optimize", "filters", "faces", "trust"},
-    {"figures"},
-    {"atlas", "atlas_store", "syntheses"},
-    {"mining", "microscope"},
+    {"atlas_data", "atlas_store", "syntheses"},
+    {"atlas_access", "figures"},
+    {"atlas", "mining", "microscope"},
     {"report"},
     {"demo", "web"},
     {"cli", "__main__"},
@@ -137,3 +138,107 @@ def test_sizes(path):
             if size > MAX_FUNCTION_LINES:
                 long.append(f"{node.name} ({size} lines)")
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines in {path.name}: {long}"
+
+
+# Facts about attribution methods live in one place, the method registry (attribute/registry.py,
+# each method's own module beside it): code elsewhere reads a method's record (``method_info(m)
+# .needs_layer``, ``.signed``, ``.title``, the default sets ``MethodNames(GROUP)``) and never
+# compares a method's name to a literal, keys a table by method names or lists them. The demo
+# picks the methods it shows, as a user's script would, and may list them (never compare them).
+METHOD_HOME = SRC / "attribute"
+LISTS_ALLOWED = (SRC / "demo",)
+
+
+def _method_names() -> set[str]:
+    from convsight.attribute import METHODS
+
+    return set(METHODS)
+
+
+def _named(node: ast.AST, names: set[str]) -> bool:
+    """A literal method name, or a tuple / list / set literal holding one."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and node.value in names
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return any(_named(e, names) for e in node.elts)
+    return False
+
+
+def method_literals(tree: ast.AST, names: set[str], lists: bool = True) -> list[str]:
+    """Where ``tree`` compares a method name to a literal, keys a dict by method names or (with
+    ``lists``) lists two or more of them."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(_named(o, names)
+                                                 for o in [node.left, *node.comparators]):
+            found.append(f"line {node.lineno}: compares a method name to a literal")
+        elif isinstance(node, ast.Dict) and any(k is not None and _named(k, names)
+                                                for k in node.keys):
+            found.append(f"line {node.lineno}: a dict keyed by method names")
+        elif lists and isinstance(node, (ast.Tuple, ast.List, ast.Set)) and \
+                sum(isinstance(e, ast.Constant) and e.value in names for e in node.elts) >= 2:
+            found.append(f"line {node.lineno}: a list of method names")
+    return found
+
+
+def test_method_literal_scan_finds_what_it_should():
+    names = {"gradcam", "guided"}
+    bad = ['m == "gradcam"', 'm in ("gradcam", "x")', '"gradcam" != m', 'T = {"gradcam": 1}',
+           'M = ("gradcam", "guided")', 'k in ["guided"]']
+    good = ['m == "heatmap"', 'f(method="gradcam")', 'T = {"kind": "gradcam"}', 'x = ("guided",)',
+            'm == record.name', 'm in METHODS']
+    assert all(method_literals(ast.parse(s), names) for s in bad), \
+        [s for s in bad if not method_literals(ast.parse(s), names)]
+    assert not any(method_literals(ast.parse(s), names) for s in good)
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(SRC.rglob("*.py"))
+                                  if METHOD_HOME not in p.parents],
+                         ids=lambda p: str(p.relative_to(SRC)))
+def test_no_method_name_literals_outside_the_registry(path):
+    lists = not any(home in path.parents for home in LISTS_ALLOWED)
+    found = method_literals(ast.parse(path.read_text()), _method_names(), lists)
+    assert not found, (f"{path.relative_to(SRC)} keeps facts about attribution methods; read "
+                       "the method registry (convsight.attribute.registry) instead:\n"
+                       + "\n".join(found))
+
+
+def test_no_method_tables_in_templates():
+    """The explorer's pages take their method lists and captions from the registry: no template
+    or script keys a table by method names."""
+    web = SRC / "web"
+    found = []
+    for path in sorted([*(web / "templates").glob("*.html"), *(web / "static").glob("*.js")]):
+        for name in _method_names():
+            for quote in ("'", '"'):
+                if re.search(rf"{quote}{re.escape(name)}{quote}\s*:", path.read_text()) or \
+                        re.search(rf"[{{,]\s*{re.escape(name)}\s*:", path.read_text()):
+                    found.append(f"{path.name}: {name}")
+    assert not found, f"method tables in the explorer's pages: {sorted(set(found))}"
+
+
+def test_the_top_level_exposes_the_public_api_only():
+    """``import convsight`` binds the names of ``__all__`` and nothing else public; internals stay
+    importable by their full path."""
+    import subprocess
+    import sys
+
+    code = ("import convsight, json; print(json.dumps(sorted(n for n in vars(convsight) "
+            "if not n.startswith('_')))); print(json.dumps(convsight.__all__)); "
+            "print(json.dumps(dir(convsight)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=True)
+    import json
+
+    names, public, listed = (json.loads(line) for line in done.stdout.splitlines())
+    assert names == sorted(public), set(names) ^ set(public)
+    for internal in ("files", "hooks", "atlas_store", "efficientnet_lite", "capture", "models"):
+        assert internal not in names
+    assert sorted(listed) == sorted([*public, "__version__"])
+    from convsight.hooks import forward_hooks  # internals: importable by full path
+
+    import convsight.models
+
+    assert callable(forward_hooks) and len(convsight.models.IMAGENET_MEAN) == 3
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        convsight.nothing  # noqa: B018

@@ -147,3 +147,15 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     assert said == "True" and said_default == "False"
     assert default > 10_000, default
     assert kept < default / 20, (kept, default)
+
+
+def test_omp_num_threads_fixes_auto_and_the_default(monkeypatch):
+    """``OMP_NUM_THREADS=1`` keeps one thread whatever the command's default ("auto" or None)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with convsight.threads("auto") as n_auto:
+        assert n_auto == 1 and not cpu.adaptive()
+    with convsight.threads(None) as n_default:
+        assert n_default == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    with convsight.threads(None) as n_default:
+        assert n_default == cpu.available_cores()

@@ -232,7 +232,7 @@ def not_listening(monkeypatch, tmp_path):
 # shrunk as the Python calls are: same code paths, fewer points, windows and detailed units
 SHRINK = {"check": ["--steps", "4", "--group", "all", "--window", "64", "--stride", "64"],
           "report": ["--details", "1"]}
-SKIP = {"demo": "tests/test_cli.py::test_demo_quick runs it"}
+SKIP = {"demo": "tests/cli/test_cli.py::test_demo_quick runs it"}
 
 
 def run_command(command: str, shown: list[str] | None, where: str, capsys) -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import convsight
+import convsight.models
 from convsight.models import default_weights_path
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import convsight
+import convsight.models
 from convsight.cli import main
 from convsight.efficientnet_lite import LITE0_STAGES
 from convsight.timm_models import in_order, lite_weights_path

@@ -26,6 +26,14 @@ def _failing_forward(model):
         module(torch.zeros(1, 5, 32, 32))  # wrong channel count: forward fails
 
 
+def _check_target(net, spec):
+    from convsight import capture as capture_module
+    from convsight.targets import check_target
+
+    capture_module._PROBED.clear()  # probe this very module (no architecture cached before)
+    check_target(net, spec)
+
+
 def _filters(net):
     from convsight.filters import weight_images
 
@@ -50,6 +58,22 @@ def _mine(model):
     atlas.patch("conv3", 1, 0, net=model)
     atlas.layer_grid("conv2", max_units=3, net=model, tile=16)
     atlas.unit_figure("conv3", 0, net=model)
+
+
+def _atlas_access(model):
+    import numpy as np
+
+    from convsight.atlas_access import AtlasAccess
+    from convsight.figures import layer_grid, unit_figure
+
+    rng = np.random.default_rng(2)
+    images = [rng.random((40, 48, 3)) for _ in range(4)]
+    atlas = convsight.mine(model, images, ["conv3"], k=2, batch_size=2, progress=False)
+    access = AtlasAccess(atlas, net=model)
+    access.hit_box("conv3", atlas.hit("conv3", 1, 0), crop="effective")
+    access.box("conv3", 1, 0, crop="local")
+    layer_grid(access, "conv3", max_units=2, tile=16)
+    unit_figure(access, "conv3", 1, method="deconv")
 
 
 def _mine_failing_forward(model):
@@ -129,19 +153,19 @@ def _web_explorer(model):
     atlas = convsight.mine(net, [rng.random((40, 48, 3)) for _ in range(4)], ["conv2", "conv3"],
                            k=2, batch_size=2, progress=False)
     explorer = Explorer(net, atlas, cache_dir=tempfile.mkdtemp(prefix="cs-untouched-"))
-    explorer.layers()
-    explorer.unit_tile("conv3", 1)
-    explorer.patch("conv3", 1, 0)
-    explorer.projection("conv3", 1, 0, "guided")
-    explorer.weights("conv1", 2)
+    explorer.layers.layers()
+    explorer.layers.unit_tile("conv3", 1)
+    explorer.layers.patch("conv3", 1, 0)
+    explorer.layers.projection("conv3", 1, 0, "guided")
+    explorer.layers.weights("conv1", 2)
     buf = io.BytesIO()
     Image.fromarray((rng.random((50, 60, 3)) * 255).astype(np.uint8)).save(buf, format="PNG")
-    image_id = explorer.add_upload(buf.getvalue())
-    explorer.predictions(image_id)
-    explorer.activation_maps(image_id, "conv2")
-    explorer.unit_attribution(image_id, "conv3", 2, "deconv")
-    explorer.class_attribution(image_id, 3, "gradcam")
-    explorer.class_trust(image_id, 3, "guided")  # on the explorer's own copy of the network
+    image_id = explorer.input_images.add_upload(buf.getvalue())
+    explorer.input_images.predictions(image_id)
+    explorer.attributions.activation_maps(image_id, "conv2")
+    explorer.attributions.unit_attribution(image_id, "conv3", 2, "deconv")
+    explorer.attributions.class_attribution(image_id, 3, "gradcam")
+    explorer.attributions.class_trust(image_id, 3, "guided")  # on the explorer's own copy of the network
     jobs = SynthesisQueue(net, explorer.cache, SynthesisSettings(steps=2, size=32))
     jobs._synthesise(Job("conv3", 1, "k", 2))
 
@@ -167,7 +191,7 @@ def _web_unknown_layer(model):
     from convsight.web.explorer import Explorer
 
     Explorer(convsight.as_network(model), cache_dir=tempfile.mkdtemp(prefix="cs-untouched-")
-             ).activations("sample-chelsea", "conv9")
+             ).attributions.activations("sample-chelsea", "conv9")
 
 
 def _web_live(model):
@@ -256,17 +280,22 @@ CALLS = {
     "sanity_check_unknown_method": lambda net: convsight.sanity_check(
         net, torch.rand(1, 3, 32, 32), methods=("guidded",), progress=False),
     "attribution_figure": _attribution_figure,
+    "fixed_targets": lambda net: convsight.targets.fixed_targets(net, torch.rand(2, 3, 32, 32),
+                                                                 [None, "conv3:1"]),
     "attribute_failing_forward": lambda net: convsight.attribute(net, torch.rand(1, 3, 1, 1), 0,
                                                                  method="guided"),
     "attribute_bad_gradcam_layer": lambda net: convsight.attribute(net, torch.rand(1, 3, 32, 32),
                                                                    method="gradcam", layer="fc"),
     "mine": _mine,
+    "atlas_access": _atlas_access,
     "mine_unknown_layer": lambda net: convsight.mine(net, [torch.rand(3, 20, 20).numpy()], ["conv9"],
                                                      progress=False),
     "mine_failing_forward": _mine_failing_forward,
     "layer_table": lambda net: layer_table(net),
     "evaluate": lambda net: evaluate(net, torch.rand(2, 3, 32, 32), "conv3:1@1,1 + class:2"),
     "evaluate_bad_channel": lambda net: evaluate(net, torch.rand(1, 3, 32, 32), "conv3:99"),
+    "check_target_probed": lambda net: _check_target(net, "act3:3 + pool:1 + class:2"),
+    "check_target_bad_channel": lambda net: _check_target(net, "relu:99"),
     "capture_failing_forward": _failing_forward,
     "filters": _filters,
     "filters_bad_shape": _filters_bad_shape,
@@ -304,6 +333,7 @@ FAILING = {
     "mine_unknown_layer": convsight.UnknownLayerError,
     "mine_failing_forward": RuntimeError,
     "evaluate_bad_channel": convsight.UnitError,
+    "check_target_bad_channel": convsight.UnitError,
     "capture_failing_forward": RuntimeError,
     "filters_bad_shape": convsight.UnitError,
     "maximize_bad_channel": convsight.UnitError,

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -116,3 +118,59 @@ def layer_shape(model, layer: str) -> tuple[int, ...]:
                 raise UnitError(f"layer {layer} does not output a tensor (or never runs)")
             return row.shape
     raise AssertionError(layer)
+
+
+# Modules whose output has, by definition, as many channels (dim 1) as an attribute says: a
+# target's channel is checked against it without running the model. Linear is not among them:
+# on (N, T, F) inputs its dim 1 is T, not out_features.
+_DECLARED = ((nn.modules.conv._ConvNd, "out_channels"),
+             (nn.modules.batchnorm._NormBase, "num_features"), (nn.GroupNorm, "num_channels"))
+_PROBED: "OrderedDict[tuple, dict]" = OrderedDict()  # architecture -> layer shapes (8 kept)
+_PROBED_GUARD = threading.Lock()
+
+
+def declared_channels(module: nn.Module) -> int | None:
+    """The output channel count a convolution or normalisation layer declares, else None."""
+    for kind, attr in _DECLARED:
+        if isinstance(module, kind) and isinstance(getattr(module, attr, None), int):
+            return int(getattr(module, attr))
+    return None
+
+
+def layer_channels(model, layer: str, measure: bool = False) -> int:
+    """The number of channels (output dim 1) of ``layer``, known before any forward pass of the
+    caller: from the layer's own declaration (``declared_channels``) when it has one, else from
+    ``layer_table`` (one pass of one zero image at the model's input size), cached by
+    architecture (names, types and hyperparameters of the modules, input size), so a model and
+    its copies (randomised weights, another device) are probed once. ``measure``: from the probe
+    even when the layer declares its channels (it also tells whether the model runs at all)."""
+    from .models import as_network
+
+    net = as_network(model)
+    check_layer(net.module, layer)
+    declared = None if measure else declared_channels(net.module.get_submodule(layer))
+    if declared is not None:
+        return declared
+    shape = _probed_shapes(net).get(layer)
+    if shape is None:
+        raise UnitError(f"layer {layer} does not output a tensor (or never runs)")
+    if len(shape) == 0:
+        raise UnitError(f"layer {layer} outputs a scalar per image; it has no channels")
+    return int(shape[0])
+
+
+def _probed_shapes(net) -> dict[str, tuple[int, ...] | None]:
+    """Every layer's output shape at the network's input size (``layer_table``), cached."""
+    key = (tuple(net.input_size), len(net.mean),
+           tuple((name, type(m), m.extra_repr()) for name, m in net.module.named_modules()))
+    with _PROBED_GUARD:
+        shapes = _PROBED.get(key)
+        if shapes is not None:
+            _PROBED.move_to_end(key)
+            return shapes
+    shapes = {row.name: row.shape for row in layer_table(net)}
+    with _PROBED_GUARD:
+        _PROBED[key] = shapes
+        while len(_PROBED) > 8:
+            _PROBED.popitem(last=False)
+    return shapes

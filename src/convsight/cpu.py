@@ -84,8 +84,17 @@ def set_threads(n: int | str | None = None) -> int:
 
     global _fixed
     _fixed = check_threads(n)
-    torch.set_num_threads(_fixed if isinstance(_fixed, int) else available_cores())
+    torch.set_num_threads(_fixed if isinstance(_fixed, int) else default_threads())
     return torch.get_num_threads()
+
+
+def default_threads() -> int:
+    """PyTorch's own count: ``OMP_NUM_THREADS`` where it is set (it also fixes "auto"), else one
+    thread per available core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return available_cores()
 
 
 @contextlib.contextmanager

@@ -17,10 +17,13 @@ import numpy as np
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path``, flush it, rename it over ``path``
-    (the temporary file is removed when writing fails)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    (the temporary file is removed when writing fails). The one atomic write of convsight:
+    atlases, syntheses, checkpoints, the explorer's cache and uploads. Each call has its own
+    temporary file (``.NAME.RANDOM.PID.tmp``: threads and processes writing the same path do
+    not meet; ``Atlas.open`` removes those of dead processes)."""
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -15,7 +15,6 @@ model, one per channel (or ``copies`` facets per channel), many channels per bat
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +23,14 @@ import torch
 
 from .atlas import Atlas
 from .errors import ConvsightError
-from .models import Network, as_network, on_device
+from .models import Network, as_network, on_device, weights_fingerprint
 from .optimize import DEFAULT_PRESET, Settings, settings_for
 from .optimize.ascent import check_diversity, check_seed
 from .optimize.layer import (check_channels, final_values, layer_batches, layer_width,
                              synthesize_batch)
 from .progress import ProgressArg, progress_bar
 from .syntheses import MAX_COPIES, SEEDING, SynthesisStore, stored_value
-from .targets import parse_target
+from .targets import Target
 
 
 @dataclass
@@ -57,16 +56,6 @@ class LayerSynthesis:
         return self.images[self.channels.index(int(channel)) * self.copies + int(copy)]
 
 
-def model_fingerprint(net: Network) -> str:
-    """SHA-256 (first 16 hex digits) of the model's parameters and buffers, in state-dict order."""
-    h = hashlib.sha256()
-    for name, t in net.module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16
-                 else t.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _store(atlas: Any, net: Network) -> SynthesisStore | None:
     if atlas is None:
         return None
@@ -85,7 +74,7 @@ def _recipe(net: Network, s: Settings, preset: str, seed: int, copies: int, dive
             diversity_layer: str | None, channels: int, batch_size: int) -> dict[str, Any]:
     from . import __version__
 
-    return {"model": {"name": net.name, "fingerprint": model_fingerprint(net)},
+    return {"model": {"name": net.name, "fingerprint": weights_fingerprint(net)},
             "preset": preset, "settings": dataclasses.asdict(s), "seed": int(seed),
             "copies": copies, "diversity": float(diversity), "diversity_layer": diversity_layer,
             "channels": channels, "batch_size": batch_size, "seeding": SEEDING,
@@ -126,7 +115,7 @@ def visualize_layer(model, layer: str, channels: Any = None, *, preset: str = DE
     width = layer_width(net, layer)
     chosen = check_channels(net, layer, channels, width)
     batches = layer_batches(chosen, batch_size)
-    div_layer = check_diversity([parse_target(f"{layer}:{chosen[0]}")], copies, diversity,
+    div_layer = check_diversity([Target.unit(layer, chosen[0])], copies, diversity,
                                 diversity_layer)
     if copies > MAX_COPIES:
         raise ConvsightError(f"copies={copies} is too many: use at most {MAX_COPIES} facets per "

@@ -234,12 +234,22 @@ def on_device(model: Network | nn.Module, device: str | torch.device | None) -> 
     return dataclasses.replace(net, module=module, info=dict(net.info))
 
 
-def weights_fingerprint(module: nn.Module) -> str:
-    """A short sha256 of every parameter and buffer, to tell models (and their caches) apart."""
+def weights_fingerprint(model: Network | nn.Module) -> str:
+    """16 hex digits of a sha256 of every parameter and buffer (name, bytes; state-dict order):
+    the one fingerprint of weights (caches, syntheses stored in atlases). bfloat16, which numpy
+    lacks, is hashed as its float32 values (as atlases record it); other such dtypes as bytes."""
     digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
+    for name, t in (model.module if isinstance(model, Network) else model).state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if not isinstance(t, torch.Tensor):  # a module's extra state
+            digest.update(repr(t).encode())
+            continue
+        t = t.detach().cpu().resolve_conj().resolve_neg().contiguous()
+        t = t.float() if t.dtype == torch.bfloat16 else t
+        try:
+            digest.update(t.numpy().tobytes())
+        except TypeError:  # float8 and other dtypes numpy has not: their bytes as they are
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -34,7 +34,9 @@ from .models import Network
 from .figures import PatchCutter, with_synthesis
 from .pictures import jpeg_bytes, patch_montage, png_bytes
 from .progress import ProgressArg, progress_bar
+from .targets import Target
 from .attribute import attribute
+from .attribute.registry import DEFAULT_PROJECTION
 from .trust import PAGE_STEPS as TRUST_STEPS, metric, trust_score
 
 
@@ -66,7 +68,7 @@ nav.toc a { margin-right: 14px; }
 
 def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
                  layers: Sequence[str] | None = None, max_units: int | None = 128,
-                 detail_units: int = 3, method: str = "guided", net: Network | None = None,
+                 detail_units: int = 3, method: str = DEFAULT_PROJECTION, net: Network | None = None,
                  inline: bool = True, tile: int = 40, trust: bool = True,
                  progress: ProgressArg = True, card: bool = False) -> Path:
     """Write the report of an atlas (an ``Atlas`` or its folder) to ``out_path``; return the path.
@@ -91,7 +93,7 @@ def write_report(atlas_or_dir: Atlas | str | Path, out_path: str | Path,
         net = atlas.network(allow_random=True)
     start = time.time()
     sections = []
-    cutter = PatchCutter(atlas, net)  # keeps the images for all layers
+    cutter = PatchCutter(atlas.access, net)  # keeps the images for all layers
     counts = [_unit_count(atlas, name, max_units) for name in layers]
     work = sum(counts) + sum(min(detail_units, n) for n in counts) * (2 if trust else 1)
     with progress_bar(work, "report", "picture", progress) as bar:
@@ -172,7 +174,7 @@ def _anchor(layer: str, channel: int | None = None) -> str:
 
 def _rf_text(atlas: Atlas, layer: str, net: Network | None) -> str:
     try:
-        return atlas.receptive_field(layer, net).caption()
+        return atlas.access.receptive_field(layer, net).caption()
     except Exception:
         return "-"
 
@@ -181,7 +183,7 @@ REPORT_CARD = {"sparseness": {}, "complexity": {}, "max_sensitivity": {"samples"
                "infidelity": {"samples": 5}}
 
 
-def _card_line(model: Network, x: Any, target: str, method: str) -> str:
+def _card_line(model: Network, x: Any, target: Target, method: str) -> str:
     """The report card's metrics of a unit's projection (those that need no class)."""
     attr = attribute(model, x, target, method=method)
     parts = []
@@ -216,7 +218,7 @@ def _trust_html(atlas: Atlas, layer: str, channel: int, net: Network | None,
         x = model.normalize(atlas.image(hit.image)[None]).to(model.device)
         with warnings.catch_warnings():  # a unit that is not positive: its AUCs read n/a
             warnings.simplefilter("ignore", UserWarning)
-            target = f"{layer}:{channel}@{hit.y},{hit.x}"
+            target = Target.unit(layer, channel, hit.y, hit.x)
             score = trust_score(model, x, target, method, steps=TRUST_STEPS)
             extra = _card_line(model, x, target, method) if card else ""
     except ConvsightError as exc:

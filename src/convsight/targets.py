@@ -12,21 +12,30 @@ Targets compose: ``parse_target("class:281") + 0.5 * parse_target("blocks.5:3")`
 
 >>> t = parse_target("blocks.5:3@2,2")
 >>> values, _ = evaluate(net, x, t)    # shape (N,), differentiable w.r.t. x
+
+Text is read once, where it enters (a public call, the command line, a web route); inside
+convsight targets travel as ``Target`` objects (``Target.unit("blocks.5", 3)``,
+``Target.class_score(281)``), never as text rebuilt to be read again. ``check_target`` checks the
+layer and the channel range before any forward pass (``capture.layer_channels``); a neuron's
+position, which depends on the input size, is checked when the layer's output is there.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
-from .capture import capture
+from .capture import capture, declared_channels, eval_mode, layer_channels
 from .cpu import govern
 from .errors import UnitError
-from .units import Unit, check_unit, parse_unit
+from .models import Network, as_network
+from .units import Unit, check_layer, check_unit, parse_unit
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,9 @@ def _term_value(term: Term, acts: dict[str, torch.Tensor], logits: torch.Tensor 
         if isinstance(term, ClassScore):
             return logits[:, term.index]
         return F.softmax(logits, dim=1)[:, term.index]
-    act = acts[term.layer]
+    act = acts.get(term.layer)
+    if act is None:
+        raise UnitError(f"layer {term.layer} does not output a tensor (or never runs)")
     check_unit(term, tuple(act.shape[1:]))
     if term.is_neuron:
         return act[:, term.channel, term.y, term.x]
@@ -77,6 +88,21 @@ class Target:
     @classmethod
     def of(cls, term: Term) -> "Target":
         return cls([(1.0, term)])
+
+    @classmethod
+    def unit(cls, layer: str, channel: int, y: int | None = None,
+             x: int | None = None) -> "Target":
+        """Channel ``channel`` of ``layer`` (its mean), or its neuron at (``y``, ``x``)."""
+        return cls.of(Unit(layer, int(channel), None if y is None else int(y),
+                           None if x is None else int(x)))
+
+    @classmethod
+    def class_score(cls, index: int) -> "Target":
+        return cls.of(ClassScore(int(index)))
+
+    @classmethod
+    def probability(cls, index: int) -> "Target":
+        return cls.of(ClassProb(int(index)))
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -197,15 +223,45 @@ def parse_target(spec: "str | int | Target | Unit | ClassScore | ClassProb") -> 
     return Target(terms)
 
 
-def resolve_targets(target: Any, n: int) -> list[Target | None]:
+_CHECKED: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
+_CHECKED_GUARD = threading.Lock()
+
+
+def check_target(model, spec: Any, probe: bool = True) -> Target:
+    """``spec`` as a ``Target`` (``parse_target``) whose layers exist and whose channels are in
+    range, checked before any forward pass of the caller: a channel against the count its layer
+    declares (convolutions, normalisations) or, with ``probe``, against ``layer_table``'s shape
+    (one cached pass of one zero image; without ``probe`` such a channel is checked when the
+    layer's output is there). Each unit is checked once per model."""
+    target = parse_target(spec)
+    module = model.module if isinstance(model, Network) else as_network(model).module
+    with _CHECKED_GUARD:
+        done = _CHECKED.setdefault(module, set())
+        todo = [u for u in target.units if u not in done]
+    for unit in todo:
+        check_layer(module, unit.layer)
+        declared = declared_channels(module.get_submodule(unit.layer))
+        if declared is None and not probe:
+            continue
+        n = declared if declared is not None else layer_channels(model, unit.layer)
+        if not 0 <= unit.channel < n:
+            raise UnitError(f"channel {unit.channel} is out of range for layer {unit.layer}: "
+                            f"valid channels are 0..{n - 1}")
+        with _CHECKED_GUARD:
+            done.add(unit)
+    return target
+
+
+def resolve_targets(target: Any, n: int, model: Any = None) -> list[Target | None]:
     """One ``Target`` per image from one spec for all or a list with one per image (None: the
-    image's top class, see ``with_top_class``)."""
+    image's top class, see ``with_top_class``); with ``model``, each checked (``check_target``)."""
+    read = parse_target if model is None else (lambda t: check_target(model, t))
     if isinstance(target, (list, tuple)):
         if len(target) != n:
             raise UnitError(f"got {len(target)} targets for a batch of {n} images: give one "
                             "target for all images or a list with one per image")
-        return [None if t is None else parse_target(t) for t in target]
-    one = None if target is None else parse_target(target)
+        return [None if t is None else read(t) for t in target]
+    one = None if target is None else read(target)
     return [one] * n
 
 
@@ -218,6 +274,46 @@ def with_top_class(targets: Sequence[Target | None], logits: Any) -> list[Target
                         "class scores (N, classes); give a target such as LAYER:C")
     top = logits.detach().argmax(dim=1).tolist()
     return [Target.of(ClassScore(int(c))) if t is None else t for t, c in zip(targets, top)]
+
+
+def _one_unit_each(targets: Sequence[Target], acts: dict[str, torch.Tensor]
+                   ) -> torch.Tensor | None:
+    """Image i's value when every target is one unit (weight 1): the same reductions as image by
+    image (``Target.__call__``), so the same numbers, from one ``unbind`` per layer, whose
+    backward pass writes one gradient of the batch's size, not one per image (a layer synthesis:
+    24 images, 24 such gradients per step). None where it does not apply."""
+    units = []
+    for t in targets:
+        if len(t.terms) != 1 or t.terms[0][0] != 1.0 or not isinstance(t.terms[0][1], Unit):
+            return None
+        units.append(t.terms[0][1])
+    images = {}
+    for layer in dict.fromkeys(u.layer for u in units):
+        if layer not in acts or acts[layer].dim() < 2 or acts[layer].shape[0] != len(units):
+            return None
+        images[layer] = acts[layer].unbind(0)
+    values = []
+    for i, u in enumerate(units):
+        a = images[u.layer][i]
+        check_unit(u, tuple(a.shape))
+        a = a[None, u.channel]
+        if u.is_neuron:
+            values.append(a[:, u.y, u.x])
+        else:
+            values.append(a.flatten(1).mean(1) if a.dim() > 1 else a)
+    return torch.cat(values)
+
+
+def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
+    """One target per image of ``x``, fixed before any change to the image or the model: where
+    none is given, the image's top class on the clean image (one forward pass without
+    gradients, in eval mode). Noise, occlusion or randomised weights then keep the target."""
+    targets = resolve_targets(target, x.shape[0], net)
+    if any(t is None for t in targets):
+        net = as_network(net)
+        with torch.no_grad(), eval_mode(net.module):
+            targets = with_top_class(targets, net.module(x))
+    return targets  # type: ignore[return-value]
 
 
 def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bool = True
@@ -235,6 +331,8 @@ def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bo
     net = as_network(model)
     targets = resolve_targets(target, x.shape[0])
     known = [t for t in targets if t is not None]
+    for t in dict.fromkeys(known):  # layers and declared channel counts, before the pass
+        check_target(net, t, probe=False)
     layers = list(dict.fromkeys(l for t in known for l in t.layers))
     early = stop and bool(layers) and len(known) == len(targets) and \
         not any(t.reads_output for t in known)
@@ -253,6 +351,9 @@ def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bo
     first = targets[0]
     if all(t is first or t == first for t in targets):  # one target for the whole batch
         return first(acts, output), output
+    units = _one_unit_each(targets, acts)
+    if units is not None:
+        return units, output
     values = [t({k: v[i:i + 1] for k, v in acts.items()},
                 output[i:i + 1] if output is not None else None) for i, t in enumerate(targets)]
     return torch.cat(values), output

@@ -14,8 +14,8 @@ from torch import nn
 
 from .errors import UnitError, UnknownLayerError
 
-_UNIT_RE = re.compile(r"^\s*(?P<layer>[^:@\s]+)\s*:\s*(?P<channel>-?\d+)"
-                      r"(?:\s*@\s*(?P<y>-?\d+)\s*,\s*(?P<x>-?\d+))?\s*$")
+_CHANNEL_RE = re.compile(r"^\s*(?P<channel>-?\d+)(?:\s*@\s*(?P<y>-?\d+)\s*,\s*(?P<x>-?\d+))?\s*$")
+_UNIT_RE = re.compile(r"^\s*(?P<layer>[^:@\s]+)\s*:" + _CHANNEL_RE.pattern[1:])
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,17 @@ class Unit:
         return self.y is not None
 
 
-def parse_unit(text: str) -> Unit:
-    """Parse ``LAYER:CHANNEL`` or ``LAYER:CHANNEL@Y,X`` (layer names are dotted module paths)."""
+def parse_unit(text: str, layer: str | None = None) -> Unit:
+    """Parse ``LAYER:CHANNEL`` or ``LAYER:CHANNEL@Y,X`` (layer names are dotted module paths);
+    with ``layer``, ``text`` is ``CHANNEL`` or ``CHANNEL@Y,X`` of that layer."""
+    if layer is not None:
+        m = _CHANNEL_RE.match(text or "")
+        if not m:
+            raise UnitError(f"cannot read unit {text!r} of layer {layer}: write CHANNEL or "
+                            "CHANNEL@Y,X, for example 12 or 12@3,4")
+        y, x = m.group("y"), m.group("x")
+        return Unit(layer, int(m.group("channel")), None if y is None else int(y),
+                    None if x is None else int(x))
     m = _UNIT_RE.match(text or "")
     if not m:
         raise UnitError(f"cannot read unit {text!r}: write LAYER:CHANNEL or LAYER:CHANNEL@Y,X, "

@@ -23,30 +23,22 @@ from __future__ import annotations
 import inspect
 import sys
 import types
-from collections import Counter
 from typing import Any
 
 import torch
 
 from ..errors import ConvsightError, ImageError
 from ..models import Network, as_network
-from .gradcam import default_gradcam_layer, gradcam
 from ..targets import resolve_targets
-from .gradients import input_gradient, warn_other_activations
-from .rectifiers import check_rule, rectifier_rule
+from .gradcam import default_gradcam_layer, gradcam
+from .gradients import input_gradient
 from .occlusion import occlusion
+from .rectifiers import check_rule, rectifier_rule
+from .registry import (Method, MethodNames, method_info, methods, random_pixels, register_method,
+                       unregister_method)
 from .smoothgrad import smoothgrad
 
-METHODS = ("gradient", "guided", "deconv", "smoothgrad", "gradcam", "guided-gradcam", "occlusion")
-_OPTIONS = {
-    "gradient": {"batch_size"},
-    "guided": {"batch_size", "others"},
-    "deconv": {"batch_size", "others"},
-    "smoothgrad": {"samples", "noise", "base", "seed", "batch_size", "others"},
-    "gradcam": {"layer"},
-    "guided-gradcam": {"layer", "batch_size", "others"},
-    "occlusion": {"window", "stride", "baseline", "batch_size", "progress"},
-}
+METHODS = MethodNames()  # every registered method's name, read from the registry at each use
 
 
 def image_batch(images: Any, net: Network, who: str = "attribute") -> tuple[torch.Tensor, bool]:
@@ -65,14 +57,6 @@ def image_batch(images: Any, net: Network, who: str = "attribute") -> tuple[torc
     return x, single
 
 
-def _chunked(fn, x: torch.Tensor, targets: list, batch_size: int | None) -> torch.Tensor:
-    size = batch_size or x.shape[0]
-    if size < 1:
-        raise ConvsightError(f"batch_size must be at least 1, got {batch_size}")
-    parts = [fn(x[i:i + size], targets[i:i + size]) for i in range(0, x.shape[0], size)]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
 def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str = "gradient",
               **kw: Any) -> torch.Tensor:
     """Attribution of ``target`` w.r.t. the normalised input ``images``, shaped like the images.
@@ -82,7 +66,8 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
     ``method``: gradient, guided, deconv, smoothgrad (``samples=25, noise=0.15, base="gradient",
     seed=None``), gradcam (``layer=``; returns (N, 1, H, W)), guided-gradcam (``layer=``),
     occlusion (``window=16, stride=8, baseline=0.0`` (a value of the normalised input, 0 = the mean
-    colour, or "blur"), ``progress=False``; see ``occlusion.py``).
+    colour, or "blur"), ``progress=False``; see ``occlusion.py``), or any method added with
+    ``register_method`` (``registry.py``).
     ``batch_size`` bounds the images per backward pass (occlusion: occluded copies per forward); ``others="gate"|"gradient"`` sets the rule
     for non-rectifying activations in guided/deconv (see docs/attribution.md).
 
@@ -90,36 +75,17 @@ def attribute(model: Any, images: torch.Tensor, target: Any = None, method: str 
     torch.Size([1, 3, 224, 224])
     """
     net = as_network(model)
-    if method not in METHODS:
-        raise ConvsightError(f"unknown attribution method {method!r}: valid methods are "
-                             f"{', '.join(METHODS)}")
-    unknown = sorted(set(kw) - _OPTIONS[method])
+    record = method_info(method)
+    unknown = sorted(set(kw) - record.options)
     if unknown:
         raise ConvsightError(f"method {method} takes no option {', '.join(unknown)}; its options "
-                             f"are {', '.join(sorted(_OPTIONS[method])) or 'none'}")
+                             f"are {', '.join(sorted(record.options)) or 'none'}")
     x, single = image_batch(images, net)
     device = x.device
     x = x.to(net.device)
-    targets = resolve_targets(target, x.shape[0])
-    batch_size = kw.get("batch_size")
-    others = kw.get("others", "gate")
-    check_rule("gradient", others)
-    seen: Counter = Counter()  # non-rectifying activations met by guided/deconv passes
-    if method in ("gradient", "guided", "deconv"):
-        out = _chunked(lambda xs, ts: input_gradient(net, xs, ts, method, others, seen),
-                       x, targets, batch_size)
-    elif method == "smoothgrad":
-        out = smoothgrad(net, x, targets, seen=seen, **kw)
-    elif method == "gradcam":
-        out = gradcam(net, x, targets, layer=kw.get("layer"))
-    elif method == "occlusion":
-        out = occlusion(net, x, targets, **kw)
-    else:  # guided-gradcam
-        guided = _chunked(lambda xs, ts: input_gradient(net, xs, ts, "guided", others, seen),
-                          x, targets, batch_size)
-        out = guided * gradcam(net, x, targets, layer=kw.get("layer"))
-    rule = kw.get("base", "gradient") if method == "smoothgrad" else method.replace("-gradcam", "")
-    warn_other_activations(seen, rule, others)
+    targets = resolve_targets(target, x.shape[0], net)
+    check_rule("gradient", kw.get("others", "gate"))
+    out = record.compute(net, x, targets, **kw)
     out = out.detach().to(device)
     return out[0] if single else out
 
@@ -135,5 +101,6 @@ class _CallablePackage(types.ModuleType):
 sys.modules[__name__].__class__ = _CallablePackage
 __signature__ = inspect.signature(attribute)
 
-__all__ = ["attribute", "METHODS", "image_batch", "input_gradient", "gradcam", "default_gradcam_layer", "occlusion",
+__all__ = ["attribute", "METHODS", "Method", "MethodNames", "register_method", "unregister_method", "method_info",
+           "methods", "random_pixels", "image_batch", "input_gradient", "gradcam", "default_gradcam_layer", "occlusion",
            "smoothgrad", "rectifier_rule"]

@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..capture import eval_mode
+from ..capture import capture, eval_mode
 from ..errors import UnitError
 from ..hooks import forward_hooks
 from ..models import Network
 from ..targets import evaluate, resolve_targets
 from ..units import check_layer
-from .gradients import TargetSpec
+from .gradients import TargetSpec, guided_backprop
 
 
 def default_gradcam_layer(net: Network, x: torch.Tensor) -> str:
@@ -85,3 +85,24 @@ def gradcam(net: Network, x: torch.Tensor, target: TargetSpec = None, layer: str
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * a).sum(dim=1, keepdim=True))
     return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def guided_gradcam(net: Network, x: torch.Tensor, target: TargetSpec = None,
+                   layer: str | None = None, batch_size: int | None = None, others: str = "gate"
+                   ) -> torch.Tensor:
+    """Guided Grad-CAM: guided backprop (N, C, H, W) times the Grad-CAM map."""
+    targets = resolve_targets(target, x.shape[0])
+    return guided_backprop(net, x, targets, batch_size, others) * gradcam(net, x, targets, layer)
+
+
+def random_grid_map(net: Network, x: torch.Tensor, options: dict, generator: torch.Generator
+                    ) -> torch.Tensor:
+    """A random map made like Grad-CAM's (convsight.trust): uniform numbers on the Grad-CAM
+    layer's grid, upsampled bilinearly -> (N, 1, H, W)."""
+    n, _, h, w = x.shape
+    layer = options.get("layer") or default_gradcam_layer(net, x)
+    with capture(net.module, [layer], stop=True) as acts, torch.no_grad():
+        net.module(x[:1])
+    gh, gw = acts[layer].shape[-2:]
+    low = torch.rand((n, 1, gh, gw), generator=generator).to(x.device)
+    return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)

@@ -12,14 +12,14 @@ import os
 import sys
 import warnings
 from collections import Counter
-from contextlib import nullcontext
 from typing import Any, Sequence
 
 import torch
 
+from ..errors import ConvsightError
 from ..models import Network
 from ..targets import Target, evaluate, resolve_targets
-from .rectifiers import rectifier_rule
+from .rectifiers import backward_rule
 
 TargetSpec = Any  # None | str | int | Target | Unit, or a list with one per image
 
@@ -60,8 +60,7 @@ def input_gradient(net: Network, x: torch.Tensor, targets: TargetSpec | Sequence
         targets = resolve_targets(targets, x.shape[0])
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        ctx = rectifier_rule(rule, others) if rule != "gradient" else nullcontext()
-        with ctx as mode:
+        with backward_rule(rule, others) as mode:
             values, _ = evaluate(net, x, targets)
         if values.requires_grad:
             (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
@@ -75,3 +74,43 @@ def input_gradient(net: Network, x: torch.Tensor, targets: TargetSpec | Sequence
         else:
             warn_other_activations(mode.others, rule, others)
     return grad
+
+
+def chunked(fn, x: torch.Tensor, targets: list, batch_size: int | None) -> torch.Tensor:
+    """``fn(images, targets)`` over chunks of ``batch_size`` images (all at once: None)."""
+    size = batch_size or x.shape[0]
+    if size < 1:
+        raise ConvsightError(f"batch_size must be at least 1, got {batch_size}")
+    parts = [fn(x[i:i + size], targets[i:i + size]) for i in range(0, x.shape[0], size)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def rule_attribution(net: Network, x: torch.Tensor, targets: list, rule: str,
+                     batch_size: int | None = None, others: str = "gate") -> torch.Tensor:
+    """d(target)/d(x) under ``rule`` in chunks of ``batch_size`` images, warning once about
+    non-rectifying activations."""
+    seen: Counter = Counter()
+    out = chunked(lambda xs, ts: input_gradient(net, xs, ts, rule, others, seen), x, targets,
+                  batch_size)
+    warn_other_activations(seen, rule, others)
+    return out
+
+
+def plain_gradient(net: Network, x: torch.Tensor, targets: TargetSpec = None,
+                   batch_size: int | None = None) -> torch.Tensor:
+    """The gradient (Simonyan et al. 2014): plain backpropagation to the input."""
+    return rule_attribution(net, x, resolve_targets(targets, x.shape[0]), "gradient", batch_size)
+
+
+def guided_backprop(net: Network, x: torch.Tensor, targets: TargetSpec = None,
+                    batch_size: int | None = None, others: str = "gate") -> torch.Tensor:
+    """Guided backpropagation (Springenberg et al. 2015)."""
+    return rule_attribution(net, x, resolve_targets(targets, x.shape[0]), "guided", batch_size,
+                            others)
+
+
+def deconvnet(net: Network, x: torch.Tensor, targets: TargetSpec = None,
+              batch_size: int | None = None, others: str = "gate") -> torch.Tensor:
+    """The deconvnet (Zeiler & Fergus 2014) as a backward rule."""
+    return rule_attribution(net, x, resolve_targets(targets, x.shape[0]), "deconv", batch_size,
+                            others)

@@ -143,3 +143,14 @@ def window_mean(values: torch.Tensor, windows: list[tuple[int, int]], window: tu
         total[:, y0:y0 + wh, x0:x0 + ww] += values[:, j, None, None]
         count[y0:y0 + wh, x0:x0 + ww] += 1
     return total / count
+
+
+def random_window_map(net: Network, x: torch.Tensor, options: dict, generator: torch.Generator
+                      ) -> torch.Tensor:
+    """A random map made like occlusion's (convsight.trust): a uniform number per window,
+    averaged over the windows covering each pixel -> (N, 1, H, W)."""
+    n, _, h, w = x.shape
+    (wh, ww), (sh, sw) = check_windows((h, w), options.get("window", 16), options.get("stride", 8))
+    windows = [(y, xx) for y in window_starts(h, wh, sh) for xx in window_starts(w, ww, sw)]
+    values = torch.rand((n, len(windows)), generator=generator).to(x.device)
+    return window_mean(values, windows, (wh, ww), (h, w)).unsqueeze(1)

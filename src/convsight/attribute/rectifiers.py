@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator, Optional, Tuple
 
 import torch
@@ -201,3 +201,10 @@ def rectifier_rule(rule: str, others: str = "gate") -> Iterator[RectifierMode]:
     mode = RectifierMode(rule, others)
     with mode:
         yield mode
+
+
+def backward_rule(rule: str, others: str = "gate") -> Any:
+    """``rectifier_rule(rule)``, or for ``"gradient"`` nothing at all (PyTorch's own autograd,
+    untouched; the block yields None)."""
+    check_rule(rule, others)
+    return nullcontext() if rule == "gradient" else rectifier_rule(rule, others)

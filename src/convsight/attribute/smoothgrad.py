@@ -16,10 +16,9 @@ from collections import Counter
 
 import torch
 
-from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import Network
-from ..targets import resolve_targets, with_top_class
+from ..targets import fixed_targets
 from .gradients import TargetSpec, input_gradient, warn_other_activations
 
 
@@ -44,10 +43,7 @@ def smoothgrad(net: Network, x: torch.Tensor, target: TargetSpec = None, samples
     if base not in ("gradient", "guided", "deconv"):
         raise ConvsightError(f"smoothgrad base {base!r} is not one of gradient, guided, deconv")
     n = x.shape[0]
-    targets = resolve_targets(target, n)
-    if any(t is None for t in targets):  # fix each image's top class on the clean image
-        with torch.no_grad(), eval_mode(net.module):
-            targets = with_top_class(targets, net.module(x))
+    targets = fixed_targets(net, x, target)  # each image's top class on the clean image
     base_seed = torch.Generator().seed() if seed is None else int(seed)
     sigma = noise * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
     total = torch.zeros_like(x)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..attribute.registry import FIGURE, MethodNames
 from .common import add_model_args, network_from_args
-
-METHOD_NAMES = "gradient, guided, deconv, smoothgrad, gradcam, guided-gradcam"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    names, default = ", ".join(MethodNames()), ",".join(MethodNames(FIGURE))
     p = sub.add_parser("attribute", help="which pixels drive a class or unit: gradient, guided "
                                          "backprop, deconvnet, SmoothGrad, Grad-CAM")
     add_model_args(p)
@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'class:281 - class:282' or 'class:281 + 0.5*blocks.5:3'; repeat for one "
                         "row per target "
                         "(default: the top class)")
-    p.add_argument("--methods", default="gradient,guided,deconv",
-                   help=f"comma-separated, from {METHOD_NAMES} (default gradient,guided,deconv)")
+    p.add_argument("--methods", default=default,
+                   help=f"comma-separated, from {names} (default {default})")
     p.add_argument("--layer", default=None, help="layer for Grad-CAM (default: last feature map)")
     p.add_argument("--kind", default="rgb", choices=["rgb", "signed", "saliency"],
                    help="display of gradient-like maps (default rgb: zero is grey)")
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ConvsightError(f"unknown method {', '.join(bad) or repr(args.methods)}: choose from "
-                             f"{METHOD_NAMES}")
+                             f"{', '.join(METHODS)}")
     image = load_image(args.image)
     net = network_from_args(args)
     targets = args.target or [None]

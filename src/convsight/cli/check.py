@@ -5,25 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .attribute import METHOD_NAMES
+from ..attribute.registry import CHECK, MethodNames, check_option_default, method_info
 from .common import add_model_args, add_quiet_arg, network_from_args
 
-DEFAULT_METHODS = "gradient,guided,deconv,gradcam,occlusion"
-# convsight.trust.check's own occlusion window and stride (trust.check.CHECK_OPTIONS), coarser
-# than attribute's 16 and 8 because the cascade computes the map once per step
-OCCLUSION_WINDOW, OCCLUSION_STRIDE = 32, 16
+WINDOW_OPTIONS = ("window", "stride")  # what --window and --stride set, in each method taking them
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    # convsight.trust.check's own occlusion window and stride (Method.check_options), coarser
+    # than attribute's 16 and 8 because the cascade computes the map once per step
+    window, stride = (check_option_default(o) for o in WINDOW_OPTIONS)
+    default = ",".join(MethodNames(CHECK))
     p = sub.add_parser("check", help="score each explanation of an image: deletion and insertion "
                                      "AUC, and whether it survives randomising the network")
     add_model_args(p)
     p.add_argument("image", help="image file (any format Pillow reads)")
     p.add_argument("--target", default=None, metavar="TARGET",
                    help="class:N, prob:N, LAYER:C or LAYER:C@Y,X (default: the top class)")
-    p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help=f"comma-separated, from {METHOD_NAMES}, occlusion "
-                        f"(default {DEFAULT_METHODS})")
+    p.add_argument("--methods", default=default,
+                   help=f"comma-separated, from {', '.join(MethodNames())} (default {default})")
     p.add_argument("--figure-methods", default=None, metavar="M1,M2",
                    help="methods drawn in the randomisation figure (default: all but occlusion, "
                         "which costs one forward pass per window and step)")
@@ -31,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="points on each deletion and insertion curve (default 50)")
     p.add_argument("--group", default="block", choices=["block", "layer", "all"],
                    help="randomise block by block (default), layer by layer, or all at once")
-    p.add_argument("--window", type=int, default=OCCLUSION_WINDOW,
-                   help=f"occlusion window in pixels (default {OCCLUSION_WINDOW}, as "
+    p.add_argument("--window", type=int, default=window,
+                   help=f"occlusion window in pixels (default {window}, as "
                         "convsight.trust.check; `attribute` uses 16)")
-    p.add_argument("--stride", type=int, default=OCCLUSION_STRIDE,
-                   help=f"occlusion stride in pixels (default {OCCLUSION_STRIDE}, as "
+    p.add_argument("--stride", type=int, default=stride,
+                   help=f"occlusion stride in pixels (default {stride}, as "
                         "convsight.trust.check; `attribute` uses 8)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random weights and maps (default 0)")
@@ -73,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     x = net.preprocess(args.image).to(net.device)
     if args.metrics is not None:
         return print_card(args, net, x, methods)
-    options = {"occlusion": {"window": args.window, "stride": args.stride}}
     result = check(net, x, args.target, methods=methods, steps=args.steps, seed=args.seed,
-                   group=args.group, options={m: o for m, o in options.items() if m in methods},
+                   group=args.group, options=window_options(args, methods),
                    figure_methods=drawn, progress=not args.quiet)
     target = result.sanity.targets[0]
     name = f" ({net.class_name(target.class_index)})" if target.class_index is not None else ""
@@ -86,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
     curves = save_png(result.curves_figure(), out.with_name(f"{out.stem}_curves.png"))
     print(f"\nwrote {figure} (randomisation, one column per step) and {curves} (curves)")
     return 0
+
+
+def window_options(args: argparse.Namespace, methods: list[str]) -> dict[str, dict[str, int]]:
+    """--window and --stride for each of ``methods`` that takes them (occlusion)."""
+    given = {"window": args.window, "stride": args.stride}
+    return {m: given for m in methods if set(WINDOW_OPTIONS) <= method_info(m).options}
 
 
 def print_card(args: argparse.Namespace, net, x, methods: list[str]) -> int:
@@ -113,8 +118,7 @@ def print_card(args: argparse.Namespace, net, x, methods: list[str]) -> int:
                                  f"all.{did_you_mean(m, list(METRICS))}")
     settings = {k: {"steps": args.steps} for k in ("deletion", "insertion") if k in names}
     card = evaluate(net, x, args.target, methods=methods, metrics=names, seed=args.seed,
-                    options={"occlusion": {"window": args.window, "stride": args.stride}}
-                    if "occlusion" in methods else None,
+                    options=window_options(args, methods) or None,
                     **({"box": box} if box is not None else {}), **settings, progress=True)
     target = card.targets[0]
     name = f" ({net.class_name(target.class_index)})" if target.class_index is not None else ""

@@ -1,5 +1,5 @@
 """Options shared by several sub-commands: one definition each, so that an option of the same name
-takes the same form everywhere (``tests/test_cli_options.py`` checks it)."""
+takes the same form everywhere (``tests/cli/test_cli_options.py`` checks it)."""
 
 from __future__ import annotations
 

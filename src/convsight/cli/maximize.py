@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..optimize import DEFAULT_PRESET, PRESETS
+from ..optimize import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE, PRESETS
 from .common import add_model_args, add_quiet_arg, add_units_arg, network_from_args
 
 
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"{', '.join(PRESETS)} (default {DEFAULT_PRESET})")
     p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's)")
-    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's "
-                   "or the network's input size)")
+    p.add_argument("--size", type=int, default=None, help=f"image side, {MIN_SIZE} to {MAX_SIZE} "
+                   "pixels (default: the preset's or the network's input size)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same image; default 0)")
     p.add_argument("--every", type=int, default=None, metavar="N",
                    help="also save the image every N steps (PNGs in OUT_frames/ and OUT.gif)")
@@ -53,39 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_knobs(items: list[str]) -> dict[str, object]:
-    from ..errors import ConvsightError
-    from ..optimize import KNOBS, Settings
-    from ..units import did_you_mean
-
-    types = {f: type(getattr(Settings(), f)) for f in KNOBS}
-    knobs: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in KNOBS:
-            hint = did_you_mean(key, list(KNOBS)) if sep else ""
-            raise ConvsightError(f"cannot read --set {item!r}: write KNOB=VALUE with KNOB one of "
-                                 f"{', '.join(KNOBS)}.{hint}")
-        kind = types[key]
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                value: object = text.lower() in ("true", "1", "yes")
-            elif kind is int or key in ("steps", "blur_every", "size"):
-                value = int(text)
-            elif kind is float:
-                value = float(text)
-            else:
-                value = text
-        except ValueError:
-            raise ConvsightError(f"cannot read --set {item!r}: {key} needs a "
-                                 f"{'true/false' if kind is bool else kind.__name__} value") from None
-        knobs[key] = value
-    return knobs
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -93,18 +60,22 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import maximize
     from ..errors import ConvsightError
+    from ..optimize import Recipe, parse_knobs
     from ..pictures import image_grid, save_png, to_uint8
+    from ..targets import parse_target
 
     if (args.target is None) == (args.layer is None):
         raise ConvsightError("give either --target (one or more) or --layer (one image per channel)")
     if args.layer is None and (args.units or args.atlas):
         raise ConvsightError("--units and --atlas go with --layer")
+    # the recipe and the targets are read (and the recipe checked) before the model is loaded
+    recipe = Recipe(args.preset, args.steps, args.size, args.seed, parse_knobs(args.set))
+    targets = [parse_target(t) for t in args.target or []]
     net = network_from_args(args)
     if args.layer is not None:
-        return _run_layer(args, net)
-    result = maximize(net, args.target, preset=args.preset, steps=args.steps, size=args.size,
-                      seed=args.seed, progress=not args.quiet, every=args.every, copies=args.copies,
-                      diversity=args.diversity, **_parse_knobs(args.set))
+        return _run_layer(args, net, recipe)
+    result = maximize(net, targets, progress=not args.quiet, every=args.every, copies=args.copies,
+                      diversity=args.diversity, **recipe.arguments())
     out = Path(args.out)
     labels = [str(t) for t in result.targets] if len(result.targets) > 1 else None
 
@@ -130,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_layer(args: argparse.Namespace, net) -> int:
+def _run_layer(args: argparse.Namespace, net, recipe) -> int:
     from pathlib import Path
 
     from .. import visualize_layer
@@ -138,13 +109,11 @@ def _run_layer(args: argparse.Namespace, net) -> int:
 
     import sys
 
-    knobs = _parse_knobs(args.set)
     try:
-        out = visualize_layer(net, args.layer, args.units, preset=args.preset,
-                              batch_size=args.batch_size, atlas=args.atlas, seed=args.seed,
-                              copies=args.copies, diversity=args.diversity,
-                              overwrite=args.overwrite, steps=args.steps, size=args.size,
-                              progress=not args.quiet, **knobs)
+        out = visualize_layer(net, args.layer, args.units, batch_size=args.batch_size,
+                              atlas=args.atlas, copies=args.copies, diversity=args.diversity,
+                              overwrite=args.overwrite, progress=not args.quiet,
+                              **recipe.arguments())
     except KeyboardInterrupt:
         if args.atlas is None:
             raise

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pictures import save_png
 
     size = input_size_from_args(args)
+    recipe = _recipe(args)  # a bad --synthesis-preset or -steps is told before mining, not after
     # the model stays where it was loaded: mine() runs a copy on --device (under torchrun, a bare
     # cuda is each process' own GPU)
     net = network_from_args(argparse.Namespace(**{**vars(args), "device": None}))
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         if len(atlas.skipped) > 20:
             print(f"  ... and {len(atlas.skipped) - 20} more (listed in atlas.json)")
     if args.synthesize is not False:
-        _synthesize(args, net, atlas)
+        _synthesize(args, net, atlas, recipe)
     for layer in atlas.layers if args.grids > 0 else []:
         path = save_png(atlas.layer_grid(layer, max_units=args.grids, net=net),
                         Path(args.out) / f"{layer}.png")
@@ -100,14 +101,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synthesize(args: argparse.Namespace, net, atlas) -> None:
+def _recipe(args: argparse.Namespace):
+    """The checked recipe of ``--synthesize`` (None without it)."""
+    from ..optimize import DEFAULT_PRESET, Recipe
+
+    if args.synthesize is False:
+        return None
+    return Recipe(args.synthesis_preset or DEFAULT_PRESET, steps=args.synthesis_steps)
+
+
+def _synthesize(args: argparse.Namespace, net, atlas, recipe) -> None:
     """A synthesis per unit of each mined layer, stored in the atlas (after mining is done)."""
     from .. import visualize_layer
-    from ..optimize import DEFAULT_PRESET
+
     units = args.synthesize  # None: every unit
     for layer in atlas.layers:
-        out = visualize_layer(net, layer, units, preset=args.synthesis_preset or DEFAULT_PRESET,
-                              steps=args.synthesis_steps, atlas=atlas, device=args.device,
-                              progress=not args.quiet)
+        out = visualize_layer(net, layer, units, atlas=atlas, device=args.device,
+                              progress=not args.quiet, **recipe.arguments())
         print(f"{layer}: syntheses of {len(out.channels)} units stored "
               f"({len(out.computed)} made now)")

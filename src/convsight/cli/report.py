@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..attribute.registry import DEFAULT_PROJECTION, UNITS, MethodNames
 from .common import add_quiet_arg
 
 
@@ -16,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="units per layer (default 128; 0 for all)")
     p.add_argument("--details", type=int, default=3,
                    help="units per layer shown at full size with projections (default 3)")
-    p.add_argument("--method", default="guided", choices=["guided", "deconv", "gradient"],
-                   help="projection of the detailed units (default guided)")
+    p.add_argument("--method", default=DEFAULT_PROJECTION, choices=list(MethodNames(UNITS)),
+                   help=f"projection of the detailed units (default {DEFAULT_PROJECTION})")
     p.add_argument("--no-trust", dest="trust", action="store_false",
                    help="leave out the trust score (deletion, insertion, randomisation) under "
                         "each detailed unit: faster")

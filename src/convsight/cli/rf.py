@@ -69,7 +69,7 @@ def _unit_box(net, rf, text: str, size) -> tuple:
     from ..errors import UnitError
     from ..units import check_unit, parse_unit
 
-    unit = parse_unit(f"{rf.layer}:{text}")
+    unit = parse_unit(text, layer=rf.layer)
     if size is None:
         check_unit(unit, tuple(layer_shape(net, rf.layer)))
     rows, cols = rf.grid or (1, 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..optimize import MAX_SIZE, MIN_SIZE, PRESETS
+from ..optimize.presets import ON_DEMAND_SIZE, ON_DEMAND_STEPS
 from .common import add_model_args
 
 
@@ -30,18 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "atlas folder (by default they are refused)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="folder for cached pictures (default ~/.cache/convsight/web/...)")
-    p.add_argument("--synth-steps", type=int, default=64,
-                   help="steps of an on-demand synthesis (default 64)")
-    p.add_argument("--synth-size", type=int, default=128,
-                   help="image side of an on-demand synthesis (default 128)")
-    p.add_argument("--synth-preset", default="lucid", metavar="PRESET",
-                   help="maximisation preset (default lucid: clear patterns in few steps)")
+    p.add_argument("--synth-steps", type=int, default=None,
+                   help=f"steps of an on-demand synthesis (default {ON_DEMAND_STEPS})")
+    p.add_argument("--synth-size", type=int, default=None,
+                   help=f"image side of an on-demand synthesis, {MIN_SIZE} to {MAX_SIZE} pixels "
+                        f"(default {ON_DEMAND_SIZE})")
+    p.add_argument("--synth-preset", default=None, metavar="PRESET",
+                   help=f"maximisation preset: {', '.join(PRESETS)} (default lucid: clear "
+                        "patterns in few steps)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConvsightError
-    from ..web import SynthesisSettings, serve
+    from ..web import serve
     from ..web.guard import allowed_names
     from ..web.server import bind
     from .common import check_device_arg, network_from_args
@@ -51,15 +55,27 @@ def run(args: argparse.Namespace) -> int:
                              "(convsight serve --model efficientnet_lite0)")
     if not 0 <= args.port < 65536:
         raise ConvsightError(f"port {args.port} is not valid: use 1..65535 (or 0 for a free one)")
-    if args.synth_steps < 1 or args.synth_size < 16:
-        raise ConvsightError("--synth-steps must be at least 1 and --synth-size at least 16")
+    settings = synthesis_settings(args)  # a bad preset, steps or size: told before anything else
     allowed_names(args.allow_host)  # a bad name, device or busy port is told before loading
     check_device_arg(args)
     bind(args.host, args.port).close()
     net = network_from_args(args) if args.model is not None else None
-    settings = SynthesisSettings(preset=args.synth_preset, steps=args.synth_steps,
-                                 size=args.synth_size)
     serve(args.atlas, net, host=args.host, port=args.port, cache_dir=args.cache,
           synthesis=settings, allowed_hosts=args.allow_host, device=args.device,
           allow_outside=args.allow_outside)
     return 0
+
+
+def synthesis_settings(args: argparse.Namespace):
+    """The explorer's on-demand synthesis recipe from ``--synth-*`` (the explorer's defaults for
+    those not given), checked: a one-line error naming the flag."""
+    from ..errors import ConvsightError
+    from ..web import SynthesisSettings
+
+    given = {"preset": args.synth_preset, "steps": args.synth_steps, "size": args.synth_size}
+    try:
+        return SynthesisSettings(**{k: v for k, v in given.items() if v is not None})
+    except ConvsightError as exc:
+        text = str(exc)
+        flag = next((f for f in ("steps", "size") if text.startswith(f + "=")), "preset")
+        raise ConvsightError(f"--synth-{flag}: {text}") from None

@@ -8,19 +8,21 @@ from pathlib import Path
 import torch
 
 from ..attribute import attribute
+from ..attribute.registry import GRADCAM, GRADIENT, GUIDED, GUIDED_GRADCAM
 from ..capture import capture, eval_mode
 from ..figures import attribution_figure
 from ..images import sample_images
 from ..models import Network
 from ..pictures import grid, label, render_attribution, save_png
 from ..progress import ProgressArg
+from ..targets import Target
 from ..trust.similarity import absolute_map, spearman
 from ..units import layer_names
 
 STEP = "explaining the cat photo: gradient, guided backprop, Grad-CAM"
 
 
-def _strong_units(net: Network, x: torch.Tensor, n_channels: int) -> list[str]:
+def _strong_units(net: Network, x: torch.Tensor, n_channels: int) -> list[Target]:
     """The most active channels of a middle and a late layer, and one neuron at its peak."""
     names = layer_names(net)
     blocks = [n for n in names if n.startswith("blocks.") and n.count(".") == 1]
@@ -32,31 +34,31 @@ def _strong_units(net: Network, x: torch.Tensor, n_channels: int) -> list[str]:
     units = []
     late_act = acts[late][0]
     for c in late_act.flatten(1).mean(1).topk(n_channels).indices.tolist():
-        units.append(f"{late}:{c}")
+        units.append(Target.unit(late, c))
     mid_act = acts[mid][0]
     c = int(mid_act.flatten(1).amax(1).argmax())
     y, xx = divmod(int(mid_act[c].argmax()), mid_act.shape[-1])
-    units.append(f"{mid}:{c}@{y},{xx}")
+    units.append(Target.unit(mid, c, y, xx))
     return units
 
 
-def _alike(net: Network, x: torch.Tensor, targets: list[str | None], method: str) -> list[float]:
+def _alike(net: Network, x: torch.Tensor, targets: list[Target | None], method: str) -> list[float]:
     """Rank correlation of the |map| of each target after the first with the first's map."""
     if len(targets) < 2:
         return []
     with torch.no_grad(), eval_mode(net.module):
         top = int(net.module(x).argmax(1)[0])
-    named = [f"class:{top}" if t is None else t for t in targets]
+    named = [Target.class_score(top) if t is None else t for t in targets]
     maps = absolute_map(attribute(net, x.expand(len(named), *x.shape[1:]), named, method=method))
     flat = maps.flatten(1)
     return [float(spearman(flat[:1], flat[i:i + 1])[0]) for i in range(1, len(named))]
 
 
-def _same_for_every_target(net: Network, x: torch.Tensor, targets: list[str | None]) -> str:
+def _same_for_every_target(net: Network, x: torch.Tensor, targets: list[Target | None]) -> str:
     """The note under the figure: guided backprop draws the same picture for the class and for
     whole channels, with the correlations measured now (a neuron's map is local: left out)."""
-    wide = [t for t in targets if t is None or "@" not in t]
-    guided, gradient = _alike(net, x, wide, "guided"), _alike(net, x, wide, "gradient")
+    wide = [t for t in targets if t is None or not any(u.is_neuron for u in t.units)]
+    guided, gradient = _alike(net, x, wide, GUIDED), _alike(net, x, wide, GRADIENT)
     if not guided:
         return ""
     pairs = ", ".join(f"{html.escape(str(t))} {g:.2f} (gradient {d:.2f})"
@@ -89,11 +91,11 @@ def _deconv_note(net: Network, x: torch.Tensor) -> str:
 
 def _more(net: Network, x: torch.Tensor, out: Path) -> str:
     """Grad-CAM over the photo and guided Grad-CAM (top class)."""
-    cam = attribute(net, x, method="gradcam")[0]
+    cam = attribute(net, x, method=GRADCAM)[0]
     rgb01 = net.denormalize(x)[0].clamp(0, 1)
     tiles = [label(rgb01.permute(1, 2, 0).cpu().numpy(), "image"),
              label(render_attribution(cam, "heatmap", image=rgb01), "Grad-CAM"),
-             label(render_attribution(attribute(net, x, method="guided-gradcam")[0], "rgb"),
+             label(render_attribution(attribute(net, x, method=GUIDED_GRADCAM)[0], "rgb"),
                    "guided Grad-CAM")]
     save_png(grid(tiles, ncols=len(tiles), pad=4), out / "attribution_cat_more.png")
     return ("<p class='note'>Top class again: Grad-CAM over the photo (which region the class "
@@ -113,7 +115,7 @@ def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False)
     targets = [None] + _strong_units(net, x, 1 if quick else 2)
     if quick:
         targets = targets[:2]
-    fig = attribution_figure(net, x[0], targets, methods=["gradient", "guided"])
+    fig = attribution_figure(net, x[0], targets, methods=[GRADIENT, GUIDED])
     save_png(fig, out / "attribution_cat.png")
     parts = ["<h2>What the network looks at: gradient and guided backprop</h2>",
              "<p class='note'>Each row explains one target on the cat photo: its top class, then "

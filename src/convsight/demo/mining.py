@@ -82,7 +82,7 @@ def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False)
         file = f"mining_{layer}.png"
         units = informative_units(atlas, layer, 8 if quick else 12)
         save_png(atlas.layer_grid(layer, units, net=net), out / file)
-        rf = atlas.receptive_field(layer, net)
+        rf = atlas.access.receptive_field(layer, net)
         parts.append(f"<h3>{html.escape(layer)} (receptive field {rf.size[0]} px; units "
                      f"{', '.join(map(str, units))} of {atlas.channels(layer)})</h3>"
                      f'<img src="{file}" alt="top-9 patches of {html.escape(layer)}">')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..attribute.registry import GRADCAM, GRADIENT, GUIDED
 from ..images import sample_images
 from ..models import Network
 from ..pictures import save_png
@@ -53,14 +54,17 @@ def _table(rep: SanityReport, deepest: dict[str, str]) -> str:
             f"the output</th>{head}</tr>{rows}</table>")
 
 
+COMPARED = (GUIDED, GRADIENT)  # the finding: guided backprop's map against the gradient's
+
+
 def _finding(rep: SanityReport, deepest: dict[str, str]) -> str:
     """What the run showed, in its own numbers: guided backprop against the gradient, half way."""
-    if not {"gradient", "guided"} <= set(rep.methods) or not rep.layers:
+    if not set(COMPARED) <= set(rep.methods) or not rep.layers:
         return ""
     half = (len(rep.layers) + 1) // 2
     down_to = html.escape(deepest.get(rep.layers[half - 1], rep.layers[half - 1]))
-    g, d = (float(rep.spearman_abs[m][half, 0]) for m in ("guided", "gradient"))
-    first_g, first_d = (float(rep.spearman_abs[m][1, 0]) for m in ("guided", "gradient"))
+    g, d = (float(rep.spearman_abs[m][half, 0]) for m in COMPARED)
+    first_g, first_d = (float(rep.spearman_abs[m][1, 0]) for m in COMPARED)
     return (f"In this run, with the top step random guided backprop's map still correlates "
             f"{first_g:.2f} with the trained one (the gradient's: {first_d:.2f}); with every "
             f"layer down to {down_to} random, {g:.2f} (the gradient's: {d:.2f}).")
@@ -69,7 +73,7 @@ def _finding(rep: SanityReport, deepest: dict[str, str]) -> str:
 def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False) -> str:
     """Adebayo et al.'s cascading randomisation on the cat."""
     x = net.preprocess(sample_images()["chelsea"]).to(net.device)
-    methods = ("gradient", "guided") if quick else ("gradient", "guided", "gradcam")
+    methods = (GRADIENT, GUIDED) if quick else (GRADIENT, GUIDED, GRADCAM)
     group, deepest = _merged(net, x, PARTS[0] if quick else PARTS[1])
     rep = sanity_check(net, x, methods=methods, group=group, progress=progress)
     save_png(rep.figure(tile=104 if quick else 96), out / "sanity_cat.png")

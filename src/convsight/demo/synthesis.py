@@ -15,6 +15,7 @@ from ..models import Network
 from ..optimize import DEFAULT_PRESET, maximize
 from ..pictures import image_grid, save_png
 from ..progress import ProgressArg
+from ..targets import Target
 
 CLASSES = [130, 11, 323, 951, 963]  # flamingo, goldfinch, monarch, lemon, pizza
 STEP = "synthesising what 5 classes want (activation maximisation)"
@@ -42,7 +43,7 @@ def _compare(net: Network, compare: int, steps: int, size: int, progress: Progre
     """The class by each of ``PIXEL_PRESETS`` at the same steps and size: images and p."""
     images, probs = [], []
     for preset in PIXEL_PRESETS:
-        res = maximize(net, f"class:{compare}", preset=preset, steps=steps, size=size,
+        res = maximize(net, Target.class_score(compare), preset=preset, steps=steps, size=size,
                        progress=progress)
         probs += _probabilities(net, res.images, [compare], res.settings.upsample)
         images.append(res.images[0])
@@ -71,7 +72,7 @@ def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False)
     start = time.time()
     # the images go into the network at their own size (the preset enlarges them to the input
     # size first): a third of the time, and the objects come out larger
-    row = maximize(net, [f"class:{c}" for c in classes], steps=steps, size=size, upsample=False,
+    row = maximize(net, [Target.class_score(c) for c in classes], steps=steps, size=size, upsample=False,
                    progress=progress)
     probs = _probabilities(net, row.images, classes, row.settings.upsample)
     # small (quick) images are enlarged so that their captions fit

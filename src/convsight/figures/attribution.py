@@ -11,15 +11,14 @@ from typing import Any, Sequence
 import torch
 
 from ..attribute import attribute
-from ..capture import eval_mode
+from ..attribute.registry import FIGURE, MethodNames, method_info
 from ..errors import ConvsightError
 from ..models import as_network
 from ..pictures import Picture, grid, label, render_attribution, to_numpy_image, upscale
-from ..targets import Target, parse_target, with_top_class
+from ..targets import Target, fixed_targets, parse_target
 
 MIN_SIDE = 96  # pictures of smaller inputs are enlarged by a whole factor (nearest neighbour)
-TITLES = {"gradient": "gradient", "guided": "guided backprop", "deconv": "deconvnet",
-          "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "guided-gradcam": "guided Grad-CAM"}
+DEFAULT_METHODS = MethodNames(FIGURE)  # gradient, guided, deconv (attribute/registry.py)
 
 
 def _target_text(net, given: Target | None, resolved: Target) -> str:
@@ -31,14 +30,15 @@ def _target_text(net, given: Target | None, resolved: Target) -> str:
 
 
 def attribution_figure(net: Any, image: Any, targets: Any = None,
-                       methods: Sequence[str] = ("gradient", "guided", "deconv"),
+                       methods: Sequence[str] = DEFAULT_METHODS,
                        kind: str = "rgb", layer: str | None = None) -> Picture:
     """Rows of (image, one attribution per method) for each target -> float (H, W, 3) picture
     (a ``Picture``: a notebook displays it). Inputs under 96 px are drawn enlarged.
 
     ``image``: a path, PIL image or array (preprocessed for the network), or a normalised tensor
     (C, H, W). ``targets``: one target or a list (None: the top class). Gradient-like methods are
-    drawn with ``kind`` (see ``render_attribution``); Grad-CAM as a heatmap over the image.
+    drawn with ``kind`` (see ``render_attribution``); Grad-CAM (a method whose ``display`` is
+    "heatmap") as a heatmap over the image.
     """
     net = as_network(net)
     if isinstance(image, torch.Tensor):
@@ -58,22 +58,22 @@ def attribution_figure(net: Any, image: Any, targets: Any = None,
     batch = x.expand(len(targets), *x.shape[1:])
     resolved = targets
     if any(t is None for t in targets):
-        with torch.no_grad(), eval_mode(net.module):
-            top = with_top_class([None], net.module(x))[0]
+        top = fixed_targets(net, x, None)[0]
         resolved = [top if t is None else t for t in targets]
     photo = to_numpy_image(net.denormalize(x)[0].clamp(0, 1))  # (H, W, 3), or (H, W) if gray
     # small inputs (an MNIST-sized network) are enlarged so that pictures and captions can be read
     factor = -(-MIN_SIDE // min(photo.shape[:2]))
     columns = {}
     for m in methods:
-        kw = {"layer": layer} if m in ("gradcam", "guided-gradcam") and layer else {}
+        kw = {"layer": layer} if method_info(m).needs_layer and layer else {}
         columns[m] = attribute(net, batch, targets, method=m, **kw)
     tiles = []
     for i, t in enumerate(targets):
         tiles.append(label(upscale(photo, factor), _target_text(net, t, resolved[i])))
         for m in methods:
             a = columns[m][i]
-            pic = (render_attribution(a, "heatmap", image=photo) if m == "gradcam"
+            record = method_info(m)
+            pic = (render_attribution(a, "heatmap", image=photo) if record.over_image
                    else render_attribution(a, kind))
-            tiles.append(label(upscale(pic, factor), TITLES.get(m, m)))
+            tiles.append(label(upscale(pic, factor), record.title))
     return grid(tiles, ncols=1 + len(methods), pad=4)

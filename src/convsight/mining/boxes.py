@@ -2,13 +2,13 @@
 
 ``"exact"`` and ``"local"`` boxes come from the layer's receptive field (geometry only);
 ``"effective"`` boxes (Luo et al. 2016, ``receptive.effective_boxes``) need the hit's image and one
-backward pass: the hits of whole channels share a batched pass. ``"auto"`` is the exact box where
+backward pass each: all hits of a layer are planned together (``receptive.effective_many``: crops
+of the field where it is small, else one forward pass per image and batched backward passes). ``"auto"`` is the exact box where
 the exact receptive field is finite, else the local one.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
@@ -17,8 +17,9 @@ import torch
 from ..atlas import CROPS, Atlas
 from ..errors import ConvsightError
 from ..models import Network
-from ..receptive import effective_boxes, receptive_fields
+from ..receptive import receptive_fields
 from ..receptive.effective import check_q
+from ..receptive.effective_many import hit_boxes
 
 MINING_CROPS = ("auto",) + CROPS
 
@@ -65,30 +66,13 @@ def _wanted(rule: str, q: float) -> dict:
 def _effective(net: Network, layer: str, field: Any, arrays: dict[str, np.ndarray],
                image: Callable[[int], torch.Tensor], q: float, batch_size: int,
                report: Callable[[int], None]) -> np.ndarray:
-    """Effective boxes of every hit; a batch holds whole channels (at least one)."""
+    """Effective boxes of every hit of every channel, all planned at once (``hit_boxes``: crops
+    where the field is small, else one forward pass per image and batched backward passes)."""
     channels, k = arrays["value"].shape
     boxes = np.zeros((channels, k, 4), np.int32)
-    cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-    per_batch = max(1, batch_size // k)
-    for start in range(0, channels, per_batch):
-        hits = [(c, j) for c in range(start, min(start + per_batch, channels)) for j in range(k)
-                if arrays["image"][c, j] >= 0]
-        if not hits:
-            continue
-        x = torch.stack([_cached(cache, int(arrays["image"][c, j]), image) for c, j in hits])
-        units = [(c, int(arrays["y"][c, j]), int(arrays["x"][c, j])) for c, j in hits]
-        for (c, j), box in zip(hits, effective_boxes(net, layer, x, units, q, field=field)):
-            boxes[c, j] = box
-        report(len(hits))
+    slots = [(c, j) for c in range(channels) for j in range(k) if arrays["image"][c, j] >= 0]
+    hits = [(int(arrays["image"][c, j]), c, int(arrays["y"][c, j]), int(arrays["x"][c, j]))
+            for c, j in slots]
+    for (c, j), box in zip(slots, hit_boxes(net, layer, image, hits, q, field, batch_size, report)):
+        boxes[c, j] = box
     return boxes
-
-
-def _cached(cache: "OrderedDict[int, torch.Tensor]", i: int, image: Callable[[int], Any],
-            keep: int = 256) -> torch.Tensor:
-    if i in cache:
-        cache.move_to_end(i)
-        return cache[i]
-    cache[i] = image(i)
-    while len(cache) > keep:
-        cache.popitem(last=False)
-    return cache[i]

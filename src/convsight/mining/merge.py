@@ -29,7 +29,7 @@ def dataset_of(images: Any) -> Any:
 
 def image_folders(images: Any, paths: list[str]) -> list[str]:
     """The folders the images were read from, as the explorer may read them again (its rule
-    for files outside them, ``Atlas.image_folders``): a mined folder (resolved), plus the
+    for files outside them, ``AtlasAccess.image_folders``): a mined folder (resolved), plus the
     folders of files outside it (photos that were symbolic links to elsewhere); for a list or
     a Dataset, the folder that holds all its files."""
     files = [Path(p) for p in paths if Path(p).is_absolute()]

@@ -14,7 +14,8 @@ torch.Size([2, 3, 128, 128])
 """
 
 from .ascent import Objective, Synthesis, maximize
-from .presets import DEFAULT_PRESET, KNOBS, PRESETS, Settings, settings_for
+from .presets import (DEFAULT_PRESET, KNOBS, MAX_SIZE, MIN_SIZE, PRESETS, Recipe, Settings,
+                      parse_knobs, settings_for)
 
 __all__ = ["maximize", "Synthesis", "Settings", "PRESETS", "DEFAULT_PRESET", "KNOBS", "settings_for",
-           "Objective"]
+           "Objective", "Recipe", "parse_knobs", "MIN_SIZE", "MAX_SIZE"]

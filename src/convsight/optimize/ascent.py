@@ -13,7 +13,6 @@ mode and every module's own mode is restored afterwards.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -25,12 +24,12 @@ from ..capture import capture
 from ..models import Network, as_network, on_device, undeclared_size_error
 from ..pictures import Picture, image_grid, png_bytes
 from ..progress import ProgressArg, progress_bar
-from ..targets import Target, evaluate, parse_target
+from ..targets import Target, check_target, evaluate
 from ..units import check_layer
 from . import regularizers as reg
 from .diversity import gram_similarity
 from .parameterize import FourierImage, PixelImage
-from .presets import DEFAULT_PRESET, Settings, settings_for
+from .presets import DEFAULT_PRESET, Settings, check_seed, settings_for
 from .transforms import no_transforms, standard_transforms
 
 
@@ -73,19 +72,12 @@ class Synthesis:
         return png_bytes(self.picture())
 
 
-def check_seed(seed: object) -> int:
-    """``seed`` as an int, or a ConvsightError (None, text, floats and negative numbers)."""
-    if not isinstance(seed, bool) and isinstance(seed, numbers.Integral) and int(seed) >= 0:
-        return int(seed)
-    raise ConvsightError(f"seed={seed!r} is not valid: use a whole number >= 0 (the same seed "
-                         "gives the same images)")
-
-
-def _parse_targets(targets: object) -> list[Target]:
+def _parse_targets(net: Network, targets: object) -> list[Target]:
+    """The targets read once and checked (layers, channels) before any forward pass."""
     items = list(targets) if isinstance(targets, (list, tuple)) else [targets]
     if not items:
         raise UnitError("maximize needs at least one target, e.g. 'class:130' or 'blocks.5:3'")
-    return [parse_target(t) for t in items]
+    return [check_target(net, t) for t in items]
 
 
 class Objective:
@@ -168,7 +160,7 @@ def maximize(model, targets, preset: str = DEFAULT_PRESET, steps: int | None = N
     s = settings_for(preset, steps=steps, size=size, **knobs)
     if every is not None and (not isinstance(every, int) or every < 1):
         raise ConvsightError(f"every={every!r} is not valid: use a whole number of steps >= 1")
-    parsed = _parse_targets(targets)
+    parsed = _parse_targets(net, targets)
     layer = check_diversity(parsed, copies, diversity, diversity_layer)
     if layer is not None:
         check_layer(net.module, layer)
@@ -233,7 +225,7 @@ def ascend(objective: Objective, s: Settings, generator: torch.Generator,
             frames.append(param.image(x).detach().clamp(0, 1).cpu())
         x = x.detach().requires_grad_(True)
         img = transform(param.image(x), generator)
-        img = network_view(img, net, s.upsample, (h, w))
+        img = network_view(net.layout(img), net, s.upsample, (h, w))
         values, loss = objective.values_and_loss(net.layout(net.normalize(img)))
         (grad,) = torch.autograd.grad(loss, [x])
         trace[step] = values.detach().float().cpu()

@@ -25,22 +25,21 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..capture import layer_shape
+from ..capture import layer_channels
 from ..errors import ConvsightError, UnitError
 from ..models import Network
-from ..targets import evaluate, parse_target
-from ..units import check_layer, format_ranges
+from ..targets import Target, evaluate
+from ..units import format_ranges
 from .ascent import Objective, Synthesis, ascend, check_diversity
 from .presets import Settings
 
 
 def layer_width(net: Network, layer: str) -> int:
-    """The number of channels of ``layer`` (one forward pass at the network's input size)."""
-    check_layer(net.module, layer)
-    shape = layer_shape(net, layer)
-    if len(shape) == 0:
-        raise UnitError(f"layer {layer} outputs a scalar per image; it has no channels")
-    return int(shape[0])
+    """The number of channels of ``layer`` (``capture.layer_channels``: as the layer declares it,
+    else from one cached forward pass at the network's input size). A module that declared no
+    input size is always measured, so one that cannot run at the assumed size is told how to
+    declare one before any work."""
+    return layer_channels(net, layer, measure=net.input_size_assumed)
 
 
 def check_channels(net: Network, layer: str, channels: Any, width: int | None = None) -> list[int]:
@@ -89,7 +88,7 @@ def synthesize_batch(net: Network, layer: str, channels: Sequence[int], s: Setti
                      copies: int = 1, diversity: float = 0.0, diversity_layer: str | None = None,
                      report: Callable[..., None] = lambda n=1, **kw: None) -> Synthesis:
     """One ``ascend`` run for ``LAYER:C`` of each channel (``copies`` images each, target-major)."""
-    targets = [parse_target(f"{layer}:{c}") for c in channels]
+    targets = [Target.unit(layer, c) for c in channels]
     div_layer = check_diversity(targets, copies, diversity, diversity_layer)
     objective = Objective(net, [t for t in targets for _ in range(copies)], copies, diversity,
                           div_layer)
@@ -108,5 +107,5 @@ def final_values(net: Network, layer: str, channels: Sequence[int], images: torc
     if not net.input_size_assumed and (x.shape[-2] < net.input_size[0]
                                        or x.shape[-1] < net.input_size[1]):
         x = F.interpolate(x, size=net.input_size, mode="bilinear", align_corners=False)
-    targets = [f"{layer}:{c}" for c in channels for _ in range(copies)]
+    targets = [Target.unit(layer, c) for c in channels for _ in range(copies)]
     return evaluate(net, net.normalize(x), targets, detach=True)[0].float().cpu()

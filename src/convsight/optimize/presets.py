@@ -15,16 +15,31 @@ Table 1; Olah et al. 2017, "Feature Visualization"; Simonyan et al. 2013):
 - ``lucid`` (the default): Fourier + decorrelated colour parameterisation, the standard random
   transforms, Adam with lr 0.05 (Olah et al. 2017). Its class images are recognised by an
   independent network (bench/maximize.py part 4), which the pixel presets' are mostly not.
+
+A ``Recipe`` (preset, steps, size, seed and knobs) is how syntheses are made, checked when it is
+built: the command line builds one from its flags (``parse_knobs`` reads ``--set KNOB=VALUE``)
+and the explorer one at start-up (``convsight serve`` refuses a bad one before it listens).
+
+>>> Recipe("lucid", steps=64, size=128).settings.steps
+64
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConvsightError
 from ..models import MAX_INPUT_SIDE as MAX_SIZE  # images larger need tens of GB of activations
+from ..units import did_you_mean
+
+MIN_SIZE = 8  # the smallest synthesis side: every size check and command-line help reads these
+# the explorer's on-demand syntheses: small, so that one finishes in tens of seconds on a CPU
+# (the Fourier ``lucid`` preset shows a unit's pattern after a few dozen steps)
+ON_DEMAND_STEPS, ON_DEMAND_SIZE = 64, 128
 
 
 @dataclass(frozen=True)
@@ -113,9 +128,9 @@ def check(s: Settings) -> None:
             raise ConvsightError(f"{name}={getattr(s, name)!r} is not valid: use one of {', '.join(choices)}")
     if not isinstance(s.steps, int) or s.steps < 1:
         raise ConvsightError(f"steps={s.steps!r} is not valid: use a whole number >= 1")
-    if s.size is not None and (not isinstance(s.size, int) or not 8 <= s.size <= MAX_SIZE):
-        raise ConvsightError(f"size={s.size!r} is not valid: use a whole number of pixels from 8 "
-                             f"to {MAX_SIZE}")
+    if s.size is not None and (not isinstance(s.size, int) or not MIN_SIZE <= s.size <= MAX_SIZE):
+        raise ConvsightError(f"size={s.size!r} is not valid: use a whole number of pixels from "
+                             f"{MIN_SIZE} to {MAX_SIZE}")
     for name in ("lr", "desired_progress", "early_progress", "late_progress", "init_sd", "l2", "blur_radius", "fourier_decay"):
         value = getattr(s, name)
         if not isinstance(value, (int, float)) or value < 0 or value != value:
@@ -136,3 +151,68 @@ def check(s: Settings) -> None:
                                  "pixels to regularise)")
     elif s.decorrelate:
         raise ConvsightError("decorrelate=True needs parameterization='fourier'")
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int, or a ConvsightError (None, text, floats and negative numbers)."""
+    if not isinstance(seed, bool) and isinstance(seed, numbers.Integral) and int(seed) >= 0:
+        return int(seed)
+    raise ConvsightError(f"seed={seed!r} is not valid: use a whole number >= 0 (the same seed "
+                         "gives the same images)")
+
+
+def parse_knobs(items: list[str], flag: str = "--set") -> dict[str, object]:
+    """``["lr=0.1", "clip=false"]`` (``--set KNOB=VALUE`` on the command line) -> knob values of
+    the type each knob of ``Settings`` has."""
+    types = {f: type(getattr(Settings(), f)) for f in KNOBS}
+    knobs: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in KNOBS:
+            hint = did_you_mean(key, list(KNOBS)) if sep else ""
+            raise ConvsightError(f"cannot read {flag} {item!r}: write KNOB=VALUE with KNOB one of "
+                                 f"{', '.join(KNOBS)}.{hint}")
+        kind = types[key]
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                value: object = text.lower() in ("true", "1", "yes")
+            elif kind is int or key in ("steps", "blur_every", "size"):
+                value = int(text)
+            elif kind is float:
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise ConvsightError(f"cannot read {flag} {item!r}: {key} needs a "
+                                 f"{'true/false' if kind is bool else kind.__name__} value") from None
+        knobs[key] = value
+    return knobs
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How syntheses are made: a preset, the steps and image side (None: the preset's), the seed
+    and other knobs overriding the preset's, as ``(name, value)`` pairs. Checked when built (a
+    ``ConvsightError`` names the first bad value); ``settings`` is the complete ``Settings``."""
+
+    preset: str = DEFAULT_PRESET
+    steps: int | None = None
+    size: int | None = None
+    seed: int = 0
+    knobs: tuple[tuple[str, Any], ...] = ()
+    settings: Settings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        knobs = dict(self.knobs.items() if isinstance(self.knobs, dict) else self.knobs)
+        object.__setattr__(self, "knobs", tuple(sorted(knobs.items())))
+        object.__setattr__(self, "seed", check_seed(self.seed))
+        object.__setattr__(self, "settings", settings_for(self.preset, steps=self.steps,
+                                                          size=self.size, **knobs))
+
+    def arguments(self) -> dict[str, Any]:
+        """The recipe as keyword arguments of ``maximize`` and ``visualize_layer``."""
+        return {"preset": self.preset, "steps": self.steps, "size": self.size, "seed": self.seed,
+                **dict(self.knobs)}

@@ -24,7 +24,8 @@ from ..errors import ReceptiveFieldError
 from ..hooks import StopForward, forward_hooks, run_until_stopped, running_modules
 from ..models import MAX_INPUT_SIDE, Network, as_network
 from ..units import check_layer, layer_names
-from .effective import DEFAULT_Q, effective_boxes
+from .effective import DEFAULT_Q
+from .effective_many import effective_boxes
 from .field import ReceptiveField
 from .geometry import Broken, State, Tracked
 from .probe import probe_fields

@@ -9,6 +9,9 @@ receptive field (local by default, see ``receptive_field(..., context=)``) that 
 
 >>> boxes = effective_boxes(net, "blocks.5", x, [(12, 3, 4)], q=0.5)   # x: (1, C, H, W)
 >>> top, left, bottom, right = boxes[0]        # inside receptive_field(net, "blocks.5").box(3, 4)
+
+This module holds the definition (``smallest_box``, ``gradient_mass``); ``effective_boxes`` and the
+cheap way to compute many hits' boxes are in ``effective_many``.
 """
 
 from __future__ import annotations
@@ -120,27 +123,3 @@ def gradient_mass(model: Network | nn.Module, layer: str, x: torch.Tensor,
         picked = out[index, c, y, xx] if out.dim() == 4 else out[index, c]
         (grad,) = torch.autograd.grad(picked.sum(), xin)
     return grad.detach().abs().sum(1).cpu()
-
-
-def effective_boxes(model: Network | nn.Module, layer: str, x: torch.Tensor,
-                    units: Sequence[tuple[int, int, int]], q: float = DEFAULT_Q,
-                    context: str = "local", field=None) -> list[Box]:
-    """The effective box of unit ``units[i]`` = (channel, y, x) on image ``x[i]`` (a normalised
-    batch at the network's input size), for every i, from one batched backward pass.
-
-    Each box lies inside the unit's ``context`` receptive field ("local": gates held fixed, the
-    default; "exact") clipped to the image, and holds a fraction ``q`` of the gradient magnitude
-    found there. ``field`` passes that receptive field when the caller already has it.
-    """
-    from . import receptive_field
-
-    q = check_q(q)
-    rf = field if field is not None else receptive_field(model, layer, tuple(x.shape[-2:]),
-                                                         context=context)
-    mass = gradient_mass(model, layer, x, units)
-    boxes = []
-    for i, (_c, y, xx) in enumerate(units):
-        top, left, bottom, right = rf.clipped_box(y, xx)
-        t, l, b, r = smallest_box(mass[i, top:bottom + 1, left:right + 1], q)
-        boxes.append((top + t, left + l, top + b, left + r))
-    return boxes

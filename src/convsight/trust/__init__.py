@@ -13,8 +13,8 @@
 
 This package computes; its reports draw their pictures with ``convsight.pictures`` only.
 
->>> auc = convsight.faithfulness(net, x, convsight.attribute(net, x, method="gradcam"))
->>> rep = convsight.sanity_check(net, x, methods=("gradient", "guided"), group="block")
+>>> auc = convsight.faithfulness(net, x, convsight.attribute(net, x, method='gradcam'))
+>>> rep = convsight.sanity_check(net, x, methods=('gradient', 'guided'), group="block")
 """
 
 from .faithfulness import PAGE_STEPS, Faithfulness, faithfulness

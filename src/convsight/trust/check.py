@@ -1,6 +1,6 @@
 """Every question at once for one image: the table, the randomisation figure, the curves.
 
->>> result = check(net, x, methods=("gradient", "guided", "gradcam"))
+>>> result = check(net, x, methods=('gradient', 'guided', 'gradcam'))
 >>> print(result.table())
 >>> save_png(result.sanity.figure(), "check.png"); save_png(result.curves_figure(), "curves.png")
 """
@@ -13,18 +13,22 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..attribute import image_batch
+from ..attribute.registry import CHECK, MethodNames, method_info, methods as records
 from ..errors import ConvsightError
 from ..models import as_network
 from ..pictures import Picture, grid, line_chart
 from ..progress import ProgressArg, progress_bar
 from .faithfulness import DEFAULT_STEPS
 from .randomize import Group
-from .sanity import TITLES, SanityReport, check_methods, fixed_targets, sanity_check
+from ..targets import fixed_targets
+from .sanity import SanityReport, check_methods, sanity_check
 from .scores import TrustScore, trust_score
 
-CHECK_METHODS = ("gradient", "guided", "deconv", "gradcam", "occlusion")
-# coarser than attribute's default (16, 8): the cascade computes the map once per step
-CHECK_OPTIONS = {"occlusion": {"window": 32, "stride": 16}}
+CHECK_METHODS = MethodNames(CHECK)  # read from the method registry (attribute/registry.py)
+
+# the built-in methods' options in the checks (Method.check_options: occlusion's window and stride,
+# coarser than attribute's (16, 8) because the cascade computes the map once per step)
+CHECK_OPTIONS = {m.name: dict(m.check_options) for m in records() if m.check_options}
 
 
 @dataclass
@@ -36,7 +40,7 @@ class TrustCheck:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per method: numbers and the verdict, for tables and web pages."""
-        return [dict(s.summary(0), title=TITLES.get(m, m)) for m, s in self.scores.items()]
+        return [dict(s.summary(0), title=method_info(m).title) for m, s in self.scores.items()]
 
     def table(self) -> str:
         """A plain-text table: method, AUCs beside random maps', rank correlations after
@@ -67,7 +71,7 @@ class TrustCheck:
             for kind in ("deletion", "insertion"):
                 c = s.curves[kind]
                 xs = c.fractions.numpy()
-                series = [(TITLES.get(m, m), xs, c.curves[0].numpy())]
+                series = [(method_info(m).title, xs, c.curves[0].numpy())]
                 if kind in s.random_curves:
                     series.append(("random map", xs, s.random_curves[kind][0].numpy()))
                 verb = "deleted" if kind == "deletion" else "inserted"
@@ -94,7 +98,7 @@ def check(model: Any, image: torch.Tensor, target: Any = None,
         raise ConvsightError(f"check takes one image, got a batch of {x.shape[0]}")
     x = x.detach().to(net.device)
     methods = check_methods(methods)
-    opts = {m: dict(CHECK_OPTIONS.get(m, {})) for m in methods}
+    opts = {m: dict(method_info(m).check_options) for m in methods}
     for m, o in (options or {}).items():
         opts.setdefault(m, {}).update(o)
     targets = fixed_targets(net, x, target)
@@ -104,7 +108,7 @@ def check(model: Any, image: torch.Tensor, target: Any = None,
             scores[m] = trust_score(net, x, targets, m, steps=steps, seed=seed, options=opts[m])
             report(1)
     if figure_methods is None:
-        figure_methods = [m for m in methods if m != "occlusion"] or methods
+        figure_methods = [m for m in methods if not method_info(m).slow] or methods
     drawn = check_methods(figure_methods)
     sanity = sanity_check(net, x, targets, methods=drawn, seed=seed, group=group,
                           options={m: o for m, o in opts.items() if o and m in drawn},

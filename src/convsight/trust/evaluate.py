@@ -1,6 +1,6 @@
 """A report card: several metrics of several methods' maps on the same images, as one table.
 
->>> card = evaluate(net, x, methods=("gradient", "gradcam"), metrics=("road", "sparseness"))
+>>> card = evaluate(net, x, methods=('gradient', 'gradcam'), metrics=("road", "sparseness"))
 >>> print(card.to_markdown())          # median over the images, a row per method
 >>> card.array("road")                  # (methods, N) numbers
 >>> card.figure()                       # the table as a picture, best per column in green
@@ -28,10 +28,12 @@ from ..pictures import Picture, png_bytes, table_picture
 from ..progress import ProgressArg, progress_bar
 from ..targets import Target
 from .metrics import HIGHER_IS_BETTER, NEEDS_METHOD, NEEDS_REGION, check_name, metric
-from .sanity import TITLES, check_methods, fixed_targets, method_options
+from ..attribute.registry import CARD, MethodNames, method_info
+from ..targets import fixed_targets
+from .sanity import check_methods, method_options
 from .scores import ranking_map
 
-DEFAULT_METHODS = ("gradient", "guided", "gradcam", "occlusion")
+DEFAULT_METHODS = MethodNames(CARD)  # read from the method registry (attribute/registry.py)
 DEFAULT_METRICS = ("deletion", "insertion", "road", "infidelity", "max_sensitivity",
                    "random_logit", "sparseness", "complexity")
 RANDOM = "random map"
@@ -73,7 +75,7 @@ class EvaluationTable:
 
     def image_rows(self, image: int | None) -> list[dict[str, Any]]:
         names = list(self.methods) + ([RANDOM] if self.random else [])
-        return [dict({"method": TITLES.get(m, m)},
+        return [dict({"method": method_info(m).title if m != RANDOM else m},
                      **{k: self._cell(k, m, image) for k in self.metrics}) for m in names]
 
     def _text(self, image: int | None, arrows: tuple[str, str] = ("↑", "↓")

@@ -32,11 +32,10 @@ import torch
 
 from ..attribute import image_batch
 from ..attribute.occlusion import default_batch_size, fill_like
-from ..capture import eval_mode
 from ..errors import ConvsightError
 from ..models import as_network
 from ..progress import ProgressArg, progress_bar
-from ..targets import Target, evaluate, parse_target, resolve_targets, with_top_class
+from ..targets import Target, evaluate, fixed_targets
 
 KINDS = ("deletion", "insertion")
 DEFAULT_STEPS = 50
@@ -76,11 +75,8 @@ def curve_targets(net: Any, x: torch.Tensor, target: Any
 
     Class targets become class probabilities; others are measured relative to the intact image.
     """
-    targets = resolve_targets(target, x.shape[0])
-    if any(t is None for t in targets):
-        with torch.no_grad(), eval_mode(net.module):
-            targets = with_top_class(targets, net.module(x))
-    targets = [parse_target(f"prob:{t.class_index}") if t.class_index is not None else t
+    targets = fixed_targets(net, x, target)
+    targets = [Target.probability(t.class_index) if t.class_index is not None else t
                for t in targets]
     with torch.no_grad():
         intact, _ = evaluate(net, x, targets, detach=True)

@@ -15,9 +15,9 @@ the attribution method that made the map. Perturbed copies run in batches of ``b
 (default ``points_per_pass``: 16 on the CPU while convsight keeps freed memory, else 1; 32
 elsewhere), without gradients where none are needed.
 
->>> cam = convsight.attribute(net, x, method="gradcam")
+>>> cam = convsight.attribute(net, x, method='gradcam')
 >>> convsight.metric("road", net, x, cam)                                 # (N,)
->>> convsight.metric("max_sensitivity", net, x, cam, method="gradcam")
+>>> convsight.metric("max_sensitivity", net, x, cam, method='gradcam')
 >>> convsight.metric("pointing_game", net, x, cam, box=(40, 60, 180, 200))
 """
 
@@ -31,7 +31,7 @@ import torch
 from ..attribute import METHODS, image_batch
 from ..errors import ConvsightError
 from ..models import as_network
-from ..targets import Target, evaluate, parse_target
+from ..targets import Target, evaluate
 from ..units import did_you_mean
 from .maps import complexity, pointing_game, region_mask, relevance_mass, sparseness
 from .robustness import infidelity, max_sensitivity, random_logit, randomisation
@@ -140,7 +140,7 @@ def road_curves(model: Any, images: torch.Tensor, attributions: Any, target: Any
 def _road(net: Any, x: torch.Tensor, scores: torch.Tensor, targets: list[Target],
           s: dict[str, Any], order: str, rng: np.random.RandomState) -> torch.Tensor:
     classes = class_targets(targets, "ROAD")
-    probs = [parse_target(f"prob:{c}") for c in classes]
+    probs = [Target.probability(c) for c in classes]
     size = s["batch_size"] or points_per_pass(net.device)
     removed = removal_sets(scores, s["percentages"], order)
     out = torch.empty(x.shape[0], len(s["percentages"]), dtype=torch.float64)

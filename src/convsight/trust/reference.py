@@ -10,7 +10,7 @@ kind, and only *where* differs:
 - occlusion: a uniform number per window, averaged over the windows covering each pixel like
   occlusion's drops.
 
->>> maps = random_maps(net, x, "gradcam", {}, torch.Generator().manual_seed(0))   # (N, 1, H, W)
+>>> maps = random_maps(net, x, 'gradcam', {}, torch.Generator().manual_seed(0))   # (N, 1, H, W)
 """
 
 from __future__ import annotations
@@ -18,43 +18,25 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 
-from ..attribute.gradcam import default_gradcam_layer
-from ..attribute.occlusion import check_windows, window_mean, window_starts
-from ..capture import capture
+from ..attribute.registry import DEFAULT_REFERENCE, method_info
 from ..models import Network
 from ..targets import Target
 from .faithfulness import Faithfulness, faithfulness_runs
-
-KIND = {"gradcam": "Grad-CAM grid", "occlusion": "occlusion windows"}
 
 
 def map_kind(method: str) -> str:
     """The kind of random map ``method``'s maps are held against: ``"pixels"``, ``"Grad-CAM
     grid"`` or ``"occlusion windows"``. Methods of one kind, with the same options, targets,
     steps and seed, share one ``random_reference`` (pass it to ``trust_score(reference=...)``)."""
-    return KIND.get(method, "pixels")
+    return method_info(method).reference
 
 
 def random_maps(net: Network, x: torch.Tensor, method: str, options: Mapping[str, Any],
                 generator: torch.Generator) -> torch.Tensor:
-    """One random map (N, 1, H, W) of the kind ``method`` draws (see the module docstring)."""
-    n, _, h, w = x.shape
-    if method == "gradcam":
-        layer = options.get("layer") or default_gradcam_layer(net, x)
-        with capture(net.module, [layer], stop=True) as acts, torch.no_grad():
-            net.module(x[:1])
-        gh, gw = acts[layer].shape[-2:]
-        low = torch.rand((n, 1, gh, gw), generator=generator).to(x.device)
-        return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    if method == "occlusion":
-        (wh, ww), (sh, sw) = check_windows((h, w), options.get("window", 16),
-                                           options.get("stride", 8))
-        windows = [(y, xx) for y in window_starts(h, wh, sh) for xx in window_starts(w, ww, sw)]
-        values = torch.rand((n, len(windows)), generator=generator).to(x.device)
-        return window_mean(values, windows, (wh, ww), (h, w)).unsqueeze(1)
-    return torch.rand((n, 1, h, w), generator=generator).to(x.device)
+    """One random map (N, 1, H, W) of the kind ``method`` draws (see the module docstring;
+    ``Method.random_map`` in the method registry)."""
+    return method_info(method).random_map(net, x, options, generator)
 
 
 def random_draws(net: Network, x: torch.Tensor, method: str,
@@ -75,7 +57,7 @@ def reference_of(runs: Mapping[str, list[Faithfulness]]) -> dict[str, torch.Tens
 
 
 def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps: int,
-                     method: str = "gradient", options: Mapping[str, Any] | None = None,
+                     method: str = DEFAULT_REFERENCE, options: Mapping[str, Any] | None = None,
                      maps: int = 3, seed: int = 0, batch_size: int | None = None,
                      region: Any = None) -> dict[str, torch.Tensor]:
     """Deletion and insertion of ``maps`` random maps of ``method``'s kind per image: the mean

@@ -18,11 +18,11 @@ both halves first and the line last, recursively), which keeps the factor's fill
 (0.4 s instead of 1.6 s for 45,000 unknowns); the colour channels are 3 right-hand sides of one
 factorisation, and the images of a batch are solved in parallel threads (SuperLU releases the
 GIL). A system SuperLU finds singular without pivoting goes to SciPy's ``spsolve``, as in
-Quantus (with 100 % removed there is no kept value to spread: both give zeros). Differences on
-purpose, shown by tests/test_metrics_peers.py: a pixel is removed with all its channels (Quantus
-0.6.0 indexes the channels of a colour image as if they were pixels and fails on RGB images);
-pixels are ranked by the attribution summed over its channels, ties in pixel order (a stable
-sort).
+Quantus (with 100 % removed there is no kept value to spread: both give zeros). Differences
+on purpose, shown by tests/trust/test_metrics_peers.py: a pixel is removed with all its
+channels (Quantus 0.6.0 indexes the channels of a colour image as if they were pixels and
+fails on RGB images); pixels are ranked by the attribution summed over its channels, ties in
+pixel order (a stable sort).
 
 The noise is drawn from ``numpy.random.RandomState(seed)``, ``randn(channels, pixels removed)``
 for each fraction and, within it, each image, in the order the pixels are ranked: the draws of

@@ -32,7 +32,7 @@ import torch
 
 from ..attribute import attribute
 from ..errors import ConvsightError
-from ..targets import Target, evaluate, parse_target
+from ..targets import Target, evaluate
 from .randomize import randomized_copy
 from .scope import map_correlation, top_step
 
@@ -141,7 +141,7 @@ def random_logit(net: Any, x: torch.Tensor, attr: torch.Tensor, targets: Sequenc
     if classes < 2:
         raise ConvsightError(f"random_logit needs at least 2 classes, got classes={classes}")
     others = other_classes(own, classes, seed)  # type: ignore[arg-type]
-    theirs = attribute(net, x, [parse_target(f"class:{c}") for c in others], method=method,
+    theirs = attribute(net, x, [Target.class_score(c) for c in others], method=method,
                        **options)
     out = []
     for mine, other in zip(attr.detach().double().cpu(), theirs.detach().double().cpu()):

@@ -10,9 +10,9 @@ gradient and Grad-CAM sensitive.
 Everything runs on a copy: the user's model is never touched. Targets are fixed on the trained
 model (no target: each image's top class) and kept through the steps.
 
->>> rep = sanity_check(net, x, methods=("gradient", "guided", "gradcam"), group="block")
+>>> rep = sanity_check(net, x, methods=('gradient', 'guided', 'gradcam'), group="block")
 >>> rep.layers                      # ['fc', 'bn1', 'conv_head', 'blocks.15', ...]
->>> rep.spearman_abs["guided"][-1]  # rank correlation after the last step, per image
+>>> rep.spearman_abs['guided'][-1]  # rank correlation after the last step, per image
 >>> picture = rep.figure()          # one row per method, one column per step
 """
 
@@ -26,22 +26,17 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..attribute import METHODS, attribute, image_batch
-from ..capture import eval_mode
+from ..attribute.registry import SANITY, MethodNames, method_info
 from ..errors import ConvsightError
 from ..models import as_network
 from ..pictures import Picture, as_float, fit_square, grid, label, png_bytes
 from ..progress import ProgressArg, progress_bar
-from ..targets import Target, resolve_targets, with_top_class
-from ..units import did_you_mean
+from ..targets import Target, fixed_targets
 from .randomize import Group, randomization_steps, randomize_layers
 from .similarity import MEASURES, Reference
 
 MODES = ("cascading", "independent")
-DEFAULT_METHODS = ("gradient", "guided", "gradcam")
-TITLES = {"gradient": "gradient", "guided": "guided backprop", "deconv": "deconvnet",
-          "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "guided-gradcam": "guided Grad-CAM",
-          "occlusion": "occlusion"}
-SHORT = {"guided": "guided BP", "guided-gradcam": "guided G-CAM"}  # row names that fit a tile
+DEFAULT_METHODS = MethodNames(SANITY)  # read from the method registry (attribute/registry.py)
 
 
 @dataclass
@@ -86,7 +81,7 @@ class SanityReport:
         photo = as_float(fit_square(self.photos[image], tile))
         tiles = []
         for r, method in enumerate(self.methods):
-            tiles.append(label(photo, SHORT.get(method, TITLES.get(method, method)), size=10))
+            tiles.append(label(photo, method_info(method).short, size=10))
             for s in cols:
                 pic = self.pictures[method][s, image].numpy()
                 tiles.append(label(as_float(fit_square(pic, tile)), names[s] if r == 0 else "",
@@ -104,28 +99,18 @@ def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     if not methods:
         raise ConvsightError(f"give at least one method: {', '.join(METHODS)}")
     for m in methods:
-        if m not in METHODS:
-            raise ConvsightError(f"unknown method {m!r}: valid methods are {', '.join(METHODS)}."
-                                 f"{did_you_mean(m, list(METHODS))}")
+        method_info(m)  # a clear error for an unknown one
     return methods
 
 
 def method_options(method: str, options: Mapping[str, Any] | None, seed: int) -> dict[str, Any]:
-    """``attribute`` options of a method, with SmoothGrad's noise seeded: the same noise for the
-    trained and every randomised model, so only the weights differ between the maps."""
+    """``attribute`` options of a method, with the noise of a method that takes a seed
+    (SmoothGrad) seeded: the same noise for the trained and every randomised model, so only the
+    weights differ between the maps."""
     opts = dict(options or {})
-    if method == "smoothgrad":
+    if "seed" in method_info(method).options:
         opts.setdefault("seed", seed)
     return opts
-
-
-def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
-    """One target per image, the top class of the trained model where none is given."""
-    targets = resolve_targets(target, x.shape[0])
-    if any(t is None for t in targets):
-        with torch.no_grad(), eval_mode(net.module):
-            targets = with_top_class(targets, net.module(x))
-    return targets  # type: ignore[return-value]
 
 
 def sanity_check(model: Any, images: torch.Tensor, target: Any = None,
@@ -135,7 +120,7 @@ def sanity_check(model: Any, images: torch.Tensor, target: Any = None,
     """Randomise the layers of a copy step by step and compare each explanation to the trained
     model's (see the module docstring). ``group``: ``"layer"``, ``"block"``, ``"all"`` or a function
     (``randomize.py``); ``options``: per-method options for ``attribute``, e.g.
-    ``{"occlusion": {"window": 32, "stride": 16}}``."""
+    ``{'occlusion': {"window": 32, "stride": 16}}``."""
     if mode not in MODES:
         raise ConvsightError(f"unknown randomisation mode {mode!r}: valid modes are "
                              f"{', '.join(MODES)}")

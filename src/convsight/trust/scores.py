@@ -17,7 +17,7 @@ Gradient-like maps (gradient, guided, deconv, SmoothGrad, guided Grad-CAM) are r
 magnitude (absolute values summed over colours, as the saliency picture shows them); Grad-CAM and
 occlusion by their value.
 
->>> s = trust_score(net, x, "class:281", "guided")
+>>> s = trust_score(net, x, "class:281", 'guided')
 >>> s.deletion, s.insertion, s.random_deletion, s.top_layer_correlation, s.verdicts()
 """
 
@@ -36,17 +36,18 @@ from ..targets import Target
 from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness_runs
 from .randomize import parameterised_layers, randomized_copy
 from .reference import random_draws, reference_of
-from .sanity import check_methods, fixed_targets, method_options
+from ..attribute.registry import DEFAULT_TRUST, method_info
+from ..targets import fixed_targets
+from .sanity import check_methods, method_options
 from .scope import map_correlation, neuron_boxes, top_step
 
-SIGNED = ("gradcam", "occlusion")  # maps ranked by value; the others by magnitude
 SAME_AS_TRAINED = 0.9   # top layer random, rank correlation at least this: the map ignores it
 STILL_ALIKE = 0.5       # every layer random, rank correlation at least this: the map is the image's
 
 
 def ranking_map(method: str, attr: torch.Tensor) -> torch.Tensor:
     """The map whose order deletion and insertion follow (see the module docstring)."""
-    return attr if method in SIGNED else attr.abs()
+    return attr if method_info(method).signed else attr.abs()  # Method.signed: by value
 
 
 @dataclass
@@ -129,7 +130,7 @@ def _number(v: Any) -> str:
     return "n/a" if math.isnan(v) else f"{v:.3f}"
 
 
-def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: str = "gradcam",
+def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: str = DEFAULT_TRUST,
                 steps: int = DEFAULT_STEPS, seed: int = 0,
                 options: Mapping[str, Any] | None = None, reference: Mapping | None = None,
                 batch_size: int | None = None, progress: ProgressArg = False) -> TrustScore:

@@ -13,7 +13,6 @@ headers.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 from pathlib import Path
@@ -25,6 +24,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 import convsight
+import convsight.models
+from convsight.attribute.registry import method_info
 
 from .explorer import CLASS_METHODS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UNIT_METHODS, Explorer
 from .guard import Guard, allowed_names
@@ -59,9 +60,6 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     names = allowed_names(allowed_hosts)  # checked before the (slow) model is loaded
     atlas_dir = Path(atlas) if isinstance(atlas, (str, Path)) else None
     atlas, net = _atlas_and_network(atlas, model)
-    if atlas is not None and not allow_outside:  # a copy: the caller's atlas stays as it is
-        atlas = copy.copy(atlas)
-        atlas.confined, atlas._folders = True, None
     net = convsight.models.on_device(net, device)
     explorer = Explorer(net, atlas, cache_dir=cache_dir, atlas_dir=atlas_dir,
                         max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels,
@@ -69,7 +67,8 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(model_name=net.name, has_atlas=atlas is not None,
                                  input_size=net.input_size,
-                                 unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS)
+                                 unit_methods=UNIT_METHODS, class_methods=CLASS_METHODS,
+                                 method_info=method_info)
     static = Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app = ExplorerApp(routes=[*ROUTES, *whole_paths([static])], exception_handlers=dict(HANDLERS))
     app.state.allowed_hosts = names
@@ -80,9 +79,9 @@ def create_app(atlas: Any | str | Path | None = None, model: Any | None = None,
     app.state.live_sockets = Sockets()
     app.state.prewarm_stop = threading.Event()
     app.state.prewarm_thread = None
-    if prewarm and explorer.mined_layers:
+    if prewarm and explorer.bench.mined_layers:
         app.state.prewarm_thread = threading.Thread(
-            target=explorer.prewarm, args=(app.state.prewarm_stop,), name="convsight-prewarm",
+            target=explorer.layers.prewarm, args=(app.state.prewarm_stop,), name="convsight-prewarm",
             daemon=True)
         app.state.prewarm_thread.start()
     return app

@@ -21,10 +21,11 @@ import torch
 from PIL import Image
 
 import convsight
+from convsight.attribute.registry import method_info
 from convsight.capture import capture
 from convsight.pictures import (MapGrid, activation_montage, crop, fit_square, png_bytes,
                                 render_attribution)
-from convsight.targets import parse_target
+from convsight.targets import Target
 from convsight.trust import PAGE_STEPS as TRUST_STEPS
 from convsight.trust import TrustScore, evaluate, map_kind, random_reference, trust_score
 
@@ -133,7 +134,7 @@ class Attributions:
         box = self.unit_box(image_id, layer, channel)
 
         def make() -> bytes:
-            attr = self._attribute(image_id, f"{layer}:{channel}@{y},{x}", method)
+            attr = self._attribute(image_id, Target.unit(layer, channel, y, x), method)
             return png_bytes(fit_square(crop(render_attribution(attr, "rgb"), box), side))
         return self.cache.get_or_make(f"uattr/{image_id}/{layer}/{channel}/{method}/{side}.png",
                                       make)
@@ -152,12 +153,12 @@ class Attributions:
         self.check_class(image_id, cls)
 
         def make() -> bytes:
-            attr = self._attribute(image_id, f"class:{cls}", method)
-            if method == "gradcam":
+            attr = self._attribute(image_id, Target.class_score(cls), method)
+            record = method_info(method)
+            if record.over_image:
                 image = self.net.denormalize(self.inputs.input_tensor(image_id))[0].clamp(0, 1)
                 return png_bytes(render_attribution(attr, "heatmap", image=image))
-            return png_bytes(render_attribution(attr, "saliency" if method == "gradient"
-                                                else "rgb"))
+            return png_bytes(render_attribution(attr, record.display))
         return self.cache.get_or_make(f"cattr/{image_id}/{cls}/{method}.png", make)
 
     def class_trust(self, image_id: str, cls: int, method: str) -> dict[str, Any]:
@@ -170,7 +171,7 @@ class Attributions:
             x = self.inputs.input_tensor(image_id)
             with self._trust_lock:
                 net = self._trust_network()
-                score = trust_score(net, x, f"class:{cls}", method, steps=TRUST_STEPS,
+                score = trust_score(net, x, Target.class_score(cls), method, steps=TRUST_STEPS,
                                     reference=self._reference(net, x, image_id, cls, method))
             return json.dumps(trust_summary(score)).encode("utf-8")
         data = self.cache.get_or_make(f"trust/{image_id}/{cls}/{method}/{TRUST_STEPS}.json",
@@ -195,7 +196,7 @@ class Attributions:
 
             try:
                 with self._trust_lock:
-                    card = evaluate(self._trust_network(), x, f"class:{cls}",
+                    card = evaluate(self._trust_network(), x, Target.class_score(cls),
                                     methods=CLASS_METHODS, metrics=CARD_METRICS, progress=check,
                                     **CARD_SETTINGS)
             finally:
@@ -220,7 +221,7 @@ class Attributions:
         key = (image_id, cls, map_kind(method))
         ref = self._references.get(key)
         if ref is None:
-            ref = random_reference(net, x, [parse_target(f"class:{cls}")], TRUST_STEPS, method)
+            ref = random_reference(net, x, [Target.class_score(cls)], TRUST_STEPS, method)
             if len(self._references) >= 16:
                 self._references.clear()
             self._references[key] = ref
@@ -234,7 +235,7 @@ class Attributions:
                 self._trust_net = copy.deepcopy(self.net)
         return self._trust_net
 
-    def _attribute(self, image_id: str, target: str, method: str) -> torch.Tensor:
+    def _attribute(self, image_id: str, target: Target, method: str) -> torch.Tensor:
         """The attribution of ``target`` on the image (one picture's worth, batch removed)."""
         inp = self.inputs.input_tensor(image_id)
         with self.bench.model_lock:

@@ -17,32 +17,16 @@ b'...'
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from convsight.files import write_atomic
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a temporary file in the same folder, then ``os.replace`` it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class DiskCache:
@@ -108,7 +92,9 @@ class DiskCache:
         return data
 
     def put(self, key: str, data: bytes) -> None:
-        atomic_write(self.path(key), data)
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
         self._remember(key, data)
 
     def get_or_make(self, key: str, make: Callable[[], bytes]) -> bytes:

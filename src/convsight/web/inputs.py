@@ -34,9 +34,9 @@ from PIL import Image
 import convsight
 from convsight.capture import eval_mode
 from convsight.images import WIDE_MODES, check_size, decoded_bytes, shrink
+from convsight.files import write_atomic
 from convsight.pictures import jpeg_bytes, png_bytes
 
-from .cache import atomic_write
 from .workbench import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, BadUpload, NotFound, Workbench
 
 # one spelling per image: matched whole (``$`` would let a trailing newline through), atlas
@@ -73,6 +73,7 @@ class InputImages:
                  max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
         self.bench = bench
         self.net, self.atlas, self.cache = bench.net, bench.atlas, bench.cache
+        self.access = bench.access
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_upload_pixels = int(max_upload_pixels)
         self.max_decoded_bytes = 3 * self.max_upload_pixels  # 8-bit RGB at the pixel limit
@@ -121,14 +122,14 @@ class InputImages:
         paths = list(self.atlas.image_paths)
         if not 0 <= index < len(paths):
             raise NotFound(f"image {index} is not in the atlas (it has {len(paths)} images)")
-        try:  # (outside the atlas's folders: refused, see Atlas.image_file)
-            path = self.atlas.image_file(index)
+        try:  # (outside the atlas's folders: refused, see AtlasAccess.image_file)
+            path = self.access.image_file(index)
         except convsight.ConvsightError as exc:
             raise NotFound(str(exc)) from None
         try:
             return convsight.load_image(path)
         except convsight.ImageError as exc:  # named from the atlas, not where it lives
-            reason = str(exc).replace(str(path), self.atlas.shown_name(path))
+            reason = str(exc).replace(str(path), self.access.shown_name(path))
             raise NotFound(f"data-set image {index} cannot be read: {reason}") from None
 
     def add_upload(self, data: bytes | BinaryIO) -> str:
@@ -163,7 +164,8 @@ class InputImages:
         path = self.uploads / f"{image_id}.png"
         if not path.is_file():
             image = self._decode(data)
-            atomic_write(path, png_bytes(image))  # the upload appears whole or not at all
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, png_bytes(image))  # the upload appears whole or not at all
         return image_id
 
     def _decode(self, data: bytes) -> Image.Image:

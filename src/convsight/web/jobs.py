@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 import convsight
+from convsight.optimize.presets import ON_DEMAND_SIZE, ON_DEMAND_STEPS, Recipe
 from convsight.pictures import png_bytes
+from convsight.targets import Target
 
 from .cache import DiskCache
 
@@ -29,18 +31,27 @@ MAX_QUEUED = 16
 log = logging.getLogger("convsight.web")
 
 
-@dataclass
-class SynthesisSettings:
-    """Small by default so that a synthesis finishes in tens of seconds on a laptop CPU.
+@dataclass(frozen=True)
+class SynthesisSettings(Recipe):
+    """The recipe of the explorer's on-demand syntheses (``convsight.optimize.Recipe``, checked
+    when built, so ``convsight serve`` refuses a bad one before it listens), small by default so
+    that a synthesis finishes in tens of seconds on a laptop CPU. The Yosinski presets need
+    hundreds of steps to leave the grey start; the Fourier ``lucid`` parameterisation shows a
+    unit's pattern after a few dozen."""
 
-    The Yosinski presets need hundreds of steps to leave the grey start; the Fourier ``lucid``
-    parameterisation shows a unit's pattern after a few dozen.
-    """
+    steps: int | None = ON_DEMAND_STEPS
+    size: int | None = ON_DEMAND_SIZE
 
-    preset: str = "lucid"
-    steps: int = 64
-    size: int = 128
-    seed: int = 0
+
+def check_settings(settings: Any) -> SynthesisSettings:
+    """The explorer's synthesis recipe: ``SynthesisSettings()`` for None, a ``Recipe`` as it is;
+    anything else is refused in one line (before the server listens)."""
+    if settings is None:
+        return SynthesisSettings()
+    if isinstance(settings, Recipe):
+        return settings
+    raise convsight.ConvsightError(f"synthesis={settings!r} is not valid: give "
+                                   "convsight.web.SynthesisSettings(preset=..., steps=..., size=...)")
 
 
 @dataclass
@@ -69,7 +80,8 @@ class SynthesisQueue:
                  settings: SynthesisSettings | None = None) -> None:
         self.net = net
         self.cache = cache
-        self.settings = settings or SynthesisSettings()
+        self.settings = check_settings(settings)
+        self._steps = self.settings.settings.steps  # the preset's when the recipe names none
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job] = queue.Queue()
@@ -79,7 +91,8 @@ class SynthesisQueue:
 
     def key(self, layer: str, channel: int) -> str:
         s = self.settings
-        return f"synth/{layer}/{channel}/{s.preset}/{s.steps}/{s.size}/{s.seed}.png"
+        knobs = "".join(f"/{k}={v}" for k, v in s.knobs)
+        return f"synth/{layer}/{channel}/{s.preset}/{s.steps}/{s.size}/{s.seed}{knobs}.png"
 
     def picture(self, layer: str, channel: int) -> bytes | None:
         return self.cache.get(self.key(layer, channel))
@@ -89,11 +102,11 @@ class SynthesisQueue:
         with self._lock:
             job = self._jobs.get(key)
         if self.cache.get(key) is not None:
-            done = job.status() if job else {"step": self.settings.steps, "elapsed": 0.0,
+            done = job.status() if job else {"step": self._steps, "elapsed": 0.0,
                                              "error": ""}
-            return {**done, "state": "done", "steps": self.settings.steps}
+            return {**done, "state": "done", "steps": self._steps}
         if job is None:
-            return {"state": "none", "step": 0, "steps": self.settings.steps, "elapsed": 0.0,
+            return {"state": "none", "step": 0, "steps": self._steps, "elapsed": 0.0,
                     "error": ""}
         status = job.status()
         if job.state == "queued":
@@ -111,7 +124,7 @@ class SynthesisQueue:
                     active = sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
                     if active >= MAX_QUEUED:
                         raise QueueFull(f"{active} syntheses are already waiting; try again later")
-                    job = Job(layer, channel, key, self.settings.steps)
+                    job = Job(layer, channel, key, self._steps)
                     self._jobs[key] = job
                     self._queue.put(job)
                     self._ensure_worker()
@@ -145,8 +158,8 @@ class SynthesisQueue:
         def finished(done: int, total: int) -> None:
             job.step = done
 
-        result = convsight.maximize(self._copy, [f"{job.layer}:{job.channel}"], preset=s.preset,
-                                    steps=s.steps, size=s.size, seed=s.seed, progress=finished)
+        result = convsight.maximize(self._copy, [Target.unit(job.layer, job.channel)],
+                                    progress=finished, **s.arguments())
         image = result.images[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
         return png_bytes(np.asarray(image))
 

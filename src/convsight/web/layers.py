@@ -24,6 +24,7 @@ from convsight.capture import layer_table
 from convsight.figures import PatchCutter
 from convsight.filters import weight_images, weight_kind
 from convsight.atlas import CROPS
+from convsight.targets import Target
 from convsight.pictures import (crop as cut_box, draw_box, fit_square, grid, jpeg_bytes, patch_montage,
                                 png_bytes, render_attribution)
 from convsight.units import did_you_mean
@@ -55,7 +56,8 @@ class Layers:
     def __init__(self, bench: Workbench) -> None:
         self.bench = bench
         self.net, self.atlas, self.cache = bench.net, bench.atlas, bench.cache
-        self._cutters = {rule: PatchCutter(self.atlas, self.net, crop=rule)
+        self.access = bench.access
+        self._cutters = {rule: PatchCutter(self.access, self.net, crop=rule)
                          for rule in CROPS} if self.atlas is not None else {}
         self._rows: list[LayerRow] | None = None
         self._rfs: dict[str, Any] = {}
@@ -73,9 +75,9 @@ class Layers:
                     table = layer_table(self.net)
                     names = [r.name for r in table if r.shape is not None and len(r.shape) == 3]
                     self._rfs = _receptive_fields(self.net, names)
-                    for name in self.mined_layers:  # the atlas caches these for its patches
+                    for name in self.mined_layers:  # the atlas access keeps these for its patches
                         try:
-                            self.atlas.receptive_field(name, net=self.net)
+                            self.access.receptive_field(name, net=self.net)
                         except Exception:
                             pass
                 mined = set(self.mined_layers)
@@ -177,7 +179,7 @@ class Layers:
         if self.atlas is None:
             return "exact"
         with self.bench.model_lock:  # an atlas mined before crop rules traces the model once
-            return self.atlas.crop_rule(layer, self.net)
+            return self.access.crop_rule(layer, self.net)
 
     def _cutter(self, layer: str, crop: str | None) -> PatchCutter:
         return self._cutters[self.crop_rule(layer, crop)]
@@ -217,8 +219,8 @@ class Layers:
         hit, rule = self.hit(layer, channel, rank), self.crop_rule(layer, crop)
 
         def make() -> bytes:
-            x = self.net.normalize(self.atlas.image(hit.image)[None]).to(self.net.device)
-            target = f"{layer}:{channel}@{hit.y},{hit.x}"
+            x = self.net.normalize(self.access.image(hit.image)[None]).to(self.net.device)
+            target = Target.unit(layer, channel, hit.y, hit.x)
             with self.bench.model_lock:
                 attr = convsight.attribute(self.net, x, target=target, method=method)
                 box = self._cutter(layer, rule).box(layer, hit)

@@ -31,7 +31,6 @@ import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,7 +38,8 @@ import torch
 from PIL import Image
 
 import convsight
-from convsight.attribute import rectifier_rule
+from convsight.attribute.rectifiers import backward_rule
+from convsight.attribute.rules import RULES
 from convsight.capture import capture
 from convsight.cpu import govern
 from convsight.images import to_tensor
@@ -48,7 +48,7 @@ from convsight.pictures import jpeg_bytes, montage_columns, render_attribution
 from .explorer import Explorer
 from .workbench import NotFound
 
-VIEWS = ("off", "gradient", "guided", "deconv")  # the backward view of the chosen unit
+VIEWS = ("off", *RULES)  # the backward view of the chosen unit: none or a rectifier rule
 NORMS = ("layer", "tile")
 MAX_FRAME_BYTES = 4 * 2**20  # a 224 px JPEG is about 15 kB; a camera frame as PNG a few MB
 MAX_FRAME_SIDE = 4096
@@ -108,7 +108,7 @@ class LiveEngine:
     # ----- settings ---------------------------------------------------------------------------
     def layers(self) -> list[str]:
         """The layers one can watch: those with (channels, height, width) outputs."""
-        return [r.name for r in self.explorer.layers() if r.spatial]
+        return [r.name for r in self.explorer.layers.layers() if r.spatial]
 
     def default_settings(self) -> LiveSettings:
         """The first mined layer, else the middle one of the outer spatial layers (a block of a
@@ -116,7 +116,7 @@ class LiveEngine:
         layers = self.layers()
         if not layers:
             raise NotFound("this network has no layer with spatial activation maps")
-        mined = [n for n in self.explorer.mined_layers if n in layers]
+        mined = [n for n in self.explorer.bench.mined_layers if n in layers]
         outer = [n for n in layers if n.count(".") <= 1] or layers
         return LiveSettings(layer=mined[0] if mined else outer[len(outer) // 2])
 
@@ -133,12 +133,12 @@ class LiveEngine:
         merged = {**base, **data}
         layer = merged["layer"]
         if not isinstance(layer, str) or layer not in self.layers():
-            self.explorer.layer(str(layer)[:80])  # unknown: "did you mean"
+            self.explorer.layers.layer(str(layer)[:80])  # unknown: "did you mean"
             raise NotFound(f"layer {str(layer)[:80]} has no spatial activation maps; pick one "
                            "with channels x height x width")
         if "layer" in data and data["layer"] != base["layer"] and "unit" not in data:
             merged["unit"] = 0  # a new layer starts at its first unit
-        channels = self.explorer.layer(layer).channels
+        channels = self.explorer.layers.layer(layer).channels
         unit = merged["unit"]
         if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < channels:
             raise NotFound(f"unit {str(unit)[:20]} does not exist in {layer}: valid units are "
@@ -178,7 +178,7 @@ class LiveEngine:
 
     def process(self, data: bytes, settings: LiveSettings) -> Frame:
         """Decode one frame and compute what the page draws (see the module's docstring)."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         govern()  # threads for the cores the browser and others leave free (convsight.cpu)
         x = self.decode(data)
         decoded = time.perf_counter()
@@ -189,13 +189,13 @@ class LiveEngine:
         frame = self._encode(net, acts, logits, grad, settings)
         frame.header.update(stopped=stopped, times={
             "decode": _ms(decoded - start), "model": _ms(ran - decoded),
-            "encode": _ms(time.perf_counter() - ran)})
+            "encode": _ms(time.perf_counter() - ran), "cpu": _ms(time.thread_time() - cpu)})
         return frame
 
     def _network(self) -> convsight.Network:
         """The engine's own copy of the network, in eval mode, with no parameter gradients."""
         if self._net is None:
-            with self.explorer.model_lock:  # no other call's hooks on the module while copying
+            with self.explorer.bench.model_lock:  # no other call's hooks on the module while copying
                 net = copy.deepcopy(self.source)
             net.module.eval()
             net.module.requires_grad_(False)
@@ -213,7 +213,7 @@ class LiveEngine:
                 out = net.module(x)
             return found[s.layer][0].float(), _logits(out), None, out is None
         x = x.detach().clone().requires_grad_(True)
-        rule = nullcontext() if s.view == "gradient" else rectifier_rule(s.view)
+        rule = backward_rule(s.view)
         with torch.enable_grad(), rule, \
                 capture(net, [s.layer], detach=False, stop=stop, eval=False) as found:
             out = net.module(x)

@@ -93,7 +93,9 @@ def serve(atlas: Any | str | Path | None = None, model: Any | None = None,
     import uvicorn
 
     from .app import create_app
+    from .jobs import check_settings
 
+    synthesis = check_settings(synthesis)  # a bad recipe is told before the port is bound
     sock = bind(host, port)
     app = None
     try:

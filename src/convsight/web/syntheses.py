@@ -23,7 +23,8 @@ from typing import Any
 from PIL import Image
 
 import convsight
-from convsight.microscope import model_fingerprint
+from convsight import optimize
+from convsight.models import weights_fingerprint
 from convsight.pictures import fit_square, jpeg_bytes
 from convsight.atlas import inside
 from convsight.syntheses import BAD_IMAGE, SynthesisStore, open_checked, stored_value
@@ -36,19 +37,18 @@ MAX_FILE_BYTES = 32 << 20  # a stored synthesis is a few hundred kB; larger file
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """How a layer's stored syntheses were made (read from its ``synthesis.json``)."""
+class Recipe(optimize.Recipe):
+    """How a layer's stored syntheses were made (read from its ``synthesis.json``): the
+    ``convsight.optimize.Recipe`` (checked when built; size None: the network's input size) and
+    the facets per unit."""
 
-    preset: str
-    steps: int
-    size: int | None  # None: the network's input size
-    seed: int
-    copies: int
-    diversity: float
+    copies: int = 1
+    diversity: float = 0.0
 
     @classmethod
     def of(cls, info: dict[str, Any]) -> "Recipe":
-        """From an index ``SynthesisStore.info`` has checked (types and ranges)."""
+        """From an index ``SynthesisStore.info`` has checked (types and ranges); a recipe this
+        convsight cannot make (an unknown preset...) is a ``ConvsightError``."""
         settings = info["settings"]
         return cls(preset=info["preset"], steps=settings["steps"], size=settings.get("size"),
                    seed=info["seed"], copies=info["copies"], diversity=float(info["diversity"]))
@@ -87,7 +87,7 @@ class StoredSyntheses:
         """The served weights' fingerprint, as ``visualize_layer`` records it (computed once)."""
         with self._guard:
             if self._fingerprint is None:
-                self._fingerprint = model_fingerprint(self.net)
+                self._fingerprint = weights_fingerprint(self.net)
             return self._fingerprint
 
     def _read(self, layer: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -106,6 +106,10 @@ class StoredSyntheses:
             return None, (f"the atlas holds syntheses of this layer made by other weights "
                           f"({name}, fingerprint {made_by['fingerprint']}); they are not "
                           f"shown, since they say nothing about the network served here")
+        try:
+            Recipe.of(info)
+        except convsight.ConvsightError as exc:
+            return None, f"the atlas's synthesis index of this layer names another recipe: {exc}"
         return info, None
 
     def recipe(self, layer: str) -> Recipe | None:

@@ -17,15 +17,17 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import convsight
+from convsight.atlas_access import AtlasAccess
+from convsight.attribute.registry import CLASSES, UNITS, MethodNames
 from convsight.models import weights_fingerprint
 
 from .cache import DiskCache
 
-UNIT_METHODS = ("gradient", "guided", "deconv")
-CLASS_METHODS = ("gradient", "guided", "gradcam", "guided-gradcam")
+UNIT_METHODS = MethodNames(UNITS)      # projections of a unit (read from the method registry)
+CLASS_METHODS = MethodNames(CLASSES)  # class attributions of the image page
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 
@@ -42,7 +44,7 @@ class BadUpload(convsight.ConvsightError):
         self.status = status
 
 
-def check_method(method: str, allowed: tuple[str, ...]) -> None:
+def check_method(method: str, allowed: Sequence[str]) -> None:
     if method not in allowed:
         raise NotFound(f"unknown method {method!r}; use one of {', '.join(allowed)}")
 
@@ -50,7 +52,8 @@ def check_method(method: str, allowed: tuple[str, ...]) -> None:
 @dataclass
 class Workbench:
     """The network, the atlas (or None), the atlas's folder (or None), the cache, the lock and
-    whether files outside the atlas and its image folders may be read."""
+    whether files outside the atlas and its image folders may be read; ``access``: the atlas's
+    images and boxes, read only inside its folders unless ``allow_outside``."""
 
     net: convsight.Network
     atlas: Any | None
@@ -58,6 +61,11 @@ class Workbench:
     cache: DiskCache
     model_lock: threading.RLock = field(default_factory=threading.RLock)
     allow_outside: bool = False  # read files outside the atlas and image folders too
+    access: AtlasAccess | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.access = (AtlasAccess(self.atlas, self.net, confined=not self.allow_outside)
+                       if self.atlas is not None else None)
 
     @property
     def mined_layers(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""``/img/``: every picture of the explorer, each a few lines over one ``Explorer`` call."""
+"""``/img/``: every picture of the explorer, each a few lines over one call of an explorer part."""
 
 from __future__ import annotations
 
@@ -7,35 +7,35 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..explorer import NotFound
-from .respond import explorer, jobs, picture
+from .respond import attributions, input_images, jobs, layers, picture, stored_syntheses
 
 
 def tile(request: Request) -> Response:
     p = request.path_params
-    return picture(explorer(request).unit_tile(p["layer"], p["channel"]), "jpeg")
+    return picture(layers(request).unit_tile(p["layer"], p["channel"]), "jpeg")
 
 
 def patch(request: Request) -> Response:
     p, crop = request.path_params, request.query_params.get("crop")
-    return picture(explorer(request).patch(p["layer"], p["channel"], p["rank"], crop=crop), "jpeg")
+    return picture(layers(request).patch(p["layer"], p["channel"], p["rank"], crop=crop), "jpeg")
 
 
 def context(request: Request) -> Response:
     """A hit's whole image with its patch's box drawn (shown when the patch is hovered)."""
     p, crop = request.path_params, request.query_params.get("crop")
-    return picture(explorer(request).context(p["layer"], p["channel"], p["rank"], crop=crop),
+    return picture(layers(request).context(p["layer"], p["channel"], p["rank"], crop=crop),
                    "jpeg")
 
 
 def projection(request: Request) -> Response:
     p, crop = request.path_params, request.query_params.get("crop")
-    return picture(explorer(request).projection(p["layer"], p["channel"], p["rank"], p["method"],
-                                                crop=crop), "png")
+    return picture(layers(request).projection(p["layer"], p["channel"], p["rank"], p["method"],
+                                              crop=crop), "png")
 
 
 def weights(request: Request) -> Response:
     p = request.path_params
-    data = explorer(request).weights(p["layer"], p["channel"])
+    data = layers(request).weights(p["layer"], p["channel"])
     if data is None:
         raise NotFound(f"layer {p['layer']} has no filter picture (it is not a Conv2d or "
                        "Linear layer, or its kernels are 1x1)")
@@ -44,7 +44,7 @@ def weights(request: Request) -> Response:
 
 def synthesis(request: Request) -> Response:
     p = request.path_params
-    explorer(request).channel(p["layer"], p["channel"])
+    layers(request).channel(p["layer"], p["channel"])
     data = jobs(request).picture(p["layer"], p["channel"])
     if data is None:
         raise NotFound(f"no synthesis of {p['layer']}:{p['channel']} yet: POST "
@@ -54,47 +54,47 @@ def synthesis(request: Request) -> Response:
 
 def stored_synthesis(request: Request) -> Response:
     p = request.path_params
-    return picture(explorer(request).synthesis_png(p["layer"], p["channel"], p["copy"]), "png")
+    return picture(stored_syntheses(request).png(p["layer"], p["channel"], p["copy"]), "png")
 
 
 def stored_synthesis_tile(request: Request) -> Response:
     p = request.path_params
-    return picture(explorer(request).synthesis_tile(p["layer"], p["channel"]), "jpeg")
+    return picture(stored_syntheses(request).tile(p["layer"], p["channel"]), "jpeg")
 
 
 def network_input(request: Request) -> Response:
-    return picture(explorer(request).input_png(request.path_params["image_id"]), "png")
+    return picture(input_images(request).input_png(request.path_params["image_id"]), "png")
 
 
 def thumbnail(request: Request) -> Response:
-    return picture(explorer(request).thumbnail(request.path_params["image_id"]), "jpeg")
+    return picture(input_images(request).thumbnail(request.path_params["image_id"]), "jpeg")
 
 
 def source(request: Request) -> Response:
     image_id = f"a-{request.path_params['index']}"
-    return picture(explorer(request).thumbnail(image_id, side=512), "jpeg")
+    return picture(input_images(request).thumbnail(image_id, side=512), "jpeg")
 
 
 def activation_maps(request: Request) -> Response:
     p = request.path_params
-    return picture(explorer(request).activation_maps(p["image_id"], p["layer"])[0], "png")
+    return picture(attributions(request).activation_maps(p["image_id"], p["layer"])[0], "png")
 
 
 def unit_attribution(request: Request) -> Response:
     p = request.path_params
-    return picture(explorer(request).unit_attribution(p["image_id"], p["layer"], p["channel"],
-                                                      p["method"]), "png")
+    return picture(attributions(request).unit_attribution(p["image_id"], p["layer"],
+                                                          p["channel"], p["method"]), "png")
 
 
 def unit_patch(request: Request) -> Response:
     p = request.path_params
-    return picture(explorer(request).unit_patch(p["image_id"], p["layer"], p["channel"]), "png")
+    return picture(attributions(request).unit_patch(p["image_id"], p["layer"], p["channel"]), "png")
 
 
 def class_attribution(request: Request) -> Response:
     p = request.path_params
-    explorer(request).image(p["image_id"])
-    return picture(explorer(request).class_attribution(p["image_id"], p["cls"], p["method"]),
+    input_images(request).image(p["image_id"])
+    return picture(attributions(request).class_attribution(p["image_id"], p["cls"], p["method"]),
                    "png")
 
 

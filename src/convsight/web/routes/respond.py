@@ -1,7 +1,9 @@
 """How a route answers: a page from a template, a picture, JSON; and what every route reads.
 
 The app keeps its parts in ``request.app.state`` (set by ``create_app``): ``explorer`` (what the
-pages show), ``jobs`` (syntheses on demand) and ``templates`` (the Jinja2 pages).
+pages show), ``jobs`` (syntheses on demand) and ``templates`` (the Jinja2 pages). A route takes
+the explorer's part it needs by the part's one name: ``layers``, ``input_images``,
+``attributions``, ``stored_syntheses``.
 
 Numbers in URLs are ASCII digits only, at most nine of them (``str.isdigit`` and ``int`` also
 take "²" or Arabic-Indic digits), without leading zeros (``01`` would be a second URL, and cache
@@ -19,14 +21,34 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute
 
+from ..attributions import Attributions
 from ..explorer import Explorer, NotFound
+from ..inputs import InputImages
 from ..jobs import SynthesisQueue
+from ..layers import Layers
+from ..syntheses import StoredSyntheses
 
 IMAGE_HEADERS = {"Cache-Control": "private, max-age=600"}
 
 
 def explorer(request: Request) -> Explorer:
     return request.app.state.explorer
+
+
+def layers(request: Request) -> Layers:
+    return request.app.state.explorer.layers
+
+
+def input_images(request: Request) -> InputImages:
+    return request.app.state.explorer.input_images
+
+
+def attributions(request: Request) -> Attributions:
+    return request.app.state.explorer.attributions
+
+
+def stored_syntheses(request: Request) -> StoredSyntheses:
+    return request.app.state.explorer.stored_syntheses
 
 
 def jobs(request: Request) -> SynthesisQueue:

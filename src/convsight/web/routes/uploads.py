@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..workbench import BadUpload
-from .respond import explorer
+from .respond import input_images
 
 
 async def upload_form(request: Request) -> Response:
@@ -31,7 +31,7 @@ async def upload_json(request: Request) -> JSONResponse:
 
 async def receive_upload(request: Request) -> str:
     """Read the posted form and keep its picture; return the image id."""
-    limit = explorer(request).max_upload_bytes
+    limit = input_images(request).max_upload_bytes
     length = request.headers.get("content-length")
     if length is None:  # a streamed body could grow past any limit before we see it
         raise BadUpload("uploads need a Content-Length header", status=411)
@@ -52,7 +52,7 @@ async def receive_upload(request: Request) -> str:
         if field is None or isinstance(field, str):
             raise BadUpload("send the picture as a file in the form field 'image'", status=400)
         # the file (spooled to disk past 1 MiB) is read inside a decoding slot, not here
-        return await run_in_threadpool(explorer(request).add_upload, field.file)
+        return await run_in_threadpool(input_images(request).add_upload, field.file)
     finally:
         await form.close()
 

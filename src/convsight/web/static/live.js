@@ -11,7 +11,8 @@
   const $ = (id) => document.getElementById(id);
   const H = +root.dataset.inputH, W = +root.dataset.inputW, RATIO = +root.dataset.ratio;
   const SAMPLES = root.dataset.samples ? root.dataset.samples.split(",") : [];
-  const MAX_FPS = 30, KEEP = 16, PAD = 1;
+  // IN_FLIGHT: frames sent and not yet answered: one the server computes, one waiting for it.
+  const MAX_FPS = 60, IN_FLIGHT = 2, KEEP = 16, PAD = 1, READOUT_MS = 250;
   const grab = document.createElement("canvas");
   grab.width = W; grab.height = H;
   const grabCtx = grab.getContext("2d", { willReadFrequently: true });
@@ -19,15 +20,17 @@
   const state = {
     ws: null, paused: false, stepOnce: false, source: null, sampleIndex: 0, sampleTimer: null,
     nextId: 1, sent: new Map(), settings: null, frame: null, busy: false,
-    lastSent: 0, lastAnswer: 0, answerGap: 0,  // ms between answers (a moving average)
+    answered: 0, lastSent: 0, lastHeard: 0,  // the newest frame number answered; times in ms
+    fresh: true, frameClock: false,  // a new video frame to send; the video tells when (rVFC)
     drawing: Promise.resolve(), shown: null, resend: false,  // the pixels of the frame on show
+    lastReadout: 0, readoutTimer: null,
   };
   // What the page measured (read by the tests and bench/live.py): frames drawn, capture->drawn
   // latencies in ms, draw times, the server's counts, the last answer's header.
   const stats = window.convsightLive = {
     drawn: 0, dropped: 0, received: 0, latencies: [], times: [], errors: [], settings: null, head: null,
-    server: { decode: 0, model: 0, encode: 0 },  // the server's milliseconds, summed
-    reset() { this.drawn = 0; this.latencies = []; this.times = []; this.server = { decode: 0, model: 0, encode: 0 }; },
+    server: { decode: 0, model: 0, encode: 0, cpu: 0 },  // the server's milliseconds, summed
+    reset() { this.drawn = 0; this.latencies = []; this.times = []; this.server = { decode: 0, model: 0, encode: 0, cpu: 0 }; },
   };
 
   // ----- the socket ---------------------------------------------------------------------------
@@ -35,14 +38,17 @@
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/live/socket`);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev) => {  // answers are drawn one after the other, in the order they came
-      if (typeof ev.data === "string") onText(JSON.parse(ev.data));
-      else state.drawing = state.drawing.then(() => onFrame(ev.data)).catch((e) => showError(String(e)));
+      if (typeof ev.data === "string") { onText(JSON.parse(ev.data)); return; }
+      const size = new DataView(ev.data).getUint32(0);
+      const head = JSON.parse(new TextDecoder().decode(new Uint8Array(ev.data, 4, size)));
+      heard(head.id);  // the next frame goes out now, while this one is drawn
+      state.drawing = state.drawing.then(() => onFrame(ev.data, size, head)).catch((e) => showError(String(e)));
     };
     ws.onclose = (ev) => {
       showError(`the connection closed (${ev.code}${ev.reason ? ": " + ev.reason : ""}); reconnecting…`);
       setTimeout(connect, 2000);
     };
-    ws.onopen = () => { $("live-error").hidden = true; };
+    ws.onopen = () => { $("live-error").hidden = true; state.answered = state.nextId - 1; };
     state.ws = ws;
   }
   function send(obj) {
@@ -53,7 +59,13 @@
     box.textContent = text;
     box.hidden = false;
   }
+  function heard(id) {  // frame ``id`` is answered (or refused): room for the next one
+    state.answered = Math.max(state.answered, id);
+    state.lastHeard = performance.now();
+    tick();
+  }
   function onText(msg) {
+    if (msg.type === "error" && msg.id !== undefined) heard(msg.id);
     if (msg.type === "error") { stats.errors.push(msg.message); showError(msg.message); return; }
     if (msg.type === "settings") showSettings(msg.settings, msg.unit);
   }
@@ -113,6 +125,16 @@
       $("source-note").textContent = `no ${kind} (${e.message || e.name}): ` + $("source-note").textContent;
     }
   }
+  function watchVideoFrames() {  // each frame the video presents is sent once (where supported)
+    if (!("requestVideoFrameCallback" in video)) return;
+    const next = () => {
+      state.frameClock = true;
+      state.fresh = true;
+      tick();
+      video.requestVideoFrameCallback(next);
+    };
+    video.requestVideoFrameCallback(next);
+  }
   function sourceSize(src) {
     if (src === video) return video.readyState >= 2 ? [video.videoWidth, video.videoHeight] : [0, 0];
     return [src.width, src.height];
@@ -133,15 +155,22 @@
     }
     return true;
   }
-  // Frames go out at the camera's pace (at most MAX_FPS), but no faster than three per answer:
-  // the server keeps only the newest waiting frame, so more would be encoded only to be dropped.
+  // Frames go out at the camera's pace (each new video frame once, at most MAX_FPS a second), and
+  // at most IN_FLIGHT unanswered: the server computes one while the next waits for it, so
+  // sending, drawing and the network never leave it idle, and no frame is encoded to be dropped.
   function tick() {
     const ws = state.ws, now = performance.now();
-    const want = !state.paused || state.stepOnce;
-    if (!want || state.busy || !ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > 1 << 19) return;
-    if (!state.stepOnce && now - state.lastSent < state.answerGap / 3) return;
+    if (!ws || ws.readyState !== WebSocket.OPEN || state.busy || ws.bufferedAmount > 1 << 19) return;
+    if (state.paused && !state.stepOnce) return;
+    if (state.nextId - 1 - state.answered >= IN_FLIGHT) {
+      if (now - Math.max(state.lastHeard, state.lastSent) < 5000) return;
+      state.answered = state.nextId - 1;  // an answer lost on the way: do not wait for ever
+    }
+    if (!state.stepOnce && now - state.lastSent < 1000 / MAX_FPS - 2) return;
+    if (!state.stepOnce && state.source === video && state.frameClock && !state.fresh) return;
     if (state.resend && state.shown) grabCtx.putImageData(state.shown, 0, 0);  // paused: same frame
     else if (!capture()) return;
+    state.fresh = false;
     state.resend = false;
     state.lastSent = now;
     state.stepOnce = false;
@@ -154,13 +183,12 @@
       const head = new Uint8Array(4);
       new DataView(head.buffer).setUint32(0, id);
       if (blob && state.ws.readyState === WebSocket.OPEN) state.ws.send(new Blob([head, blob]));
+      else state.answered = Math.max(state.answered, id);  // never sent: nothing to wait for
     }, "image/jpeg", 0.9);
   }
 
   // ----- drawing an answer --------------------------------------------------------------------
-  async function onFrame(buffer) {
-    const size = new DataView(buffer).getUint32(0);
-    const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, size)));
+  async function onFrame(buffer, size, head) {
     const part = (name) => {
       const at = head.parts[name];
       return at ? buffer.slice(4 + size + at[0], 4 + size + at[0] + at[1]) : null;
@@ -178,9 +206,6 @@
     drawUnit(head, new Float32Array(part("unit")));
     drawBackward(head, bitmap);
     drawClasses(head.classes);
-    const now = performance.now();
-    if (state.lastAnswer) state.answerGap = 0.8 * state.answerGap + 0.2 * Math.min(now - state.lastAnswer, 2000);
-    state.lastAnswer = now;
     stats.drawn += 1;
     stats.dropped = head.dropped;
     stats.received = head.received;
@@ -189,7 +214,9 @@
     for (const k in stats.server) stats.server[k] += head.times[k];
     if (stats.latencies.length > 20000) stats.latencies.splice(0, 10000);
     if (stats.times.length > 20000) stats.times.splice(0, 10000);
-    readout(head);
+    const wait = READOUT_MS - (performance.now() - state.lastReadout);  // a few times a second
+    if (wait <= 0) readout(head);
+    else if (!state.readoutTimer) state.readoutTimer = setTimeout(() => { state.readoutTimer = null; readout(state.frame); }, wait);
   }
 
   function tileGeometry(head) {
@@ -218,18 +245,25 @@
     }
     const ctx = canvas.getContext("2d");
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(toCanvas(img), 0, 0, canvas.width, canvas.height);
+    ctx.drawImage(toCanvas(img, "tiles"), 0, 0, canvas.width, canvas.height);
     const u = head.settings.unit;
     const ux = PAD + (u % g.ncols) * (g.w + PAD), uy = PAD + Math.floor(u / g.ncols) * (g.h + PAD);
     ctx.strokeStyle = "#ff3b30";
     ctx.lineWidth = Math.max(2, scale);
     ctx.strokeRect(ux * scale - 1, uy * scale - 1, g.w * scale + 2, g.h * scale + 2);
   }
-  const scratch = document.createElement("canvas");
-  function toCanvas(img) {  // ImageData -> a canvas that drawImage can scale
-    scratch.width = img.width; scratch.height = img.height;
-    scratch.getContext("2d").putImageData(img, 0, 0);
-    return scratch;
+  const scratch = new Map();  // one canvas per size (a canvas resized is allocated afresh)
+  function toCanvas(img, use) {  // ImageData -> a canvas that drawImage can scale
+    const key = `${use} ${img.width}x${img.height}`;
+    let c = scratch.get(key);
+    if (!c) {
+      for (const k of scratch.keys()) if (k.startsWith(use + " ")) scratch.delete(k);
+      c = document.createElement("canvas");
+      c.width = img.width; c.height = img.height;
+      scratch.set(key, c);
+    }
+    c.getContext("2d").putImageData(img, 0, 0);
+    return c;
   }
   function heat(v) {  // 0..1 -> a jet colour (as pictures.attribution.jet)
     const r = Math.min(Math.max(1.5 - Math.abs(4 * v - 3), 0), 1);
@@ -249,12 +283,12 @@
     }
     const ctx = $("unit-map").getContext("2d");
     ctx.imageSmoothingEnabled = true;
-    ctx.drawImage(toCanvas(img), 0, 0, W, H);
+    ctx.drawImage(toCanvas(img, "unit"), 0, 0, W, H);
     const over = $("overlay").getContext("2d");
     over.clearRect(0, 0, W, H);
     if ($("overlay-on").checked) {
       over.imageSmoothingEnabled = true;
-      over.drawImage(toCanvas(alpha), 0, 0, W, H);
+      over.drawImage(toCanvas(alpha, "alpha"), 0, 0, W, H);
     }
     const s = head.settings;
     $("unit-stats").textContent = `peak ${head.unit_peak.toPrecision(4)} at (${head.unit_at[0]}, ${head.unit_at[1]}) of ${h}×${w}`;
@@ -265,8 +299,8 @@
     box.hidden = !bitmap;
     if (!bitmap) return;
     $("backward").getContext("2d").drawImage(bitmap, 0, 0, W, H);
-    const names = { gradient: "gradient", guided: "guided backprop", deconv: "deconvnet" };
-    $("backward-caption").textContent = `${names[head.settings.view]} of ${head.settings.layer}:${head.settings.unit} (its mean over positions) on this frame`;
+    const name = document.querySelector(`button[data-view="${head.settings.view}"]`).textContent;
+    $("backward-caption").textContent = `${name} of ${head.settings.layer}:${head.settings.unit} (its mean over positions) on this frame`;
   }
   function drawClasses(classes) {
     const list = $("classes");
@@ -291,7 +325,7 @@
     return s[Math.min(s.length - 1, Math.floor(q * s.length))];
   }
   function readout(head) {
-    const now = performance.now(), t = stats.times;
+    const now = state.lastReadout = performance.now(), t = stats.times;
     let n = 0;
     for (let i = t.length - 1; i >= 0 && now - t[i] < 2000; i--) n++;
     const span = n > 1 ? (now - t[t.length - n]) / 1000 : 0;
@@ -362,6 +396,7 @@
   });
 
   connect();
+  watchVideoFrames();
   const wanted = new URLSearchParams(location.search).get("source");
   choose(wanted === "samples" ? "samples" : "camera");
   setInterval(tick, 1000 / MAX_FPS);
