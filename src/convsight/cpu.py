@@ -197,7 +197,7 @@ def keep_freed_memory() -> bool:
                 m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
                 _kept = bool(mallopt(m_mmap_threshold, _KEEP_BYTES)
                              and mallopt(m_trim_threshold, _KEEP_BYTES))
-            except (OSError, AttributeError):
+            except (OSError, AttributeError, TypeError):  # no C library to load, no mallopt
                 _kept = False
     return _kept
 
