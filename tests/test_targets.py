@@ -42,40 +42,41 @@ def test_values_match_direct_computation():
                                                    logits.softmax(1)[2, 9]]), atol=1e-5)
 
 
-def test_one_unit_per_image_equals_image_by_image():
-    """A batch whose targets are one unit each (a layer synthesis) is read from one unbind per
-    layer: values and input gradients equal, bit for bit, those of reading image by image."""
+def test_one_target_per_image_equals_image_by_image():
+    """A batch with a target per image (a layer synthesis: one unit each) is read image by image
+    from one unbind per layer: values and input gradients equal, bit for bit, those of slicing
+    image by image, for units, neurons, weighted sums and class targets alike."""
     from convsight.capture import capture
-    from convsight.targets import _one_unit_each
 
     net = tiny_net()
+    cases = (["act3:1", "act3:0@1,2", "conv2:3", "act3:2"], ["act3:1", "2*act3:0"],
+             ["act3:1", "class:3"], ["act3:1 + act3:2", "act3:0"])
     for memory_format in (torch.contiguous_format, torch.channels_last):
-        x = torch.rand(4, 3, 16, 16).contiguous(memory_format=memory_format).requires_grad_(True)
-        specs = ["act3:1", "act3:0@1,2", "conv2:3", "act3:2"]
-        targets = [parse_target(s) for s in specs]
-        with capture(net, ["act3", "conv2"], detach=False) as acts:
-            net(x)
-        fast = _one_unit_each(targets, acts)
-        slow = torch.cat([t({k: v[i:i + 1] for k, v in acts.items()}, None)
-                          for i, t in enumerate(targets)])
-        assert torch.equal(fast, slow)
-        (g_fast,) = torch.autograd.grad(fast.sum(), [x], retain_graph=True)
-        (g_slow,) = torch.autograd.grad(slow.sum(), [x])
-        assert torch.equal(g_fast, g_slow)
-        values, _ = evaluate(net, x, specs)
-        assert torch.equal(values, slow)
-    for other in (["act3:1", "2*act3:0"], ["act3:1", "class:3"], ["act3:1 + act3:2", "act3:0"]):
-        assert _one_unit_each([parse_target(s) for s in other], {"act3": acts["act3"]}) is None
+        for specs in cases:
+            n = len(specs)
+            x = torch.rand(n, 3, 16, 16).contiguous(memory_format=memory_format)
+            x.requires_grad_(True)
+            targets = [parse_target(s) for s in specs]
+            with capture(net, ["act3", "conv2"], detach=False) as acts:
+                logits = net(x)
+            slow = torch.cat([t({k: v[i:i + 1] for k, v in acts.items()}, logits[i:i + 1])
+                              for i, t in enumerate(targets)])
+            (g_slow,) = torch.autograd.grad(slow.sum(), [x])
+            values, _ = evaluate(net, x, specs)
+            assert torch.equal(values, slow), specs
+            (g_fast,) = torch.autograd.grad(values.sum(), [x])
+            assert torch.equal(g_fast, g_slow), specs
     # maps of 56 x 56 in channels-last order: a mean over a batch of gathered maps rounds
-    # differently from each map's own mean (the fast path must not take that shortcut)
+    # differently from each map's own mean (the per-image path must not take that shortcut)
     torch.manual_seed(0)
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 24, 3, padding=1), torch.nn.ReLU()).eval()
     x = torch.rand(6, 3, 56, 56).contiguous(memory_format=torch.channels_last)
-    targets = [parse_target(f"1:{c}") for c in (1, 5, 0, 3, 23, 7)]
+    specs = [f"1:{c}" for c in (1, 5, 0, 3, 23, 7)]
     with capture(conv, ["1"], detach=False) as acts:
         conv(x)
-    slow = torch.cat([t({"1": acts["1"][i:i + 1]}, None) for i, t in enumerate(targets)])
-    assert torch.equal(_one_unit_each(targets, acts), slow)
+    slow = torch.cat([parse_target(s)({"1": acts["1"][i:i + 1]}, None)
+                      for i, s in enumerate(specs)])
+    assert torch.equal(evaluate(conv, x, specs)[0], slow)
 
 
 def test_range_errors():

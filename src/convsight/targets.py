@@ -276,32 +276,15 @@ def with_top_class(targets: Sequence[Target | None], logits: Any) -> list[Target
     return [Target.of(ClassScore(int(c))) if t is None else t for t, c in zip(targets, top)]
 
 
-def _one_unit_each(targets: Sequence[Target], acts: dict[str, torch.Tensor]
-                   ) -> torch.Tensor | None:
-    """Image i's value when every target is one unit (weight 1): the same reductions as image by
-    image (``Target.__call__``), so the same numbers, from one ``unbind`` per layer, whose
-    backward pass writes one gradient of the batch's size, not one per image (a layer synthesis:
-    24 images, 24 such gradients per step). None where it does not apply."""
-    units = []
-    for t in targets:
-        if len(t.terms) != 1 or t.terms[0][0] != 1.0 or not isinstance(t.terms[0][1], Unit):
-            return None
-        units.append(t.terms[0][1])
-    images = {}
-    for layer in dict.fromkeys(u.layer for u in units):
-        if layer not in acts or acts[layer].dim() < 2 or acts[layer].shape[0] != len(units):
-            return None
-        images[layer] = acts[layer].unbind(0)
-    values = []
-    for i, u in enumerate(units):
-        a = images[u.layer][i]
-        check_unit(u, tuple(a.shape))
-        a = a[None, u.channel]
-        if u.is_neuron:
-            values.append(a[:, u.y, u.x])
-        else:
-            values.append(a.flatten(1).mean(1) if a.dim() > 1 else a)
-    return torch.cat(values)
+def _per_image(v: torch.Tensor | None, n: int) -> list[torch.Tensor | None]:
+    """Image by image, as batches of one: views from one ``unbind``, whose backward pass writes
+    one gradient of the batch's size (slices would write one per image: a layer synthesis of 24
+    images, 24 such gradients per step). The same numbers as slicing ``v[i:i + 1]``."""
+    if v is None:
+        return [None] * n
+    if v.dim() and v.shape[0] == n:
+        return [row[None] for row in v.unbind(0)]
+    return [v[i:i + 1] for i in range(n)]
 
 
 def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
@@ -351,9 +334,8 @@ def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bo
     first = targets[0]
     if all(t is first or t == first for t in targets):  # one target for the whole batch
         return first(acts, output), output
-    units = _one_unit_each(targets, acts)
-    if units is not None:
-        return units, output
-    values = [t({k: v[i:i + 1] for k, v in acts.items()},
-                output[i:i + 1] if output is not None else None) for i, t in enumerate(targets)]
+    n = len(targets)
+    rows = {k: _per_image(v, n) for k, v in acts.items()}
+    outputs = _per_image(output, n)
+    values = [t({k: r[i] for k, r in rows.items()}, outputs[i]) for i, t in enumerate(targets)]
     return torch.cat(values), output
