@@ -10,13 +10,13 @@ receptive field (local by default, see ``receptive_field(..., context=)``) that 
 >>> boxes = effective_boxes(net, "blocks.5", x, [(12, 3, 4)], q=0.5)   # x: (1, C, H, W)
 >>> top, left, bottom, right = boxes[0]        # inside receptive_field(net, "blocks.5").box(3, 4)
 
-This module holds the definition (``smallest_box``, ``gradient_mass``); ``effective_boxes`` and the
+This module holds the definition (``smallest_box``, ``gradient_mass`` / ``gradient_masses``); ``effective_boxes`` and the
 cheap way to compute many hits' boxes are in ``effective_many``.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -113,13 +113,23 @@ def gradient_mass(model: Network | nn.Module, layer: str, x: torch.Tensor,
     if x.dim() != 4 or len(units) != x.shape[0]:
         raise ReceptiveFieldError(f"need a batch (N, C, H, W) and one unit per image, got shape "
                                   f"{tuple(x.shape)} and {len(units)} units")
+    (mass,) = gradient_masses(net, layer, x, [list(enumerate(units))])
+    return mass
+
+
+def gradient_masses(net: Network, layer: str, x: torch.Tensor, rounds: list[list]
+                    ) -> Iterator[torch.Tensor]:
+    """``gradient_mass`` once per round from one forward pass (to the layer, in ``x``'s memory
+    layout): a round is a list of (row of ``x``, (channel, y, x)), at most one unit per row; the
+    graph is kept between rounds."""
     outputs = LayerOutputs([layer], lambda out: out, stop=True)
     xin = x.detach().to(net.device).requires_grad_(True)
     with eval_mode(net.module), torch.enable_grad(), forward_hooks(net.module, outputs.hooks()):
         run_until_stopped(net.module, xin)
         out = outputs.found[layer]
-        index = torch.arange(len(units), device=out.device)
-        c, y, xx = (torch.tensor([u[i] for u in units], device=out.device) for i in range(3))
-        picked = out[index, c, y, xx] if out.dim() == 4 else out[index, c]
-        (grad,) = torch.autograd.grad(picked.sum(), xin)
-    return grad.detach().abs().sum(1).cpu()
+    for r, units in enumerate(rounds):
+        rows, c, y, xx = (torch.tensor(v, device=out.device) for v in
+                          zip(*[(n, *u) for n, u in units]))
+        picked = out[rows, c, y, xx] if out.dim() == 4 else out[rows, c]
+        (grad,) = torch.autograd.grad(picked.sum(), xin, retain_graph=r < len(rounds) - 1)
+        yield grad.detach().abs().sum(1).cpu()

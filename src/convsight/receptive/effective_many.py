@@ -30,11 +30,9 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..capture import eval_mode
 from ..errors import ReceptiveFieldError
-from ..hooks import LayerOutputs, forward_hooks, run_until_stopped
 from ..models import Network, as_network
-from .effective import DEFAULT_Q, Box, check_q, smallest_box
+from .effective import DEFAULT_Q, Box, check_q, gradient_masses, smallest_box
 from .field import ReceptiveField
 
 Hit = tuple[int, int, int, int]  # image id, channel, y, x
@@ -174,7 +172,7 @@ def _crop_pass(net: Network, layer: str, hits: Sequence[Hit], group: list,
     units = [(hits[i][1], hits[i][2] - r0 // stride[0], hits[i][3] - c0 // stride[1])
              for i, _, (r0, c0) in group]
     rows = list(range(len(group)))
-    (mass,) = _masses(net, layer, x, [list(zip(rows, units))])
+    (mass,) = gradient_masses(net, layer, net.layout(x), [list(zip(rows, units))])
     return [(i, mass[n], origin) for n, (i, _, origin) in enumerate(group)]
 
 
@@ -197,23 +195,6 @@ def _shared_masses(net: Network, layer: str, image: Callable[[int], torch.Tensor
                         pending[k] = t[r:]
                 break
             rounds.append([(n, t[r]) for n, t in enumerate(todo) if r < len(t)])
-        for r, mass in enumerate(_masses(net, layer, x, [[(n, hits[i][1:]) for n, i in rnd]
-                                                          for rnd in rounds])):
+        for r, mass in enumerate(gradient_masses(
+                net, layer, net.layout(x), [[(n, hits[i][1:]) for n, i in rnd] for rnd in rounds])):
             yield [(i, mass[n], (0, 0)) for n, i in rounds[r]]
-
-
-def _masses(net: Network, layer: str, x: torch.Tensor, rounds: list[list]
-            ) -> Iterator[torch.Tensor]:
-    """|d unit / d input| summed over colour channels, (N, H, W), once per round: a round is a list
-    of (row of ``x``, (channel, y, x)), at most one unit per row. One forward pass, to the layer."""
-    outputs = LayerOutputs([layer], lambda out: out, stop=True)
-    xin = net.layout(x.detach().to(net.device)).requires_grad_(True)
-    with eval_mode(net.module), torch.enable_grad(), forward_hooks(net.module, outputs.hooks()):
-        run_until_stopped(net.module, xin)
-        out = outputs.found[layer]
-    for r, units in enumerate(rounds):
-        rows, c, y, xx = (torch.tensor(v, device=out.device) for v in
-                          zip(*[(n, *u) for n, u in units]))
-        picked = out[rows, c, y, xx] if out.dim() == 4 else out[rows, c]
-        (grad,) = torch.autograd.grad(picked.sum(), xin, retain_graph=r < len(rounds) - 1)
-        yield grad.detach().abs().sum(1).cpu()
