@@ -22,7 +22,7 @@ import torch
 from ..attribute.registry import DEFAULT_REFERENCE, method_info
 from ..models import Network
 from ..targets import Target
-from .faithfulness import Faithfulness, faithfulness_runs
+from .faithfulness import KINDS, Faithfulness, faithfulness_runs
 
 
 def map_kind(method: str) -> str:
@@ -47,6 +47,16 @@ def random_draws(net: Network, x: torch.Tensor, method: str,
     return [random_maps(net, x, method, options or {}, gen) for _ in range(maps)]
 
 
+def curves_by_kind(net: Network, x: torch.Tensor, maps: list[torch.Tensor], targets: list[Target],
+                   steps: int, batch_size: int | None = None, region: Any = None,
+                   progress: Any = False) -> dict[str, list[Faithfulness]]:
+    """Deletion and insertion curves of every map of ``maps``, in order, per kind: all of them
+    in shared forward passes (``faithfulness_runs``)."""
+    done = faithfulness_runs(net, x, [(k, m) for k in KINDS for m in maps], targets, steps,
+                             batch_size=batch_size, region=region, progress=progress)
+    return {k: done[j * len(maps):(j + 1) * len(maps)] for j, k in enumerate(KINDS)}
+
+
 def reference_of(runs: Mapping[str, list[Faithfulness]]) -> dict[str, torch.Tensor]:
     """``random_reference``'s dict from the random maps' curves per kind."""
     out = {}
@@ -64,7 +74,4 @@ def random_reference(net: Network, x: torch.Tensor, targets: list[Target], steps
     AUC (N,) under ``"deletion"`` and ``"insertion"``, the mean curve (N, steps + 1) under
     ``"deletion_curve"`` and ``"insertion_curve"``. ``region``: as for ``faithfulness``."""
     draws = random_draws(net, x, method, options, maps, seed)
-    kinds = ("deletion", "insertion")
-    done = faithfulness_runs(net, x, [(k, d) for k in kinds for d in draws], targets, steps,
-                             batch_size=batch_size, region=region)
-    return reference_of({k: done[j * maps:(j + 1) * maps] for j, k in enumerate(kinds)})
+    return reference_of(curves_by_kind(net, x, draws, targets, steps, batch_size, region))

@@ -30,14 +30,13 @@ from typing import Any, Mapping
 import torch
 
 from ..attribute import attribute, image_batch
+from ..attribute.registry import DEFAULT_TRUST, method_info
 from ..models import as_network
 from ..progress import ProgressArg
-from ..targets import Target
-from .faithfulness import DEFAULT_STEPS, Faithfulness, faithfulness_runs
+from ..targets import Target, fixed_targets
+from .faithfulness import DEFAULT_STEPS, Faithfulness
 from .randomize import parameterised_layers, randomized_copy
-from .reference import random_draws, reference_of
-from ..attribute.registry import DEFAULT_TRUST, method_info
-from ..targets import fixed_targets
+from .reference import curves_by_kind, random_draws, reference_of
 from .sanity import check_methods, method_options
 from .scope import map_correlation, neuron_boxes, top_step
 
@@ -155,10 +154,7 @@ def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: st
     maps = [ranking_map(method, attr)]
     if reference is None:
         maps += random_draws(net, x, method, opts, seed=seed)
-    kinds = ("deletion", "insertion")
-    done = faithfulness_runs(net, x, [(k, m) for k in kinds for m in maps], targets, steps,
-                             batch_size=batch_size, region=region, progress=progress)
-    per_kind = {k: done[j * len(maps):(j + 1) * len(maps)] for j, k in enumerate(kinds)}
+    per_kind = curves_by_kind(net, x, maps, targets, steps, batch_size, region, progress)
     curves = {k: runs[0] for k, runs in per_kind.items()}
     if reference is None:
         reference = reference_of({k: runs[1:] for k, runs in per_kind.items()})
