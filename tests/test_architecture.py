@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "convsight"
 # Floors, ground first: a room may import rooms on its own floor or below (docs/architecture.md).
 FLOORS = [
     {"errors", "hooks", "progress", "cpu", "devices", "efficientnet_lite", "activations", "state_dicts",
+     "folding",
      "timm_models", "files"},
     {"models", "images", "pictures"},
     {"units"},

