@@ -40,8 +40,9 @@ def test_folded_copy_computes_what_the_model_computes(affine):
     net = _conv_bn(affine=affine)
     before = snapshot(net)
     folded, names = folded_copy(net)
-    assert names == ["0", "3"] and foldable_names(net) == {"0", "3"}
+    assert names == ["0", "3"] and foldable_names(net) == {"0", "1", "3", "4"}
     assert type(folded[1]) is nn.Identity and type(folded[4]) is nn.Identity
+    assert folded[2].inplace and not net[2].inplace  # the ReLU overwrites the folded output
     x = torch.randn(5, 3, 12, 12)
     torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
     assert all(not p.requires_grad for p in folded.parameters())
@@ -56,6 +57,49 @@ def test_a_kept_convolution_is_not_folded():
     with capture(net, ["0"]) as mine, capture(folded, ["0"]) as theirs:
         net(x), folded(x)
     torch.testing.assert_close(theirs["0"], mine["0"])
+
+
+def test_a_kept_normalisation_keeps_its_output_intact():
+    net = _conv_bn()
+    folded, names = folded_copy(net, keep=["1"])
+    assert names == ["0", "3"] and not folded[2].inplace  # folded, but the ReLU writes anew
+    x = torch.randn(2, 3, 8, 8)
+    with capture(net, ["1"]) as mine, capture(folded, ["1"]) as theirs:
+        net(x), folded(x)
+    torch.testing.assert_close(theirs["1"], mine["1"], rtol=1e-5, atol=1e-5)
+
+
+class _ReadsBeforeActivation(nn.Module):
+    """The normalisation's output is read again after the activation (``twice``: its value is
+    used; else a sine keeps it for its gradient): an in-place activation would break it."""
+
+    def __init__(self, twice: bool) -> None:
+        super().__init__()
+        self.twice = twice
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()
+        self.bn.running_mean.fill_(0.5)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        if self.twice:
+            return (self.act(y) + y).mean((2, 3))
+        s = y.sin()
+        return (s + self.act(y)).mean((2, 3))
+
+
+@pytest.mark.parametrize("twice", [True, False])
+def test_fast_folds_without_in_place_where_the_probe_objects(twice):
+    net = convsight.Network(_ReadsBeforeActivation(twice).eval(), input_size=(10, 10),
+                            fold_batchnorm=True)
+    assert folded_copy(net.module)[0].act.inplace  # what the probe forward and backward refuse
+    with torch.no_grad():  # as convsight's forward-only passes ask for it
+        fast = net.fast()
+    assert fast is not net and isinstance(fast.module.bn, nn.Identity)
+    assert not fast.module.act.inplace
+    x = torch.randn(2, 3, 10, 10, requires_grad=True)
+    (g_fast,) = torch.autograd.grad(fast(x).sum(), x)
+    (g_mine,) = torch.autograd.grad(net(x).sum(), x)
+    torch.testing.assert_close(g_fast, g_mine, rtol=1e-5, atol=1e-6)
 
 
 class _NormAct(nn.BatchNorm2d):
@@ -96,7 +140,7 @@ class _ReadsBeforeNorm(nn.Module):
 def test_fast_refuses_a_fold_that_changes_the_output():
     module = _ReadsBeforeNorm().eval()
     net = convsight.Network(module, input_size=(16, 16), fold_batchnorm=True)
-    assert foldable_names(module) == {"conv"}  # looks foldable from its children ...
+    assert foldable_names(module) == {"conv", "bn"}  # looks foldable from its children ...
     assert net.fast() is net  # ... but the probe sees the difference
 
 
@@ -135,7 +179,8 @@ def test_networks_with_copies_pickle_and_copy():
 def test_default_model_fast_passes_equal_its_own(lite0, photos):
     x = torch.cat([lite0.preprocess(photos[k]) for k in sorted(photos)[:2]])
     before = snapshot(lite0.module)
-    assert lite0.fold_batchnorm and lite0.fast() is not lite0
+    with torch.inference_mode():
+        assert lite0.fold_batchnorm and lite0.fast() is not lite0
     targets = [Target.class_score(3), Target.unit("blocks.5", 7)]
     for target in targets:
         xs = x.clone().requires_grad_(True)
@@ -154,19 +199,23 @@ def test_default_model_fast_passes_equal_its_own(lite0, photos):
     assert_same(before, snapshot(lite0.module))
 
 
+@pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("size,kernel,stride", [(12, 3, 1), (12, 3, 2), (13, 5, 2), (9, 4, 1)])
-def test_same_padding_paths_equal_explicit_padding(layout, size, kernel, stride):
-    """Even padding inside the convolution and channels-last padding compute what F.pad does."""
+@pytest.mark.parametrize("size,kernel,stride", [(12, 3, 1), (12, 3, 2), (13, 5, 2), (9, 4, 1),
+                                                (10, 4, 2)])
+def test_same_padding_paths_equal_explicit_padding(layout, size, kernel, stride, groups):
+    """Even padding inside the convolution, channels-last padding and the zero tap of uneven
+    depthwise padding compute what F.pad does."""
     torch.manual_seed(2)
-    conv = SameConv2d(4, 6, kernel, stride=stride)
+    conv = SameConv2d(4, 4 * (groups > 1) or 6, kernel, stride=stride, groups=groups)
     x = torch.randn(2, 4, size, size + 1).contiguous(memory_format=layout).requires_grad_(True)
     out = conv(x)
     (grad,) = torch.autograd.grad(out.square().sum(), x)
     pads = [max((-(-n // stride) - 1) * stride + kernel - n, 0) for n in x.shape[-2:]]
     ref_x = x.detach().clone().requires_grad_(True)
     ref = F.conv2d(F.pad(ref_x, (pads[1] // 2, pads[1] - pads[1] // 2,
-                                 pads[0] // 2, pads[0] - pads[0] // 2)), conv.weight, None, stride)
+                                 pads[0] // 2, pads[0] - pads[0] // 2)), conv.weight, None, stride,
+                   groups=groups)
     (ref_grad,) = torch.autograd.grad(ref.square().sum(), ref_x)
     # to float32 rounding: the convolution's own backward may sum in another order
     torch.testing.assert_close(out, ref)

@@ -181,7 +181,6 @@ def faithfulness_runs(model: Any, images: torch.Tensor, runs: list[tuple[str, An
         _check(kind, steps, batch_size)
     x, _ = image_batch(images, net, "faithfulness")
     x = x.detach().to(net.device)
-    scores = [pixel_scores(a, x) for _, a in runs]
     n, _, h, w = x.shape
     ends = {}  # kind -> (the image before any change, the image after every change)
     for kind in dict.fromkeys(k for k, _ in runs):
@@ -192,16 +191,28 @@ def faithfulness_runs(model: Any, images: torch.Tensor, runs: list[tuple[str, An
     inside = region_masks(region, n, h, w)
     pixels = [h * w] * n if inside is None else [int(v) for v in inside.sum(1)]
     inside = None if inside is None else inside.to(x.device)
-    ranks = [_ranks(sc, inside) for sc in scores]
+    ranked = {}  # the runs of one map (its deletion and insertion) rank its pixels once
+    for _, a in runs:
+        if id(a) not in ranked:
+            ranked[id(a)] = _ranks(pixel_scores(a, x), inside)
+    ranks = [ranked[id(a)] for _, a in runs]
     counts = torch.stack([_counts(p, steps) for p in pixels]).to(x.device)  # (N, steps + 1)
-    # one forward pass per distinct image: endpoints are shared by the runs of a kind
-    key = {(r, i, k): (kind, i, k) if k in (0, steps) else (r, i, k)
+    # one forward pass per distinct image: a point that changes no pixel or every pixel is the
+    # intact image (measured above) or its kind's filled image, the same in every run
+    def image_of(kind: str, i: int, k: int) -> tuple | None:
+        changed = int(counts[i, k])
+        if changed not in (0, pixels[i]):
+            return None
+        return ("intact", i) if (changed == 0) == (kind == "deletion") else ("filled", kind, i)
+
+    key = {(r, i, k): image_of(kind, i, k) or (r, i, k)
            for r, (kind, _) in enumerate(runs) for i in range(n) for k in range(steps + 1)}
-    unique = list(dict.fromkeys(key.values()))
+    values = {("intact", i): intact[i].float() for i in range(n)}
     first = {}
     for (r, i, k), u in key.items():
-        first.setdefault(u, (r, i, k))
-    values = {}
+        if u not in values:
+            first.setdefault(u, (r, i, k))
+    unique = list(first)
     with torch.no_grad(), progress_bar(len(unique), runs[0][0], "point", progress) as report:
         for start in range(0, len(unique), batch_size):
             chunk = [first[u] for u in unique[start:start + batch_size]]
