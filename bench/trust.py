@@ -27,6 +27,7 @@ process would get that too. Both sides print wall, user and system seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -46,9 +47,9 @@ _PEER_STATE: dict = {}
 
 
 def _network(size: int):
-    lite0 = convsight.load_model()
-    return convsight.Network(lite0.module, mean=lite0.mean, std=lite0.std,
-                             input_size=(size, size), class_names=lite0.class_names)
+    """The default model as ``load_model`` gives it (channels-last batches, BatchNorm folded for
+    convsight's own passes), at ``size`` px."""
+    return dataclasses.replace(convsight.load_model(), input_size=(size, size))
 
 
 def captum_occlusion(size: int, window: int, stride: int, batch: int | None, target: int,

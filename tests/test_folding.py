@@ -181,6 +181,9 @@ def test_default_model_fast_passes_equal_its_own(lite0, photos):
     before = snapshot(lite0.module)
     with torch.inference_mode():
         assert lite0.fold_batchnorm and lite0.fast() is not lite0
+    # the zero kernel tap only in the copy: a trace of the model itself sees the real kernels
+    assert any(getattr(m, "zero_tap", False) for m in lite0.fast().module.modules())
+    assert not any(getattr(m, "zero_tap", False) for m in lite0.module.modules())
     targets = [Target.class_score(3), Target.unit("blocks.5", 7)]
     for target in targets:
         xs = x.clone().requires_grad_(True)
@@ -208,6 +211,7 @@ def test_same_padding_paths_equal_explicit_padding(layout, size, kernel, stride,
     depthwise padding compute what F.pad does."""
     torch.manual_seed(2)
     conv = SameConv2d(4, 4 * (groups > 1) or 6, kernel, stride=stride, groups=groups)
+    conv.convsight_fast()  # as in a folded copy: the zero tap where depthwise padding is uneven
     x = torch.randn(2, 4, size, size + 1).contiguous(memory_format=layout).requires_grad_(True)
     out = conv(x)
     (grad,) = torch.autograd.grad(out.square().sum(), x)

@@ -39,6 +39,8 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 class SameConv2d(nn.Conv2d):
     """``nn.Conv2d`` that pads like TensorFlow's "same" for whatever input size it gets."""
 
+    zero_tap = False  # see ``convsight_fast``
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = False) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
@@ -50,7 +52,7 @@ class SameConv2d(nn.Conv2d):
         if top == bottom and left == right:  # the convolution pads evenly itself: one pass less
             return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation,
                             self.groups)
-        if self.groups > 1 and self.dilation == (1, 1):
+        if self.zero_tap and self.groups > 1 and self.dilation == (1, 1):
             # one more pad after than before: a zero tap in front of the kernel, padded evenly by
             # the larger amount, reads the same pixels. Depthwise convolutions run 2-6x faster so
             # than on a padded copy (the dense stem does not: it keeps the copy)
@@ -64,6 +66,13 @@ class SameConv2d(nn.Conv2d):
         else:
             x = F.pad(x, (left, right, top, bottom))
         return super().forward(x)
+
+
+    def convsight_fast(self) -> None:
+        """Called on convsight's folded copies (``convsight.folding``): pad unevenly with a zero
+        tap. Not on the model itself: a receptive-field trace would read the zero tap as a larger
+        kernel, and the field as larger than it is."""
+        self.zero_tap = True
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

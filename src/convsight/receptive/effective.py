@@ -124,8 +124,9 @@ def gradient_masses(net: Network, layer: str, x: torch.Tensor, rounds: list[list
     graph is kept between rounds."""
     outputs = LayerOutputs([layer], lambda out: out, stop=True)
     xin = x.detach().to(net.device).requires_grad_(True)
-    with eval_mode(net.module), torch.enable_grad(), forward_hooks(net.module, outputs.hooks()):
-        run_until_stopped(net.module, xin)
+    module = net.fast([layer]).module  # BatchNorm folded where the model allows: same gradient
+    with eval_mode(module), torch.enable_grad(), forward_hooks(module, outputs.hooks()):
+        run_until_stopped(module, xin)
         out = outputs.found[layer]
     for r, units in enumerate(rounds):
         rows, c, y, xx = (torch.tensor(v, device=out.device) for v in
