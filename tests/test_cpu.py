@@ -119,9 +119,9 @@ from convsight import cpu
 print(cpu.keep_freed_memory(), file=sys.stderr)
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
                           torch.nn.Conv2d(64, 64, 3, padding=1))
-x = torch.randn(8, 3, 112, 112)
+x = torch.randn(8, 3, 160, 160)  # 52 MB activations: above glibc's largest dynamic threshold
 with torch.no_grad():
-    for _ in range(2):  # the heap reaches its working size
+    for _ in range(4):  # the heap reaches its working size
         net(x)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
@@ -140,13 +140,15 @@ def _page_faults(keep: str) -> tuple[int, str]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
-    """Three passes over 25 MB activations: with glibc's defaults every pass maps them afresh
-    (tens of thousands of page faults); kept for reuse, almost none."""
+    """Three passes over 52 MB activations: with glibc's defaults every pass maps them afresh
+    (tens of thousands of page faults; below 32 MB glibc's own threshold may rise and keep them,
+    or not, from run to run); kept for reuse, almost none (18 runs: 0 faults, once one buffer's
+    12,800 against 230,418)."""
     kept, said = _page_faults("1")
     default, said_default = _page_faults("0")
     assert said == "True" and said_default == "False"
     assert default > 10_000, default
-    assert kept < default / 20, (kept, default)
+    assert kept < default / 8, (kept, default)  # 0, now and then one buffer (the heap grows)
 
 
 def test_omp_num_threads_fixes_auto_and_the_default(monkeypatch):
