@@ -144,6 +144,17 @@ def test_fast_refuses_a_fold_that_changes_the_output():
     assert net.fast() is net  # ... but the probe sees the difference
 
 
+def test_a_model_of_one_input_size_is_probed_at_that_size():
+    torch.manual_seed(3)
+    module = nn.Sequential(nn.Conv2d(3, 2, 3, stride=8), nn.BatchNorm2d(2), nn.ReLU(),
+                           nn.Flatten(), nn.Linear(2 * 10 * 10, 4)).eval()  # 80 px only
+    net = convsight.Network(module, input_size=(80, 80), fold_batchnorm=True)
+    fast = net.fast()  # the small probe cannot run; the full-size one can
+    assert fast is not net and isinstance(fast.module[1], nn.Identity)
+    x = torch.randn(2, 3, 80, 80)
+    torch.testing.assert_close(fast(x), net(x), rtol=1e-5, atol=1e-5)
+
+
 def test_fast_needs_the_declaration_and_eval_mode():
     net = convsight.Network(_conv_bn(), input_size=(12, 12))
     assert net.fast() is net  # not declared
