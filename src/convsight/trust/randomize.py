@@ -62,12 +62,14 @@ def parameterised_layers(net: Network, x: torch.Tensor) -> list[str]:
     return seen
 
 
-def layers_feeding(net: Network, x: torch.Tensor, reads: Sequence[str]) -> list[str]:
+def layers_feeding(net: Network, x: torch.Tensor, reads: Sequence[str],
+                   layers: Sequence[str] | None = None) -> list[str]:
     """The parameterised layers that run before the layers ``reads`` return their outputs (in a
     forward pass of ``x[:1]``), in the order they finish: the only layers a target that reads
     those outputs (a channel or a neuron, not the class scores) depends on. Layers that run
-    after the last of them cannot change it, so randomising them tells nothing."""
-    owners = set(parameterised_layers(net, x))
+    after the last of them cannot change it, so randomising them tells nothing. ``layers``:
+    ``parameterised_layers(net, x)`` when the caller has it already."""
+    owners = set(parameterised_layers(net, x) if layers is None else layers)
     wanted = set(reads)
     finished: list[str] = []
 
@@ -98,14 +100,15 @@ def _group_name(name: str, group: Group) -> str:
     return name
 
 
-def randomization_steps(model: Any, x: torch.Tensor, group: Group = "layer"
-                        ) -> list[tuple[str, list[str]]]:
+def randomization_steps(model: Any, x: torch.Tensor, group: Group = "layer",
+                        layers: Sequence[str] | None = None) -> list[tuple[str, list[str]]]:
     """``[(step name, [layer, ...]), ...]`` from the output down (the order of cascading
-    randomisation): the step whose layers run last comes first."""
+    randomisation): the step whose layers run last comes first. ``layers``:
+    ``parameterised_layers(model, x)`` when the caller has it already (one probe pass less)."""
     if not callable(group) and group not in GROUPS:
         raise ConvsightError(f"unknown layer grouping {group!r}: valid groupings are "
                              f"{', '.join(GROUPS)} or a function from layer name to step name")
-    layers = parameterised_layers(as_network(model), x)
+    layers = parameterised_layers(as_network(model), x) if layers is None else list(layers)
     steps: dict[str, list[str]] = {}
     for name in layers:
         steps.setdefault(_group_name(name, group), []).append(name)

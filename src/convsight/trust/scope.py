@@ -26,14 +26,16 @@ from .randomize import layers_feeding, randomization_steps
 from .similarity import absolute_map, spearman
 
 
-def top_step(net: Any, x: torch.Tensor, targets: Sequence[Target]) -> tuple[str, list[str]]:
+def top_step(net: Any, x: torch.Tensor, targets: Sequence[Target],
+             layers: Sequence[str] | None = None) -> tuple[str, list[str]]:
     """The top layer to randomise for these targets, as ``(name, [layer, ...])``: the model's
     last parameterised layer for targets that read the class scores; for units, the layer they
     read with every parameterised layer inside it (the first step of Adebayo et al.'s cascade by
     blocks: a lone batch norm at the end of a block would only rescale the unit's channel and
     leave the map's ranks as they were); for a unit of a layer without parameters (an
-    activation), the last parameterised layer that runs before it."""
-    steps = randomization_steps(net, x, "layer")
+    activation), the last parameterised layer that runs before it. ``layers``:
+    ``parameterised_layers(net, x)`` when the caller has it already."""
+    steps = randomization_steps(net, x, "layer", layers)
     if any(t.reads_output for t in targets):
         return steps[0]
     reads = list(dict.fromkeys(name for t in targets for name in t.layers))
@@ -41,7 +43,7 @@ def top_step(net: Any, x: torch.Tensor, targets: Sequence[Target]) -> tuple[str,
            if any(m == r or m.startswith(r + ".") for r in reads)]
     if own:
         return ", ".join(reads), own
-    below = set(layers_feeding(net, x, reads))
+    below = set(layers_feeding(net, x, reads, layers))
     for name, members in steps:
         if set(members) <= below:
             return name, members

@@ -158,9 +158,10 @@ def trust_score(model: Any, images: torch.Tensor, target: Any = None, method: st
     curves = {k: runs[0] for k, runs in per_kind.items()}
     if reference is None:
         reference = reference_of({k: runs[1:] for k, runs in per_kind.items()})
-    top_name, top_members = top_step(net, x, targets)
+    every = parameterised_layers(net, x)
+    top_name, top_members = top_step(net, x, targets, every)
     correlations = []
-    for layers in (top_members, parameterised_layers(net, x)):
+    for layers in (top_members, every):
         other = randomized_copy(net, x, layers, seed=seed)
         correlations.append(map_correlation(
             attr, attribute(other, x, targets, method=method, **opts), boxes))
