@@ -89,6 +89,13 @@ def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False)
                  out / "maximize_presets.png")
         plain = (_plain_note(html.escape(net.class_name(classes[0])), cmp_probs[0]) +
                  '<img src="maximize_presets.png" alt="plain ascent beside the default preset">')
+    short = [f"{html.escape(net.class_name(c))} (p={p:.2f})" for c, p in zip(classes, probs)
+             if p < 0.5]
+    stalled = "" if not short else (
+        f"<p class='note'>In these {steps} steps the ascent did not get there for "
+        f"{', '.join(short)}: from noise, a short run sometimes stalls on one class of a batch; "
+        "more steps or another seed get it there (<code>convsight maximize --steps 256</code>)."
+        "</p>")
     seconds = time.time() - start
     return (
         "<h2>What a class wants: activation maximisation</h2>"
@@ -98,7 +105,7 @@ def section(net: Network, out: Path, quick: bool, progress: ProgressArg = False)
         f"rotation every step, Olah et al. 2017). All {len(classes)} were optimised together in "
         "one batch; p is the softmax probability the network gives the finished image.</p>"
         '<img src="maximize_classes.png" alt="class visualisations">'
-        + plain +
+        + stalled + plain +
         f"<p class='note'>To fit the demo's time budget these use {steps} steps at {size} px, "
         "fed to the network at that size, instead of the presets' 500-1000 steps (the default "
         "preset enlarges its 128 px images to the network's input size), so they are rougher "
