@@ -179,6 +179,19 @@ def test_fast_follows_the_weights():
     torch.testing.assert_close(again(x), net(x), rtol=1e-5, atol=1e-5)
 
 
+def test_copies_are_kept_for_the_layers_used_last():
+    from convsight.folding import MAX_COPIES
+
+    net = convsight.Network(_conv_bn(), input_size=(12, 12), fold_batchnorm=True)
+    spare = [[], ["0"], ["1"], ["3"], ["4"], ["0", "3"]][:MAX_COPIES + 2]
+    first = net.fast(spare[0])
+    for keep in spare[1:]:
+        net.fast(keep)
+    assert len(net._folded._copies) == MAX_COPIES
+    assert net.fast(spare[-1]).module is net.fast(spare[-1]).module  # kept
+    assert net.fast(spare[0]).module is not first.module  # the oldest was dropped, made again
+
+
 def test_networks_with_copies_pickle_and_copy():
     net = convsight.Network(_conv_bn(), input_size=(12, 12), fold_batchnorm=True)
     net.fast()

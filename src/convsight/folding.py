@@ -55,6 +55,7 @@ class _AfterNorm(nn.Module):
 
 
 PROBE_SIDE = 64  # px: the probe's side where the model takes inputs of that size
+MAX_COPIES = 4  # folded copies kept per model (one per set of kept layers, the latest used)
 
 # activations whose in-place form autograd differentiates from their output alone
 IN_PLACE = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
@@ -174,8 +175,9 @@ def _agrees(module: nn.Module, folded: nn.Module, probe: torch.Tensor) -> bool |
 
 
 class FoldedCopies:
-    """The folded copies of one model (one per ``keep``), checked on a probe input when made and
-    dropped when the model's weights change (``weights_state``). Safe across threads."""
+    """The folded copies of one model (one per ``keep``, the ``MAX_COPIES`` used last), checked
+    on a probe input when made and dropped when the model's weights change (``weights_state``).
+    Safe across threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -199,10 +201,15 @@ class FoldedCopies:
                 self._state, self._copies = state, {}
                 self._names = foldable_names(module)
             spared = frozenset(keep) & self._names
-            if spared not in self._copies:
+            if spared in self._copies:
+                made = self._copies.pop(spared)  # to the end: the most recently used
+            else:
                 with torch.inference_mode(False):  # a copy that gradients can go through
-                    self._copies[spared] = self._make(module, spared, probe_shape)
-            return self._copies[spared]
+                    made = self._make(module, spared, probe_shape)
+            self._copies[spared] = made
+            while len(self._copies) > MAX_COPIES:  # each holds a copy of the weights
+                del self._copies[next(iter(self._copies))]
+            return made
 
     @staticmethod
     def _make(module: nn.Module, keep: frozenset, probe_shape: tuple[int, ...]) -> nn.Module | None:
