@@ -5,6 +5,7 @@ library's default, so that results repeat bit for bit) is kept."""
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -123,32 +124,35 @@ x = torch.randn(8, 3, 160, 160)  # 52 MB activations: above glibc's largest dyna
 with torch.no_grad():
     for _ in range(4):  # the heap reaches its working size
         net(x)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(3):
+    per_pass = []
+    for _ in range(5):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         net(x)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        per_pass.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(*per_pass)
 """
 
 
-def _page_faults(keep: str) -> tuple[int, str]:
+def _page_faults(keep: str) -> tuple[float, str]:
+    """(the median page faults of a pass, of 5, whether the setting said it is in force)."""
     env = {**os.environ, "CONVSIGHT_KEEP_MEMORY": keep, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    return int(done.stdout.split()[-1]), done.stderr.strip()
+    return statistics.median(int(v) for v in done.stdout.split()), done.stderr.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
-    """Three passes over 52 MB activations: with glibc's defaults every pass maps them afresh
-    (tens of thousands of page faults; below 32 MB glibc's own threshold may rise and keep them,
-    or not, from run to run); kept for reuse, almost none (18 runs: 0 faults, once one buffer's
-    12,800 against 230,418)."""
+    """Passes over 52 MB activations: with glibc's defaults every pass maps them afresh (tens of
+    thousands of page faults; below 32 MB glibc's own threshold may rise and keep them, or not,
+    from run to run); kept for reuse, almost none. The median pass is compared: now and then one
+    pass of a kept run faults one buffer in (12,800 faults) where the heap still grows."""
     kept, said = _page_faults("1")
     default, said_default = _page_faults("0")
     assert said == "True" and said_default == "False"
     assert default > 10_000, default
-    assert kept < default / 8, (kept, default)  # 0, now and then one buffer (the heap grows)
+    assert kept < default / 20, (kept, default)
 
 
 def test_omp_num_threads_fixes_auto_and_the_default(monkeypatch):
