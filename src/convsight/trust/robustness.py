@@ -89,8 +89,8 @@ def max_sensitivity(net: Any, x: torch.Tensor, attr: torch.Tensor, targets: Sequ
     for chunk in _copies(n, samples, batch_size):
         idx = torch.tensor([i for _, i in chunk], device=x.device)
         d = torch.stack([draws(s)[i] for s, i in chunk]).to(x.device, x.dtype)
-        maps = attribute(explainer(net, method), x[idx] + d, [targets[i] for _, i in chunk], method=method,
-                         **options)
+        maps = attribute(explainer(net, method), x[idx] + d, [targets[i] for _, i in chunk],
+                         method=method, **options)
         if maps.shape[1:] != base.shape[1:]:
             raise ConvsightError(f"attributions of shape {tuple(attr.shape)} are not what method "
                                  f"{method} gives ({tuple(maps.shape[1:])} per image): pass the "
